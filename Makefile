@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# .venv      : Airflow 3.x line + dev tools (default)
+# .venv-af2  : Airflow 2.10 line, for the Airflow tests on both lines
+PYTHON ?= python3
+VENV := .venv
+VENV_AF2 := .venv-af2
+UV = $(VENV)/bin/uv
+
+.PHONY: venv venv-af2 demo test test-core test-af3 test-af2 bench lint clean
+
+venv: $(VENV)/.ready
+venv-af2: $(VENV_AF2)/.ready
+
+$(VENV)/.ready: pyproject.toml requirements/airflow3.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(VENV)/bin/python -m pip install -q uv
+	$(UV) pip install -q -p $(VENV)/bin/python -r requirements/airflow3.txt -e '.[dev]'
+	touch $@
+
+$(VENV_AF2)/.ready: pyproject.toml requirements/airflow2.txt $(VENV)/.ready
+	test -x $(VENV_AF2)/bin/python || $(UV) venv -q -p $(PYTHON) $(VENV_AF2)
+	$(UV) pip install -q -p $(VENV_AF2)/bin/python -r requirements/airflow2.txt -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(VENV)/bin/python -m handoff_provider.demo
+
+test: test-af3 test-af2
+
+# Core + AWS + Airflow 3 tests in .venv
+test-af3: venv
+	$(VENV)/bin/python -m pytest -q
+
+# Airflow tests again on the Airflow 2.10 line
+test-af2: venv-af2
+	$(VENV_AF2)/bin/python -m pytest -q -m airflow
+
+bench: venv
+	for script in bench/*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
+
+lint: venv
+	$(VENV)/bin/ruff check handoff_provider tests bench dags
+	$(VENV)/bin/ruff format --check handoff_provider tests bench dags
+
+clean:
+	rm -rf $(VENV) $(VENV_AF2) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""The Airflow-free core of handoff: project model, templating, workspace, runner, stores, CLI."""

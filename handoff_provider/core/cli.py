@@ -1,0 +1,280 @@
+"""The ``handoff`` console script: the original handoff verbs over the core API.
+
+Every verb is a thin wrapper: the work is done in ``project``, ``orchestrate`` and
+``stores`` so that the Airflow operators and the Fargate container run the same code.
+Errors the core raises on purpose (:class:`HandoffError`) are printed as one line
+(``handoff: error: ...``) with exit status 2 for usage/config problems and 1 for a failed
+run; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
+
+
+def _add_remote_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("remote (AWS) options")
+    group.add_argument(
+        "--stack", help="stack name (default: $HANDOFF_STACK, then $STACK_NAME)"
+    )
+    group.add_argument(
+        "--bucket", help="S3 bucket (default: $HANDOFF_BUCKET, then $S3_BUCKET_NAME)"
+    )
+    group.add_argument(
+        "--config-name",
+        help="SSM parameter name of the config (default: /handoff/<stack>/config)",
+    )
+
+
+def _add_project(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "-p",
+        "--project",
+        type=Path,
+        required=required,
+        help="project directory (project.yml, config/, files/)"
+        + ("" if required else "; without it the remote config (SSM) and files (S3) are used"),
+    )
+
+
+def _add_workspace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-w", "--workspace", type=Path, required=True, help="workspace directory")
+
+
+def _add_run_variables(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--var",
+        dest="vars",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a project variable (repeatable)",
+    )
+    parser.add_argument("--start-at", help="start of the data interval (ISO 8601)")
+    parser.add_argument("--end-at", help="end of the data interval (ISO 8601)")
+    parser.add_argument(
+        "--venv-cache",
+        type=Path,
+        help="venv cache directory (default: $HANDOFF_VENV_CACHE or ~/.cache/handoff/venvs)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handoff",
+        description="Run handoff projects: unix pipelines of commands, configured from "
+        "project.yml, with config in SSM and files/artifacts in S3.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    config = verbs.add_parser("config", help="compiled project config (SSM)")
+    config_verbs = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_print = config_verbs.add_parser(
+        "print", help="print the compiled config document (local with -p, else from SSM)"
+    )
+    _add_project(config_print, required=False)
+    _add_remote_options(config_print)
+    config_push = config_verbs.add_parser("push", help="compile the project and store it in SSM")
+    _add_project(config_push, required=True)
+    _add_remote_options(config_push)
+    config_push.add_argument(
+        "--allow-advanced-tier",
+        action="store_true",
+        help="allow the SSM Advanced tier (up to 8 KB) when the document exceeds 4 KB",
+    )
+    config_push.add_argument("--kms-key-id", help="KMS key for the SecureString (default: aws/ssm)")
+
+    files = verbs.add_parser("files", help="run-time files (S3)")
+    files_verbs = files.add_subparsers(dest="action", required=True, metavar="ACTION")
+    files_push = files_verbs.add_parser("push", help="sync PROJECT/files/ to s3://BUCKET/STACK/files/")
+    _add_project(files_push, required=True)
+    _add_remote_options(files_push)
+    files_get = files_verbs.add_parser("get", help="sync s3://BUCKET/STACK/files/ to WORKSPACE/files/")
+    _add_workspace(files_get)
+    _add_remote_options(files_get)
+
+    artifacts = verbs.add_parser("artifacts", help="run artifacts (S3)")
+    artifacts_verbs = artifacts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    artifacts_push = artifacts_verbs.add_parser(
+        "push", help="upload WORKSPACE/artifacts/ to STACK/runs/<run-key>/ (and last/ on success)"
+    )
+    _add_workspace(artifacts_push)
+    _add_remote_options(artifacts_push)
+    artifacts_push.add_argument("--run-key", help="run key (default: timestamp + random suffix)")
+    artifacts_get = artifacts_verbs.add_parser("get", help="download STACK/last/ into WORKSPACE/artifacts/")
+    _add_workspace(artifacts_get)
+    _add_remote_options(artifacts_get)
+
+    workspace = verbs.add_parser("workspace", help="workspace set-up")
+    workspace_verbs = workspace.add_subparsers(dest="action", required=True, metavar="ACTION")
+    install = workspace_verbs.add_parser("install", help="create the venvs and run their installs")
+    _add_workspace(install)
+    _add_project(install, required=False)
+    _add_remote_options(install)
+    install.add_argument("--venv-cache", type=Path, help="venv cache directory")
+
+    run = verbs.add_parser("run", help="run the project's tasks in the workspace")
+    _add_workspace(run)
+    _add_project(run, required=False)
+    _add_remote_options(run)
+    _add_run_variables(run)
+    run.add_argument(
+        "-a",
+        "--push-artifacts",
+        action="store_true",
+        help="archive WORKSPACE/artifacts/ to S3 after the run (runs/<run-key>/, last/ on success)",
+    )
+    run.add_argument("--run-key", help="run key for the artifacts (default: timestamp + random suffix)")
+
+    show = verbs.add_parser("show", help="inspect a project")
+    show_verbs = show.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show_commands = show_verbs.add_parser("commands", help="print the pipelines as shell lines")
+    _add_project(show_commands, required=False)
+    _add_remote_options(show_commands)
+    return parser
+
+
+def _remote(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Any:
+    from handoff_provider.core.stores import Remote
+
+    return Remote.from_options(
+        stack=args.stack,
+        bucket=args.bucket,
+        config_name=args.config_name,
+        kms_key_id=kms_key_id,
+    )
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from handoff_provider.core.project import compile_document
+
+    if args.action == "print":
+        if args.project is not None:
+            _print_json(compile_document(args.project))
+        else:
+            _print_json(_remote(args).config.fetch())
+        return 0
+    document = compile_document(args.project)
+    result = _remote(args, kms_key_id=args.kms_key_id).config.push(
+        document, allow_advanced_tier=args.allow_advanced_tier
+    )
+    print(f"config pushed: {result}", file=sys.stderr)
+    return 0
+
+
+def _cmd_files(args: argparse.Namespace) -> int:
+    remote = _remote(args)
+    if args.action == "push":
+        result = remote.files.push(args.project / "files")
+    else:
+        result = remote.files.get(args.workspace / "files")
+    print(f"files {args.action}: {result}", file=sys.stderr)
+    return 0
+
+
+def _cmd_artifacts(args: argparse.Namespace) -> int:
+    remote = _remote(args)
+    if args.action == "push":
+        from handoff_provider.core.orchestrate import push_workspace_artifacts
+
+        location = push_workspace_artifacts(args.workspace, remote, run_key=args.run_key)
+    else:
+        location = remote.artifacts.get_last(args.workspace / "artifacts")
+    print(f"artifacts {args.action}: {location}", file=sys.stderr)
+    return 0
+
+
+def _cmd_workspace(args: argparse.Namespace) -> int:
+    from handoff_provider.core.orchestrate import install_workspace
+
+    remote = None if args.project is not None else _remote(args)
+    venvs = install_workspace(
+        args.workspace, project_dir=args.project, remote=remote, venv_cache_dir=args.venv_cache
+    )
+    for name, path in sorted(venvs.items()):
+        print(f"venv {name}: {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from handoff_provider.core.context import RunContext
+    from handoff_provider.core.orchestrate import HandoffRun, RunRequest
+    from handoff_provider.core.templating import parse_var_overrides
+
+    needs_remote = args.project is None or args.push_artifacts
+    request = RunRequest(
+        workspace=args.workspace,
+        project_dir=args.project,
+        remote=_remote(args) if needs_remote else None,
+        push_artifacts=args.push_artifacts,
+        variables=parse_var_overrides(args.vars),
+        context=RunContext.from_strings(start_at=args.start_at, end_at=args.end_at),
+        run_key=args.run_key,
+        venv_cache_dir=args.venv_cache,
+    )
+    run = HandoffRun(request)
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        run.terminate(reason=signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    try:
+        outcome = run.execute()
+    except RunFailed as exc:
+        print(f"handoff: run failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"handoff: run succeeded: {outcome.describe()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from handoff_provider.core.project import load_project, project_from_document
+
+    if args.project is not None:
+        project = load_project(args.project)
+    else:
+        project = project_from_document(_remote(args).config.fetch(), source="remote config")
+    for line in project.shell_lines():
+        print(line)
+    return 0
+
+
+_HANDLERS = {
+    "config": _cmd_config,
+    "files": _cmd_files,
+    "artifacts": _cmd_artifacts,
+    "workspace": _cmd_workspace,
+    "run": _cmd_run,
+    "show": _cmd_show,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``handoff`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _HANDLERS[args.verb](args)
+    except ConfigurationError as exc:
+        print(f"handoff: error: {exc}", file=sys.stderr)
+        return 2
+    except HandoffError as exc:
+        print(f"handoff: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The run context: when a run happens and which data interval it covers.
+
+Airflow fills it from the task's ``data_interval_start``/``data_interval_end``; the CLI
+from ``--start-at``/``--end-at`` (or ``HANDOFF_START_AT``/``HANDOFF_END_AT`` in the
+container). Templates see it as variables, commands as environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from handoff_provider.core.errors import ConfigurationError
+
+#: Environment variables a run exports to every command (and that the container reads back).
+ENV_START_AT = "HANDOFF_START_AT"
+ENV_END_AT = "HANDOFF_END_AT"
+ENV_RUN_KEY = "HANDOFF_RUN_KEY"
+ENV_LOGICAL_DATE = "HANDOFF_LOGICAL_DATE"
+
+
+def parse_timestamp(value: str, *, name: str) -> datetime:
+    """Parse an ISO 8601 timestamp (a date alone means midnight UTC); naive means UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(
+            f"{name}: {value!r} is not an ISO 8601 timestamp (e.g. 2024-01-31T00:00:00+00:00)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """When the run started and which data interval it processes (both ends optional)."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    logical_date: datetime | None = None
+    run_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_at and self.end_at and self.start_at > self.end_at:
+            raise ConfigurationError(
+                f"start_at ({self.start_at.isoformat()}) is after end_at ({self.end_at.isoformat()})"
+            )
+
+    @classmethod
+    def from_strings(
+        cls,
+        *,
+        start_at: str | None = None,
+        end_at: str | None = None,
+        logical_date: str | None = None,
+        run_key: str | None = None,
+    ) -> RunContext:
+        """Build from CLI options, falling back to the ``HANDOFF_*`` environment variables."""
+        start = start_at or os.environ.get(ENV_START_AT) or None
+        end = end_at or os.environ.get(ENV_END_AT) or None
+        logical = logical_date or os.environ.get(ENV_LOGICAL_DATE) or None
+        return cls(
+            start_at=parse_timestamp(start, name="start_at") if start else None,
+            end_at=parse_timestamp(end, name="end_at") if end else None,
+            logical_date=parse_timestamp(logical, name="logical_date") if logical else None,
+            run_key=run_key or os.environ.get(ENV_RUN_KEY) or None,
+        )
+
+    def as_variables(self) -> dict[str, object]:
+        """Template variables: ``run_started_at``, ``start_at``, ``end_at``, ``ds``, ..."""
+        variables: dict[str, object] = {
+            "run_started_at": self.started_at.isoformat(),
+            "start_at": self.start_at.isoformat() if self.start_at else None,
+            "end_at": self.end_at.isoformat() if self.end_at else None,
+            "data_interval_start": self.start_at.isoformat() if self.start_at else None,
+            "data_interval_end": self.end_at.isoformat() if self.end_at else None,
+            "run_key": self.run_key,
+        }
+        logical = self.logical_date or self.start_at
+        variables["logical_date"] = logical.isoformat() if logical else None
+        variables["ds"] = logical.date().isoformat() if logical else None
+        return variables
+
+    def as_env(self) -> dict[str, str]:
+        """Environment variables exported to every command (only those that are set)."""
+        env: dict[str, str] = {}
+        if self.start_at:
+            env[ENV_START_AT] = self.start_at.isoformat()
+        if self.end_at:
+            env[ENV_END_AT] = self.end_at.isoformat()
+        if self.logical_date:
+            env[ENV_LOGICAL_DATE] = self.logical_date.isoformat()
+        if self.run_key:
+            env[ENV_RUN_KEY] = self.run_key
+        return env
