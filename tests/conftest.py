@@ -1,0 +1,76 @@
+"""Shared fixtures: one real moto server over HTTP for the whole session, fake credentials.
+
+Every AWS call in the suite goes to this server through boto3's own endpoint resolution
+(``AWS_ENDPOINT_URL``), exactly as a user would point handoff at LocalStack or moto.
+No test reaches real AWS: the credentials are fake and the endpoint is loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+REGION = "us-east-1"
+_FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+# Set before anything imports boto3, so no test can pick up a real profile.
+for _key, _value in _FAKE_AWS_ENV.items():
+    os.environ[_key] = _value
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A ThreadedMotoServer on 127.0.0.1 (free port); yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    try:
+        yield endpoint
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = previous
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 at the moto server for this test (``AWS_ENDPOINT_URL``) and return it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    for key, value in _FAKE_AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    return moto_server
+
+
+@pytest.fixture
+def bucket(aws: str) -> str:
+    """A fresh, empty bucket on the moto server (unique per test)."""
+    import boto3
+
+    name = f"handoff-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def stack() -> str:
+    """A unique stack name per test, so SSM parameters and S3 prefixes never collide."""
+    return f"stack-{uuid.uuid4().hex[:8]}"
