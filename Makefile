@@ -23,7 +23,7 @@ $(VENV_AF2)/.ready: pyproject.toml requirements/airflow2.txt $(VENV)/.ready
 	touch $@
 
 demo: venv
-	$(VENV)/bin/python -m handoff_provider.demo
+	$(VENV)/bin/python scripts/demo.py
 
 test: test-af3 test-af2
 
