@@ -1,0 +1,525 @@
+"""Run one pipeline: every stage a real process, joined by OS pipes.
+
+What this module guarantees (the runner in :mod:`runner` builds on it):
+
+* **Data path.** Stage *i*'s stdout is an ``os.pipe()`` whose read end is stage *i+1*'s
+  stdin; the parent closes its copies of both ends right after spawning, so no byte of
+  the data stream goes through Python, EOF propagates, and a reader that exits early
+  makes its writer get ``SIGPIPE`` (children start with ``SIGPIPE`` at its default
+  action: ``subprocess.Popen(restore_signals=True)``, the default, undoes Python's
+  ``SIG_IGN``). The first stage reads ``/dev/null``; the last stage writes to the file
+  descriptor the caller passes (the state temp file, a log file) or ``/dev/null``.
+* **Process group.** All stages of a pipeline share one new process group (the first
+  stage is its leader; the group is not a new session, so it keeps the caller's
+  controlling terminal without receiving its Ctrl-C). Timeouts, :meth:`PipelineControl.
+  terminate` and the final clean-up signal the whole group, so grandchildren a stage
+  started (``sh -c 'sleep 1000 & ...'``) die with it. When the pipeline ends — success
+  included — processes still left in the group get ``SIGTERM`` and, if they hold the
+  stderr pipes open past the grace period, ``SIGKILL``: a task never leaves orphans
+  behind (a process that calls ``setsid()`` itself escapes any group and is out of reach).
+  Stages are observed with ``waitid(WNOWAIT)`` and reaped only at the very end, so the
+  group id (the leader's pid) can't be recycled while we may still signal it.
+* **Failure semantics** (``bash -o pipefail``, with one deliberate difference): the
+  pipeline fails if any stage exits non-zero or dies from a signal, **except** a stage
+  killed by ``SIGPIPE`` whose downstream neighbour (the reader that closed the pipe)
+  succeeded — e.g. ``tap | head -n 10``: ``head`` exiting early is not a failure of the
+  tap. bash would report 141 there. A writer that handles the broken pipe itself
+  (Python programs get ``BrokenPipeError``, usually exit 1 or 120) is still a failure:
+  we can't tell that apart from a real error. The error names the first stage that
+  failed on its own (not a ``SIGPIPE`` victim), e.g. ``task 'default' stage 2 ('wc -l')
+  exited with status 3``; other failing stages are appended. Stage numbers in messages,
+  callbacks and log file names are **1-based**.
+* **Timeout / terminate.** ``SIGTERM`` to the group, ``kill_grace`` seconds, then
+  ``SIGKILL``. The result's error says ``timed out after N s`` (``timed_out=True``) or
+  ``was terminated (<reason>)``.
+* **stderr.** Each stage's stderr is a pipe drained by its own thread, line by line
+  (lines longer than 64 KiB are cut into pieces), written verbatim to that stage's log
+  file and passed to ``on_stderr_line(stage_number, line)``: reading stderr never
+  blocks on the data path and lots of stderr can't deadlock anything.
+* **bytes_out** of a stage whose stdout is a pipe is read from ``/proc/<pid>/io``
+  (``wchar``, just before reaping) minus the stderr bytes we received: it counts what the
+  stage and its reaped children wrote through ``write()``, so files a stage writes
+  itself are included. ``None`` where ``/proc`` is unavailable. For the last stage it is
+  the size of its stdout file (when it writes to one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from handoff_provider.core.errors import StageError
+
+#: Seconds between SIGTERM and SIGKILL when a pipeline is stopped.
+DEFAULT_KILL_GRACE = 10.0
+
+#: Longest stderr line handed to the callback in one piece.
+MAX_LINE = 64 * 1024
+
+StderrCallback = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage, ready to spawn.
+
+    ``argv[0]`` is the resolved executable path. ``label`` is the command *as written*
+    (command name + unrendered args template): it appears in messages and summaries,
+    never the rendered arguments, which may hold secrets.
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    label: str
+
+
+@dataclass
+class StageOutcome:
+    """How one stage ended. ``returncode`` follows ``Popen`` (negative = killed by signal)."""
+
+    number: int
+    label: str
+    returncode: int | None = None
+    seconds: float = 0.0
+    bytes_out: int | None = None
+    stderr_bytes: int = 0
+    excused_sigpipe: bool = False
+
+    @property
+    def exit_code(self) -> int | None:
+        """Shell convention: the exit status, or 128 + signal number when killed."""
+        if self.returncode is None:
+            return None
+        return self.returncode if self.returncode >= 0 else 128 - self.returncode
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.returncode is None or self.returncode >= 0:
+            return None
+        return _signal_name(-self.returncode)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 or self.excused_sigpipe
+
+    def describe(self) -> str:
+        if self.returncode is None:
+            return "did not finish"
+        if self.returncode >= 0:
+            return f"exited with status {self.returncode}"
+        return f"was killed by signal {self.signal_name}"
+
+
+@dataclass
+class PipelineResult:
+    """Outcome of :func:`run_pipeline`; ``error`` is ``None`` exactly when it succeeded."""
+
+    stages: list[StageOutcome]
+    seconds: float
+    timed_out: bool = False
+    terminated: str | None = None
+    error: StageError | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class PipelineControl:
+    """A handle to stop the pipeline(s) running under it, from any thread.
+
+    :meth:`terminate` is idempotent and safe to call from a signal handler running in
+    the very thread that waits for the pipeline: the condition is re-entrant and the
+    method only signals process groups and notifies waiters. Once terminated, the
+    control stays terminated: pipelines started under it afterwards are not spawned.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.RLock())
+        self._pgids: set[int] = set()
+        self.reason: str | None = None
+
+    @property
+    def terminated(self) -> bool:
+        return self.reason is not None
+
+    def terminate(self, reason: str = "terminated") -> None:
+        with self._cond:
+            if self.reason is None:
+                self.reason = reason or "terminated"
+            for pgid in list(self._pgids):
+                _killpg(pgid, signal.SIGTERM)
+            self._cond.notify_all()
+
+    # Used by run_pipeline.
+    def _register(self, pgid: int) -> None:
+        with self._cond:
+            self._pgids.add(pgid)
+            if self.reason is not None:
+                _killpg(pgid, signal.SIGTERM)
+
+    def _unregister(self, pgid: int) -> None:
+        with self._cond:
+            self._pgids.discard(pgid)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wchar(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/io", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"wchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _spawn_kwargs(pgid: int) -> dict[str, object]:
+    """Put the child in process group ``pgid`` (0 = a new group led by the child)."""
+    if sys.version_info >= (3, 11):
+        return {"process_group": pgid}
+    return {"preexec_fn": lambda: os.setpgid(0, pgid)}  # pragma: no cover - Python 3.10
+
+
+class _StderrPump(threading.Thread):
+    """Drain one stage's stderr: log file + per-line callback."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        number: int,
+        log_path: Path | None,
+        on_line: StderrCallback | None,
+    ) -> None:
+        super().__init__(name=f"handoff-stderr-{number}", daemon=True)
+        self.stream = stream
+        self.number = number
+        self.log_path = log_path
+        self.on_line = on_line
+        self.bytes = 0
+        self.callback_error: BaseException | None = None
+
+    def run(self) -> None:
+        sink = open(self.log_path, "wb") if self.log_path is not None else None  # noqa: SIM115
+        try:
+            while True:
+                chunk = self.stream.readline(MAX_LINE)
+                if not chunk:
+                    break
+                self.bytes += len(chunk)
+                if sink is not None:
+                    sink.write(chunk)
+                    if chunk.endswith(b"\n"):
+                        sink.flush()
+                if self.on_line is not None and self.callback_error is None:
+                    line = chunk.decode("utf-8", "replace").rstrip("\r\n")
+                    try:
+                        self.on_line(self.number, line)
+                    except BaseException as exc:  # keep draining, report later
+                        self.callback_error = exc
+        finally:
+            if sink is not None:
+                sink.close()
+            self.stream.close()
+
+
+class _Reaper(threading.Thread):
+    """Wait (without reaping) for one stage to exit, then notify the pipeline."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        outcome: StageOutcome,
+        started: float,
+        measure_io: bool,
+        cond: threading.Condition,
+    ) -> None:
+        super().__init__(name=f"handoff-wait-{outcome.number}", daemon=True)
+        self.proc = proc
+        self.outcome = outcome
+        self.started = started
+        self.measure_io = measure_io
+        self.cond = cond
+        self.done = False
+        self.wchar: int | None = None
+
+    def run(self) -> None:
+        returncode: int | None
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored?): best effort
+            info = None
+        if info is not None:
+            exited = info.si_code == os.CLD_EXITED
+            returncode = info.si_status if exited else -info.si_status
+            if self.measure_io:
+                self.wchar = _wchar(self.proc.pid)
+        else:
+            returncode = self.proc.wait()
+        with self.cond:
+            self.outcome.returncode = returncode
+            self.outcome.seconds = time.monotonic() - self.started
+            self.done = True
+            self.cond.notify_all()
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def run_pipeline(
+    stages: Sequence[StageSpec],
+    *,
+    task: str,
+    cwd: Path,
+    stdout: int | None = None,
+    stderr_logs: Sequence[Path | None] | None = None,
+    on_stderr_line: StderrCallback | None = None,
+    timeout: float | None = None,
+    kill_grace: float = DEFAULT_KILL_GRACE,
+    control: PipelineControl | None = None,
+    first_number: int = 1,
+) -> PipelineResult:
+    """Run ``stages`` as ``s1 | s2 | ...`` in ``cwd``; see the module docstring.
+
+    ``stdout`` is a file descriptor for the last stage's stdout (``None``: /dev/null);
+    the caller keeps ownership of it. ``stderr_logs[i]`` receives stage *i*'s stderr.
+    ``first_number`` is the number of the first stage in messages (a ``commands:`` task
+    runs each command as a one-stage pipeline numbered after its position).
+    Never raises for a failing stage: the result's ``error`` holds the
+    :class:`StageError` (the caller decides when to raise it). Raises ``StageError`` only
+    when a stage can't be spawned (after stopping the ones already started).
+    """
+    if not stages:
+        raise ValueError("a pipeline needs at least one stage")
+    control = control or PipelineControl()
+    cond = control._cond
+    logs = list(stderr_logs) if stderr_logs is not None else [None] * len(stages)
+    outcomes = [
+        StageOutcome(number=first_number + i, label=stage.label) for i, stage in enumerate(stages)
+    ]
+    started = time.monotonic()
+    if control.terminated:
+        return _finish(
+            task, outcomes, started, timed_out=False, terminated=control.reason, timeout=timeout
+        )
+
+    procs: list[subprocess.Popen[bytes]] = []
+    pumps: list[_StderrPump] = []
+    reapers: list[_Reaper] = []
+    pgid = 0
+    stdin_fd: int | None = None  # read end feeding the next stage
+    last = len(stages) - 1
+    try:
+        for i, stage in enumerate(stages):
+            write_fd: int | None = None
+            if i < last:
+                read_next, write_fd = os.pipe()
+            else:
+                read_next = None
+            try:
+                proc = subprocess.Popen(
+                    list(stage.argv),
+                    stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
+                    stdout=write_fd
+                    if write_fd is not None
+                    else (stdout if stdout is not None else subprocess.DEVNULL),
+                    stderr=subprocess.PIPE,
+                    cwd=cwd,
+                    env=dict(stage.env),
+                    close_fds=True,
+                    restore_signals=True,
+                    **_spawn_kwargs(pgid),  # type: ignore[arg-type]
+                )
+            except OSError as exc:
+                _close(read_next)
+                raise StageError(
+                    f"task '{task}' stage {outcomes[i].number} ('{stage.label}') could not "
+                    f"start: {exc.strerror or exc}",
+                    task=task,
+                    stage_index=outcomes[i].number,
+                    command=stage.label,
+                    exit_code=None,
+                ) from None
+            finally:
+                # The parent's copies must go now: EOF and SIGPIPE depend on it.
+                _close(stdin_fd)
+                _close(write_fd)
+                stdin_fd = None
+            stdin_fd = read_next
+            procs.append(proc)
+            if pgid == 0:
+                pgid = proc.pid
+                control._register(pgid)
+            assert proc.stderr is not None
+            pump = _StderrPump(proc.stderr, outcomes[i].number, logs[i], on_stderr_line)
+            pump.start()
+            pumps.append(pump)
+            reaper = _Reaper(proc, outcomes[i], started, measure_io=i < last, cond=cond)
+            reaper.start()
+            reapers.append(reaper)
+    except BaseException:
+        _close(stdin_fd)
+        if pgid:
+            _killpg(pgid, signal.SIGKILL)
+        _reap_all(procs, pumps, pgid, control, grace=1.0)
+        raise
+
+    timed_out = False
+    deadline = started + timeout if timeout is not None else None
+    kill_at: float | None = None
+    killed = False
+    with cond:
+        while not all(r.done for r in reapers):
+            now = time.monotonic()
+            if kill_at is None:
+                if control.reason is not None:
+                    _killpg(pgid, signal.SIGTERM)
+                    kill_at = now + kill_grace
+                elif deadline is not None and now >= deadline:
+                    timed_out = True
+                    _killpg(pgid, signal.SIGTERM)
+                    kill_at = now + kill_grace
+            if kill_at is not None and not killed and now >= kill_at:
+                _killpg(pgid, signal.SIGKILL)
+                killed = True
+            wake = [t for t in (deadline if kill_at is None else None, kill_at) if t is not None]
+            if killed:
+                wake = []
+            cond.wait(max(0.0, min(wake) - now) if wake else None)
+    stopped = kill_at is not None
+
+    # Everything a stage left behind in the group goes too (see module docstring).
+    _killpg(pgid, signal.SIGKILL if stopped else signal.SIGTERM)
+    _reap_all(procs, pumps, pgid, control, grace=kill_grace)
+    for outcome, pump, reaper in zip(outcomes, pumps, reapers, strict=True):
+        outcome.stderr_bytes = pump.bytes
+        if reaper.wchar is not None:
+            outcome.bytes_out = max(0, reaper.wchar - pump.bytes)
+    if stdout is not None:
+        with contextlib.suppress(OSError):
+            st = os.fstat(stdout)
+            if _is_regular(st.st_mode):
+                outcomes[-1].bytes_out = st.st_size
+    callback_errors = [p.callback_error for p in pumps if p.callback_error is not None]
+    result = _finish(
+        task,
+        outcomes,
+        started,
+        timed_out=timed_out,
+        terminated=control.reason if (stopped and not timed_out) else None,
+        timeout=timeout,
+    )
+    if callback_errors:
+        raise callback_errors[0]
+    return result
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def _reap_all(
+    procs: Sequence[subprocess.Popen[bytes]],
+    pumps: Sequence[_StderrPump],
+    pgid: int,
+    control: PipelineControl,
+    *,
+    grace: float,
+) -> None:
+    """Join the stderr pumps (SIGKILL the group if leftovers keep them open), then reap."""
+    deadline = time.monotonic() + grace
+    for pump in pumps:
+        pump.join(max(0.0, deadline - time.monotonic()))
+    if pgid and any(p.is_alive() for p in pumps):
+        _killpg(pgid, signal.SIGKILL)
+        for pump in pumps:
+            pump.join(5.0)
+    for proc in procs:
+        proc.wait()
+    if pgid:
+        control._unregister(pgid)
+
+
+def _finish(
+    task: str,
+    outcomes: list[StageOutcome],
+    started: float,
+    *,
+    timed_out: bool,
+    terminated: str | None,
+    timeout: float | None,
+) -> PipelineResult:
+    seconds = time.monotonic() - started
+    # SIGPIPE victims of a successful reader are not failures (walk from the end).
+    for i in range(len(outcomes) - 2, -1, -1):
+        outcome = outcomes[i]
+        if outcome.returncode == -signal.SIGPIPE and outcomes[i + 1].ok:
+            outcome.excused_sigpipe = True
+    result = PipelineResult(
+        stages=outcomes, seconds=seconds, timed_out=timed_out, terminated=terminated
+    )
+    if timed_out or terminated is not None:
+        running = [o for o in outcomes if o.returncode is None or o.returncode < 0]
+        culprit = running[0] if running else outcomes[-1]
+        if timed_out:
+            why = f"timed out after {_fmt_seconds(timeout or 0.0)} s"
+        else:
+            why = f"was terminated ({terminated})"
+        result.error = StageError(
+            f"task '{task}' {why} (stage {culprit.number} ('{culprit.label}') was running)",
+            task=task,
+            stage_index=culprit.number,
+            command=culprit.label,
+            exit_code=culprit.exit_code,
+            timed_out=timed_out,
+        )
+        return result
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        return result
+    primary = next((o for o in failed if o.returncode != -signal.SIGPIPE), failed[0])
+    message = f"task '{task}' stage {primary.number} ('{primary.label}') {primary.describe()}"
+    others = [o for o in failed if o is not primary]
+    if others:
+        message += "; also " + ", ".join(
+            f"stage {o.number} ('{o.label}') {o.describe()}" for o in others
+        )
+    result.error = StageError(
+        message,
+        task=task,
+        stage_index=primary.number,
+        command=primary.label,
+        exit_code=primary.exit_code,
+    )
+    return result
+
+
+def _fmt_seconds(value: float) -> str:
+    return f"{value:g}"
