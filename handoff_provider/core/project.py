@@ -1,15 +1,48 @@
 """The project model: load and validate ``project.yml`` + ``config/``, compile the document.
 
-(First version: the dataclasses other modules code against; loading follows.)
+A project directory holds ``project.yml``, ``config/`` (files embedded into the compiled
+document, which is stored as an SSM SecureString) and ``files/`` (synced to S3, not
+handled here). ``project.yml`` comes in two forms:
+
+* seed form: top-level ``commands:`` is one pipeline; it becomes the task ``default``;
+* task form: top-level ``tasks:``, each with a ``pipeline:`` (stages joined by pipes) or
+  ``commands:`` (run one after the other).
+
+Both forms may also have ``description``, ``installs``, ``envs``, ``vars``, ``schedules``
+and ``deploy``; every stage may have ``args``, ``venv`` and ``installs``.
+
+Validation is in two layers. The structure (keys, types, patterns) is the JSON Schema in
+``project_schema.json``: adding a top-level key or a stage property is a local change
+there (plus, for a new key, one line in :func:`_build_project`). Its errors are rewritten
+into one-line messages with the key path and a "did you mean" hint, and never the value.
+What a schema can't say well (one of ``pipeline``/``commands``, duplicate names, venv
+names, config file names) is checked in :func:`_check_semantics`.
+
+The compiled document is the canonical, normalised form of ``project.yml`` (keys in
+schema order, numbers given as strings where a string is meant, ``venv: ./venv/x``
+normalised to ``x`` as the seeds' own compiled output shows) plus ``files``. It goes
+through exactly the same validation when it comes back from SSM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ProjectError
 
 TaskKind = Literal["pipeline", "commands"]
@@ -17,6 +50,15 @@ StateFrom = Literal["stdout", "stderr", "none"]
 
 #: The task name a seed-form project (top-level ``commands:``) gets.
 DEFAULT_TASK_NAME = "default"
+PROJECT_FILE = "project.yml"
+CONFIG_DIR = "config"
+
+_VENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Variable names the run context provides; a project var may not shadow them.
+RESERVED_VARS = frozenset(RunContext().as_variables())
+
+
+# --------------------------------------------------------------------------- model
 
 
 @dataclass(frozen=True)
@@ -25,7 +67,8 @@ class Command:
 
     ``args`` is the unrendered template string; the runner renders it, then splits it
     with :func:`handoff_provider.core.templating.split_args`. ``location`` is the
-    document path (``tasks[0].pipeline[1]``) for error messages.
+    document path (``tasks[0].pipeline[1]``) for error messages, e.g.
+    ``f"{project.source}: {command.location}.args"``.
     """
 
     command: str
@@ -66,7 +109,7 @@ class ConfigFile:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A schedule entry (cron: 5-field standard or 6-field AWS EventBridge)."""
+    """A schedule entry (cron: 5-field standard or 6-field AWS EventBridge, kept as is)."""
 
     cron: str
     target_id: str | None = None
@@ -77,7 +120,13 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Project:
-    """A validated project (from a directory or from a compiled document)."""
+    """A validated project (from a directory or from a compiled document).
+
+    ``installs`` maps every venv the project uses (in order of first use) to its install
+    commands: top-level ``installs`` first, then each stage's, duplicates dropped. A venv
+    with no install commands is still listed (and created). ``source`` names where the
+    project came from (``<dir>/project.yml`` or ``remote config``) for error messages.
+    """
 
     tasks: tuple[Task, ...]
     installs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -89,21 +138,543 @@ class Project:
     transfers: tuple[Any, ...] = ()
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     description: str | None = None
-    source: str = field(default="project.yml", compare=False)
+    source: str = field(default=PROJECT_FILE, compare=False)
 
     def active_tasks(self) -> tuple[Task, ...]:
+        """The tasks a run executes, in project order."""
         return tuple(task for task in self.tasks if task.active)
+
+    def task(self, name: str) -> Task:
+        """The task called ``name`` (``ProjectError`` naming the known tasks otherwise)."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        known = ", ".join(repr(t.name) for t in self.tasks)
+        raise ProjectError(f"{self.source}: no task {name!r} (tasks: {known})")
+
+    def shell_lines(self) -> list[str]:
+        """The tasks as shell lines, for ``handoff show commands``.
+
+        A pipeline is one line (``cat files/a.txt | wc -l``); a ``commands:`` task one
+        line per command. With several tasks (or an inactive/limited one) each gets a
+        ``# task: name`` header. A stage in a venv is shown as ``venvs/<name>/bin/<cmd>``,
+        or, when the command is a path, with the venv's ``bin`` put first on ``PATH``
+        (which is what the runner does). ``args`` are shown unrendered.
+        """
+        lines: list[str] = []
+        with_headers = len(self.tasks) > 1 or any(
+            not t.active or t.timeout is not None for t in self.tasks
+        )
+        for task in self.tasks:
+            if with_headers:
+                notes = [task.kind]
+                if not task.active:
+                    notes.append("inactive")
+                if task.timeout is not None:
+                    notes.append(f"timeout {task.timeout:g}s")
+                lines.append(f"# task: {task.name} ({', '.join(notes)})")
+            shown = [_shell_word(command) for command in task.commands]
+            if task.kind == "pipeline":
+                lines.append(" | ".join(shown))
+            else:
+                lines.extend(shown)
+        return lines
+
+    def secret_values(self) -> list[str]:
+        """Strings to mask in logs: config file contents and ``secret: true`` env values.
+
+        For a JSON config file: the whole value and each string leaf; for any other file:
+        the whole value and each non-blank line (stripped). Empty strings are dropped (they
+        would mask everything); the masker decides about short ones. Order kept, deduped.
+        """
+        values: list[str] = []
+        for config_file in self.files:
+            values.append(config_file.value)
+            try:
+                parsed = json.loads(config_file.value)
+            except ValueError:
+                values.extend(line.strip() for line in config_file.value.splitlines())
+            else:
+                values.extend(_string_leaves(parsed))
+        env_sets = [self.envs, *(schedule.envs for schedule in self.schedules)]
+        values.extend(env.value for envs in env_sets for env in envs if env.secret)
+        return [value for value in dict.fromkeys(values) if value.strip()]
+
+
+def _shell_word(command: Command) -> str:
+    program = command.command
+    if command.venv:
+        if "/" in program:
+            program = f"PATH=venvs/{command.venv}/bin:$PATH {program}"
+        else:
+            program = f"venvs/{command.venv}/bin/{program}"
+    return f"{program} {command.args}" if command.args else program
+
+
+def _string_leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _string_leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _string_leaves(item)
+
+
+# --------------------------------------------------------------------------- public API
 
 
 def compile_document(project_dir: Path) -> dict[str, Any]:
-    raise ProjectError("not implemented yet")
+    """Compile ``project.yml`` + ``config/`` into the document stored in SSM.
+
+    Validates everything (``ProjectError`` naming file and key path). The result is
+    JSON-safe and canonical: ``json.dumps`` of it is stable for an unchanged project.
+    """
+    project_dir = Path(project_dir)
+    source = str(project_dir / PROJECT_FILE)
+    if not project_dir.is_dir():
+        raise ProjectError(f"{project_dir}: project directory not found")
+    raw = _load_yaml(project_dir / PROJECT_FILE, source=source)
+    if "files" in raw:
+        raise ProjectError(
+            f"{source}: 'files' is reserved: the files under {CONFIG_DIR}/ are embedded "
+            "as 'files' when the project is compiled"
+        )
+    document = _normalise(raw, source=source)
+    files = read_config_files(project_dir)
+    if files:
+        document["files"] = files
+    return document
 
 
 def project_from_document(document: Mapping[str, Any], *, source: str) -> Project:
-    raise ProjectError("not implemented yet")
+    """Validate a compiled document (local or fetched from SSM) and build the model."""
+    if not isinstance(document, Mapping):
+        raise ProjectError(f"{source}: the document must be a mapping (got {_type_name(document)})")
+    normalised = _normalise(dict(document), source=source)
+    return _build_project(normalised, source=source)
 
 
 def load_project(project_dir: Path) -> Project:
+    """``project_from_document(compile_document(dir))``, errors naming ``<dir>/project.yml``."""
+    project_dir = Path(project_dir)
     return project_from_document(
-        compile_document(project_dir), source=str(Path(project_dir) / "project.yml")
+        compile_document(project_dir), source=str(project_dir / PROJECT_FILE)
+    )
+
+
+def read_config_files(project_dir: Path) -> list[dict[str, str]]:
+    """Every regular file under ``config/`` as ``{"name", "value"}``, sorted by name.
+
+    Symlinks are followed only while they stay inside the project directory; files must
+    be UTF-8 text. Errors name the file, never its content.
+    """
+    project_dir = Path(project_dir)
+    config_dir = project_dir / CONFIG_DIR
+    if not config_dir.exists() and not config_dir.is_symlink():
+        return []
+    root = project_dir.resolve()
+    files: dict[str, str] = {}
+    _collect_config_files(config_dir, root, "", files, visited=set())
+    return [{"name": name, "value": files[name]} for name in sorted(files)]
+
+
+def _collect_config_files(
+    directory: Path, root: Path, prefix: str, files: dict[str, str], *, visited: set[Path]
+) -> None:
+    shown_dir = directory
+    resolved_dir = _resolve_inside(directory, root, shown=shown_dir)
+    if not resolved_dir.is_dir():
+        raise ProjectError(f"{shown_dir}: expected a directory of config files")
+    if resolved_dir in visited:  # a symlink loop inside the project
+        return
+    visited.add(resolved_dir)
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        name = f"{prefix}{entry.name}"
+        target = _resolve_inside(entry, root, shown=entry) if entry.is_symlink() else entry
+        if target.is_dir():
+            _collect_config_files(entry, root, f"{name}/", files, visited=visited)
+        elif target.is_file():
+            files[name] = _read_text(entry)
+        # sockets, FIFOs, dangling links: not config files, skipped
+
+
+def _resolve_inside(path: Path, root: Path, *, shown: Path) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise ProjectError(f"{shown}: symlink points outside the project directory")
+    return resolved
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProjectError(
+            f"{path}: not UTF-8 text (config files are embedded as text; "
+            "put binary files under files/)"
+        ) from None
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loader that keeps dates as strings, and rejects duplicate or non-string keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"keys must be strings (found {_type_name(key)} key; quote it)",
+                    key_node.start_mark,
+                )
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key '{key}' (first at line {first_line[key] + 1})",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+# Dates stay strings ("2024-01-01"), as they are meant for templates and commands.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load_yaml(path: Path, *, source: str) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ProjectError(f"{source}: not found") from None
+    except UnicodeDecodeError:
+        raise ProjectError(f"{source}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ProjectError(f"{source}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ProjectError(f"{source}: {where}YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{source}: YAML syntax error: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise ProjectError(
+            f"{source}: the top level must be a mapping with 'commands' (seed form) or "
+            f"'tasks' (task form) (got {_type_name(data)})"
+        )
+    return data
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    text = resources.files("handoff_provider.core").joinpath("project_schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(_schema())
+
+
+def _normalise(document: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """Validate ``document`` and return its canonical form (a new dict)."""
+    errors = sorted(_validator().iter_errors(document), key=lambda e: _error_order(document, e))
+    if errors:
+        message = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ProjectError(f"{source}: {message}{more}")
+    canonical = _canonical(document, _schema())
+    _check_semantics(canonical, source=source)
+    return canonical
+
+
+def _deref(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/$defs/")
+        schema = _schema()["$defs"][name]
+    return schema
+
+
+def _canonical(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Keys in schema order, ``x-coerce``/``x-normalize`` applied, free-form parts copied."""
+    schema = _deref(schema)
+    if schema.get("x-coerce") == "string" and isinstance(value, int | float):
+        return str(value)
+    if schema.get("x-normalize") == "basename" and isinstance(value, str):
+        return PurePosixPath(value).name or value
+    if isinstance(value, dict) and "properties" in schema:
+        properties = schema["properties"]
+        return {key: _canonical(value[key], properties[key]) for key in properties if key in value}
+    if isinstance(value, list) and "items" in schema:
+        return [_canonical(item, schema["items"]) for item in value]
+    return copy.deepcopy(value)
+
+
+def _error_order(document: Any, error: ValidationError) -> list[int]:
+    """Position of the error in document order (keys in the order they were written)."""
+    order: list[int] = []
+    node = document
+    for step in error.absolute_path:
+        if isinstance(node, dict):
+            order.append(list(node).index(step))
+        elif isinstance(node, list):
+            order.append(step)
+        node = node[step]
+    return order
+
+
+def _path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty",
+}
+
+
+def _describe(error: ValidationError) -> str:
+    """One line for a schema error: key path + what is wrong, never the offending value."""
+    where = _path(error.absolute_path)
+    prefix = f"{where}: " if where else ""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        unknown = [key for key in error.instance if key not in allowed]
+        return prefix + "; ".join(_unknown_key(key, allowed) for key in unknown)
+    if kind == "required":
+        missing = [key for key in schema.get("required", []) if key not in error.instance]
+        return prefix + ", ".join(f"missing key '{key}'" for key in missing)
+    if kind == "type":
+        wanted = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
+        hint = ""
+        if isinstance(error.instance, bool) and "string" in wanted:
+            hint = "; quote it if you meant the text"
+        return f"{prefix}must be {words} (got {_type_name(error.instance)}{hint})"
+    if kind in ("minItems", "minLength"):
+        return f"{prefix}must not be empty"
+    if kind == "pattern":
+        hint = schema.get("x-hint", f"matching {schema['pattern']}")
+        return f"{prefix}{error.instance!r} is not {hint}"
+    if kind == "enum":
+        return f"{prefix}must be one of " + ", ".join(repr(v) for v in schema["enum"])
+    if kind == "exclusiveMinimum":
+        return f"{prefix}must be greater than {schema['exclusiveMinimum']:g}"
+    return f"{prefix}invalid value ({kind})"
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{key}' (did you mean '{close[0]}'?)"
+    return f"unknown key '{key}' (allowed: {', '.join(allowed)})"
+
+
+def _check_semantics(document: dict[str, Any], *, source: str) -> None:
+    """What the schema doesn't say: forms, uniqueness, names. Never prints values."""
+
+    def fail(where: str, message: str) -> None:
+        raise ProjectError(f"{source}: {where + ': ' if where else ''}{message}")
+
+    has_commands, has_tasks = "commands" in document, "tasks" in document
+    if has_commands == has_tasks:
+        fail(
+            "",
+            "use either 'commands' (seed form: one pipeline) or 'tasks' (task form)"
+            + (", not both" if has_commands else ""),
+        )
+    stage_lists: list[tuple[str, list[dict[str, Any]]]] = []
+    if has_commands:
+        stage_lists.append(("commands", document["commands"]))
+    seen_tasks: dict[str, int] = {}
+    for index, task in enumerate(document.get("tasks", [])):
+        where = f"tasks[{index}]"
+        kinds = [kind for kind in ("pipeline", "commands") if kind in task]
+        if len(kinds) != 1:
+            fail(where, "needs exactly one of 'pipeline' (stages joined by pipes) or 'commands'")
+        if task["name"] in seen_tasks:
+            fail(
+                f"{where}.name",
+                f"duplicate task name {task['name']!r} (also tasks[{seen_tasks[task['name']]}])",
+            )
+        seen_tasks[task["name"]] = index
+        stage_lists.append((f"{where}.{kinds[0]}", task[kinds[0]]))
+
+    venvs = [(f"installs[{i}].venv", e["venv"]) for i, e in enumerate(document.get("installs", []))]
+    for where, stages in stage_lists:
+        for index, stage in enumerate(stages):
+            if stage.get("installs") and "venv" not in stage:
+                fail(f"{where}[{index}].installs", "needs a 'venv' to install into")
+        venvs += [(f"{where}[{i}].venv", s["venv"]) for i, s in enumerate(stages) if "venv" in s]
+    for where, name in venvs:
+        if not _VENV_NAME.fullmatch(name):
+            fail(
+                where,
+                f"{name!r} is not a valid venv name (letters, digits, '.', '_' and '-'; "
+                "a path such as ./venv/proc_01 is reduced to its last part)",
+            )
+
+    _check_unique_keys(document.get("envs", []), "envs", fail)
+    _check_unique_keys(document.get("vars", []), "vars", fail)
+    for index, var in enumerate(document.get("vars", [])):
+        if var["key"] in RESERVED_VARS:
+            fail(
+                f"vars[{index}].key",
+                f"{var['key']!r} is a run context variable; choose another name",
+            )
+    for index, schedule in enumerate(document.get("schedules", [])):
+        _check_unique_keys(schedule.get("envs", []), f"schedules[{index}].envs", fail)
+        _check_unique_keys(schedule.get("vars", []), f"schedules[{index}].vars", fail)
+
+    seen_files: set[str] = set()
+    for index, config_file in enumerate(document.get("files", [])):
+        name = config_file["name"]
+        problem = _config_name_problem(name)
+        if problem:
+            fail(f"files[{index}].name", f"{name!r} {problem}")
+        if name in seen_files:
+            fail(f"files[{index}].name", f"duplicate file name {name!r}")
+        seen_files.add(name)
+
+
+def _check_unique_keys(entries: list[dict[str, Any]], where: str, fail: Any) -> None:
+    first: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        key = entry["key"]
+        if key in first:
+            fail(f"{where}[{index}].key", f"duplicate key {key!r} (also {where}[{first[key]}])")
+        first[key] = index
+
+
+def _config_name_problem(name: str) -> str | None:
+    """Why ``name`` can't be a config file name (relative, ``/``-separated, no escape)."""
+    if "\\" in name or "\0" in name:
+        return "contains '\\' or a NUL character"
+    if name.startswith("/") or os.path.isabs(name):
+        return "is absolute (config file names are relative to config/)"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "has an empty, '.' or '..' part (config file names must stay inside config/)"
+    return None
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _env_vars(entries: list[dict[str, Any]]) -> tuple[EnvVar, ...]:
+    return tuple(EnvVar(e["key"], e["value"], bool(e.get("secret", False))) for e in entries)
+
+
+def _commands(stages: list[dict[str, Any]], where: str) -> tuple[Command, ...]:
+    return tuple(
+        Command(s["command"], s.get("args", ""), s.get("venv"), location=f"{where}[{i}]")
+        for i, s in enumerate(stages)
+    )
+
+
+def _build_project(document: dict[str, Any], *, source: str) -> Project:
+    installs: dict[str, list[str]] = {}
+
+    def add_install(venv: str, command: str | None) -> None:
+        commands = installs.setdefault(venv, [])
+        if command is not None and command not in commands:
+            commands.append(command)
+
+    for entry in document.get("installs", []):
+        add_install(entry["venv"], entry["command"])
+
+    tasks: list[Task] = []
+    stage_lists: list[list[dict[str, Any]]] = []
+    if "commands" in document:
+        stage_lists.append(document["commands"])
+        tasks.append(
+            Task(DEFAULT_TASK_NAME, "pipeline", _commands(document["commands"], "commands"))
+        )
+    for index, entry in enumerate(document.get("tasks", [])):
+        kind: TaskKind = "pipeline" if "pipeline" in entry else "commands"
+        stage_lists.append(entry[kind])
+        timeout = entry.get("timeout")
+        tasks.append(
+            Task(
+                name=entry["name"],
+                kind=kind,
+                commands=_commands(entry[kind], f"tasks[{index}].{kind}"),
+                active=entry.get("active", True),
+                timeout=float(timeout) if timeout is not None else None,
+                state_from=entry.get("state_from", "stdout"),
+                description=entry.get("description"),
+            )
+        )
+    for stages in stage_lists:
+        for stage in stages:
+            if "venv" in stage:
+                add_install(stage["venv"], None)
+                for command in stage.get("installs", []):
+                    add_install(stage["venv"], command)
+
+    return Project(
+        tasks=tuple(tasks),
+        installs={venv: tuple(commands) for venv, commands in installs.items()},
+        envs=_env_vars(document.get("envs", [])),
+        vars={v["key"]: v["value"] for v in document.get("vars", [])},
+        files=tuple(ConfigFile(f["name"], f["value"]) for f in document.get("files", [])),
+        schedules=tuple(
+            Schedule(
+                cron=s["cron"],
+                target_id=s.get("target_id"),
+                description=s.get("description"),
+                envs=_env_vars(s.get("envs", [])),
+                vars={v["key"]: v["value"] for v in s.get("vars", [])},
+            )
+            for s in document.get("schedules", [])
+        ),
+        deploy=document.get("deploy", {}),
+        document=document,
+        description=document.get("description"),
+        source=source,
     )
