@@ -303,6 +303,7 @@ def run_pipeline(
     kill_grace: float = DEFAULT_KILL_GRACE,
     control: PipelineControl | None = None,
     first_number: int = 1,
+    deadline: float | None = None,
 ) -> PipelineResult:
     """Run ``stages`` as ``s1 | s2 | ...`` in ``cwd``; see the module docstring.
 
@@ -310,6 +311,8 @@ def run_pipeline(
     the caller keeps ownership of it. ``stderr_logs[i]`` receives stage *i*'s stderr.
     ``first_number`` is the number of the first stage in messages (a ``commands:`` task
     runs each command as a one-stage pipeline numbered after its position).
+    ``deadline`` (a ``time.monotonic()`` value) replaces ``started + timeout`` when a
+    task's timeout spans several pipelines; ``timeout`` is still what messages show.
     Never raises for a failing stage: the result's ``error`` holds the
     :class:`StageError` (the caller decides when to raise it). Raises ``StageError`` only
     when a stage can't be spawned (after stopping the ones already started).
@@ -390,7 +393,8 @@ def run_pipeline(
         raise
 
     timed_out = False
-    deadline = started + timeout if timeout is not None else None
+    if deadline is None and timeout is not None:
+        deadline = started + timeout
     kill_at: float | None = None
     killed = False
     with cond:

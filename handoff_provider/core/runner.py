@@ -1,0 +1,536 @@
+"""Run a project's tasks in a workspace and summarise what happened.
+
+:class:`ProjectRunner` turns each active task into processes (via
+:func:`handoff_provider.core.pipeline.run_pipeline`) and records a :class:`RunSummary`
+in ``artifacts/run.json`` — on success and on failure — before raising.
+
+Per task, in project order (``active: false`` tasks are recorded as ``skipped``):
+
+* ``pipeline:`` — one pipeline, ``stage1 | stage2 | ...`` (see ``pipeline.py`` for
+  pipefail/SIGPIPE/timeout semantics).
+* ``commands:`` — each command alone, in order, stopping at the first failure; command
+  *n*'s stdout goes to ``artifacts/<task>.<n>.stdout.log``; the task's ``timeout``
+  covers all of them.
+
+The last stage's (last command's) output becomes ``artifacts/state`` according to the
+task's ``state_from``:
+
+* ``stdout`` (default): stdout is written to a temp file in ``artifacts/`` and renamed
+  to ``state`` only when the task succeeded — a failed run never clobbers the previous
+  state, which the next run reads (``--state artifacts/state``).
+* ``stderr``: the original handoff behaviour — the last stage's stderr becomes the state
+  (again only on success); its stdout goes to ``artifacts/<task>.stdout.log``.
+* ``none``: state untouched; stdout goes to ``artifacts/<task>.stdout.log``.
+
+Every stage's stderr is streamed live to ``on_stderr_line(task, stage_number, command,
+line)`` (default: ``log("[task:stage command] line")``) and saved to
+``artifacts/<task>.<stage>.stderr.log``. Stage numbers are **1-based** everywhere
+(messages, callbacks, file names, the summary).
+
+Commands run in the workspace with ``os.environ`` + the project's ``envs`` (rendered) +
+the runner's ``env`` (run context ``HANDOFF_*`` variables, secret envs), later ones
+winning. A stage with a ``venv`` additionally gets ``VIRTUAL_ENV`` and ``<venv>/bin``
+first on ``PATH`` (no ``activate``), and its command is looked up there first. A command
+containing a slash (``files/stats_collector.py``) is relative to the workspace; a script
+there that lost its executable bit (files synced from S3 do) but starts with ``#!`` is
+made executable. ``args`` are rendered (Jinja) and split into words like a shell would,
+but no shell runs. Every command is resolved and every template rendered before the
+first process starts, so a typo fails the run before it touched anything.
+
+What the summary and the logs contain: commands *as written* (command + unrendered
+``args`` template), exit codes, durations, byte counts, error messages — never rendered
+args, env values or config file contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from handoff_provider.core.errors import HandoffError, StageError
+from handoff_provider.core.pipeline import (
+    DEFAULT_KILL_GRACE,
+    PipelineControl,
+    PipelineResult,
+    StageOutcome,
+    StageSpec,
+    run_pipeline,
+)
+from handoff_provider.core.project import Command, Project, Task
+from handoff_provider.core.templating import render_text, render_workspace_files, split_args
+from handoff_provider.core.workspace import Workspace
+
+_logger = logging.getLogger(__name__)
+
+LogFn = Callable[[str], None]
+StderrLineFn = Callable[[str, int, str, str], None]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass
+class StageResult:
+    """One stage (or one command of a ``commands:`` task).
+
+    ``exit_code`` uses the shell convention (128 + N when killed by signal N, ``signal``
+    then names it); ``None`` when the stage never ran. ``status``: ``ok``, ``sigpipe``
+    (killed by SIGPIPE because its reader finished early: not a failure), ``failed``,
+    ``not_run``. ``bytes_out``: bytes written to the next stage / the output file, when
+    measurable (see ``pipeline.py``).
+    """
+
+    index: int
+    command: str
+    exit_code: int | None = None
+    signal: str | None = None
+    seconds: float | None = None
+    bytes_out: int | None = None
+    status: str = "not_run"
+
+    @classmethod
+    def from_outcome(cls, outcome: StageOutcome) -> StageResult:
+        if outcome.returncode is None:
+            status = "not_run"
+        elif outcome.excused_sigpipe:
+            status = "sigpipe"
+        else:
+            status = "ok" if outcome.returncode == 0 else "failed"
+        return cls(
+            index=outcome.number,
+            command=outcome.label,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal_name,
+            seconds=round(outcome.seconds, 3) if outcome.returncode is not None else None,
+            bytes_out=outcome.bytes_out,
+            status=status,
+        )
+
+
+@dataclass
+class TaskResult:
+    """One task: ``status`` is ``success``, ``failed``, ``skipped`` (inactive) or
+    ``not_run`` (an earlier task failed / the run was terminated)."""
+
+    name: str
+    kind: str
+    status: str = "not_run"
+    state_from: str = "stdout"
+    state_updated: bool = False
+    timed_out: bool = False
+    seconds: float | None = None
+    error: str | None = None
+    stages: list[StageResult] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    """What a run did; :meth:`to_dict` is JSON-safe and holds no config value."""
+
+    status: str = "running"
+    error: str | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    ended_at: datetime | None = None
+    tasks: list[TaskResult] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "success"
+
+    @property
+    def seconds(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return round((self.ended_at - self.started_at).total_seconds(), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "seconds": self.seconds,
+            "tasks": [asdict(task) for task in self.tasks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+        """Read back ``artifacts/run.json`` (e.g. to know whether the last run succeeded)."""
+        tasks = []
+        for task in data.get("tasks", []):
+            fields = {k: v for k, v in task.items() if k != "stages"}
+            stages = [StageResult(**stage) for stage in task.get("stages", [])]
+            tasks.append(TaskResult(**fields, stages=stages))
+        ended = data.get("ended_at")
+        return cls(
+            status=data["status"],
+            error=data.get("error"),
+            started_at=datetime.fromisoformat(data["started_at"]),
+            ended_at=datetime.fromisoformat(ended) if ended else None,
+            tasks=tasks,
+        )
+
+
+def read_run_summary(workspace: Workspace | Path) -> RunSummary | None:
+    """The summary of the last run in ``workspace`` (``None`` when there is none)."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    try:
+        data = json.loads(ws.run_summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return RunSummary.from_dict(data)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def command_label(command: Command) -> str:
+    """The command as written: name + unrendered args template (safe to show)."""
+    return f"{command.command} {command.args}".rstrip() if command.args else command.command
+
+
+@dataclass
+class _TaskPlan:
+    task: Task
+    stages: list[StageSpec]
+
+
+def _stage_env(base: Mapping[str, str], venv_dir: Path | None) -> dict[str, str]:
+    env = dict(base)
+    if venv_dir is not None:
+        env.pop("PYTHONHOME", None)
+        env["VIRTUAL_ENV"] = str(venv_dir)
+        env["PATH"] = str(venv_dir / "bin") + os.pathsep + env.get("PATH", os.defpath)
+    return env
+
+
+def _is_executable_file(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+class ProjectRunner:
+    """Run ``project``'s active tasks in ``workspace``; see the module docstring.
+
+    ``venvs`` maps venv names to venv directories (from ``install_venvs``);
+    ``variables`` are the template variables (``build_variables``); ``env`` extra
+    environment for every command; ``log`` receives progress lines;
+    ``on_stderr_line(task, stage_number, command_name, line)`` every stderr line.
+    ``kill_grace`` is the time between SIGTERM and SIGKILL on timeout/terminate.
+    A runner runs once; :meth:`terminate` may be called any time, from any thread.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        workspace: Workspace | Path | str,
+        venvs: Mapping[str, Path] | None = None,
+        *,
+        variables: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        log: LogFn | None = None,
+        on_stderr_line: StderrLineFn | None = None,
+        template_functions: Mapping[str, Callable[..., Any]] | None = None,
+        kill_grace: float = DEFAULT_KILL_GRACE,
+        render_files: bool = True,
+    ) -> None:
+        self.project = project
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        self.venvs = {name: Path(path) for name, path in (venvs or {}).items()}
+        self.variables = dict(variables or {})
+        self.env = dict(env or {})
+        self.log: LogFn = log or _logger.info
+        self.on_stderr_line: StderrLineFn = on_stderr_line or self._default_stderr_line
+        self.template_functions = template_functions
+        self.kill_grace = kill_grace
+        self.render_files = render_files
+        self._control = PipelineControl()
+
+    # -- public
+
+    def terminate(self, reason: str = "terminated") -> None:
+        """Stop the run: SIGTERM to the running pipeline's process group, SIGKILL after
+        ``kill_grace``; no further task starts. Thread-safe, idempotent, usable from a
+        signal handler; the run then fails saying it was terminated."""
+        self._control.terminate(reason)
+
+    @property
+    def terminated(self) -> bool:
+        return self._control.terminated
+
+    def run(self) -> RunSummary:
+        """Run the tasks; returns the summary, or raises (``StageError`` for a failed,
+        timed-out or terminated stage; ``TemplateError`` for a template) after writing
+        ``artifacts/run.json``."""
+        summary = RunSummary()
+        summary.tasks = [
+            TaskResult(
+                name=task.name,
+                kind=task.kind,
+                state_from=task.state_from,
+                status="not_run" if task.active else "skipped",
+            )
+            for task in self.project.tasks
+        ]
+        failure: BaseException | None = None
+        try:
+            self.workspace.prepare()
+            if self.render_files:
+                render_workspace_files(
+                    self.workspace.files_dir, self.variables, functions=self.template_functions
+                )
+            base_env = self._base_env()
+            plans = [
+                (result, self._plan(task, base_env))
+                for task, result in zip(self.project.tasks, summary.tasks, strict=True)
+                if task.active
+            ]
+            for result, plan in plans:
+                self._run_task(plan, result)
+        except HandoffError as exc:
+            failure = exc
+        except BaseException as exc:  # a bug or KeyboardInterrupt: still leave run.json
+            failure = exc
+            summary.error = f"internal error ({type(exc).__name__})"
+        summary.ended_at = datetime.now(timezone.utc)
+        if failure is None:
+            summary.status = "success"
+        else:
+            summary.status = "failed"
+            if summary.error is None:
+                summary.error = str(failure)
+        self._write_summary(summary)
+        if failure is not None:
+            self.log(f"run failed: {summary.error}")
+            raise failure
+        self.log(f"run succeeded in {summary.seconds} s")
+        return summary
+
+    # -- internals
+
+    def _default_stderr_line(self, task: str, stage: int, command: str, line: str) -> None:
+        self.log(f"[{task}:{stage} {command}] {line}")
+
+    def _base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        source = self.project.source
+        for index, var in enumerate(self.project.envs):
+            env[var.key] = render_text(
+                var.value,
+                self.variables,
+                source=f"{source}: envs[{index}].value",
+                functions=self.template_functions,
+            )
+        env.update(self.env)
+        return env
+
+    def _plan(self, task: Task, base_env: Mapping[str, str]) -> _TaskPlan:
+        stages = []
+        for number, command in enumerate(task.commands, start=1):
+            label = command_label(command)
+            where = f"{self.project.source}: {command.location or f'{task.name}[{number}]'}"
+            rendered = render_text(
+                command.args,
+                self.variables,
+                source=f"{where}.args",
+                functions=self.template_functions,
+            )
+            words = split_args(rendered, source=f"{where}.args")
+            venv_dir = None
+            if command.venv:
+                venv_dir = self.venvs.get(command.venv)
+                if venv_dir is None or not (venv_dir / "bin").is_dir():
+                    raise StageError(
+                        f"task '{task.name}' stage {number} ('{label}'): venv "
+                        f"'{command.venv}' is not installed (run `handoff workspace install`)",
+                        task=task.name,
+                        stage_index=number,
+                        command=label,
+                        exit_code=None,
+                    )
+            env = _stage_env(base_env, venv_dir)
+            program = self._resolve(task, number, command, label, venv_dir, env)
+            stages.append(StageSpec(argv=[program, *words], env=env, label=label))
+        return _TaskPlan(task=task, stages=stages)
+
+    def _resolve(
+        self,
+        task: Task,
+        number: int,
+        command: Command,
+        label: str,
+        venv_dir: Path | None,
+        env: Mapping[str, str],
+    ) -> str:
+        name = command.command
+
+        def missing(why: str) -> StageError:
+            return StageError(
+                f"task '{task.name}' stage {number} ('{label}'): {why}",
+                task=task.name,
+                stage_index=number,
+                command=label,
+                exit_code=None,
+            )
+
+        if "/" in name:
+            path = Path(name) if os.path.isabs(name) else self.workspace.root / name
+            if not path.is_file():
+                raise missing(f"command '{name}' not found (no such file in the workspace)")
+            if not os.access(path, os.X_OK):
+                self._make_script_executable(path, missing)
+            return str(path)
+        if venv_dir is not None:
+            candidate = venv_dir / "bin" / name
+            if _is_executable_file(candidate):
+                return str(candidate)
+        found = shutil.which(name, path=env.get("PATH", os.defpath))
+        if found is None:
+            where = f"in venv '{command.venv}' or on PATH" if command.venv else "on PATH"
+            raise missing(f"command '{name}' not found {where}")
+        return found
+
+    def _make_script_executable(self, path: Path, missing: Callable[[str], StageError]) -> None:
+        root = self.workspace.root.resolve()
+        try:
+            path.resolve().relative_to(root)
+            with open(path, "rb") as handle:
+                is_script = handle.read(2) == b"#!"
+        except (ValueError, OSError):
+            is_script = False
+        if not is_script:
+            raise missing(f"command '{path}' is not executable")
+        mode = path.stat().st_mode
+        os.chmod(path, mode | stat.S_IXUSR | (stat.S_IXGRP if mode & stat.S_IRGRP else 0))
+        self.log(f"made {path.relative_to(self.workspace.root)} executable (it starts with #!)")
+
+    def _stderr_callback(self, task: Task) -> Callable[[int, str], None]:
+        names = [c.command for c in task.commands]
+        on_line = self.on_stderr_line
+
+        def callback(number: int, line: str) -> None:
+            on_line(task.name, number, names[number - 1], line)
+
+        return callback
+
+    def _run_task(self, plan: _TaskPlan, result: TaskResult) -> None:
+        task = plan.task
+        if self._control.terminated:
+            raise StageError(
+                f"run terminated ({self._control.reason}) before task '{task.name}' started",
+                task=task.name,
+                stage_index=0,
+                command="",
+                exit_code=None,
+            )
+        artifacts = self.workspace.artifacts_dir
+        stages_text = f"{len(plan.stages)} stage" + ("s" if len(plan.stages) != 1 else "")
+        self.log(f"task '{task.name}': starting ({task.kind}, {stages_text})")
+        started = time.monotonic()
+        deadline = started + task.timeout if task.timeout is not None else None
+        result.stages = [
+            StageResult(index=n, command=spec.label) for n, spec in enumerate(plan.stages, start=1)
+        ]
+        state_tmp: Path | None = None
+        error: StageError | None = None
+        last_stderr = artifacts / f"{task.name}.{len(plan.stages)}.stderr.log"
+        try:
+            if task.kind == "pipeline":
+                groups = [(1, plan.stages)]
+            else:
+                groups = [(n, [spec]) for n, spec in enumerate(plan.stages, start=1)]
+            for first, specs in groups:
+                is_last = first + len(specs) - 1 == len(plan.stages)
+                if is_last and task.state_from == "stdout":
+                    fd, state_tmp = self._state_temp()
+                else:
+                    out_name = (
+                        f"{task.name}.stdout.log"
+                        if task.kind == "pipeline"
+                        else f"{task.name}.{first}.stdout.log"
+                    )
+                    fd = os.open(
+                        artifacts / out_name,
+                        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                        0o644,
+                    )
+                try:
+                    outcome = run_pipeline(
+                        specs,
+                        task=task.name,
+                        cwd=self.workspace.root,
+                        stdout=fd,
+                        stderr_logs=[
+                            artifacts / f"{task.name}.{n}.stderr.log"
+                            for n in range(first, first + len(specs))
+                        ],
+                        on_stderr_line=self._stderr_callback(task),
+                        timeout=task.timeout,
+                        deadline=deadline,
+                        kill_grace=self.kill_grace,
+                        control=self._control,
+                        first_number=first,
+                    )
+                finally:
+                    os.close(fd)
+                self._record(result, outcome)
+                if outcome.error is not None:
+                    error = outcome.error
+                    result.timed_out = outcome.timed_out
+                    break
+            if error is None:
+                if task.state_from == "stdout" and state_tmp is not None:
+                    os.replace(state_tmp, self.workspace.state_path)
+                    state_tmp = None
+                    result.state_updated = True
+                elif task.state_from == "stderr":
+                    fd, state_tmp = self._state_temp()
+                    os.close(fd)
+                    shutil.copyfile(last_stderr, state_tmp)
+                    os.replace(state_tmp, self.workspace.state_path)
+                    state_tmp = None
+                    result.state_updated = True
+        finally:
+            if state_tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(state_tmp)
+            result.seconds = round(time.monotonic() - started, 3)
+        if error is not None:
+            result.status = "failed"
+            result.error = str(error)
+            raise error
+        result.status = "success"
+        self.log(f"task '{task.name}': succeeded in {result.seconds} s")
+
+    def _state_temp(self) -> tuple[int, Path]:
+        artifacts = self.workspace.artifacts_dir
+        for _ in range(100):
+            path = artifacts / f".state.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                continue
+            return fd, path
+        raise OSError(f"could not create a temporary state file in {artifacts}")
+
+    @staticmethod
+    def _record(result: TaskResult, outcome: PipelineResult) -> None:
+        for stage in outcome.stages:
+            result.stages[stage.number - 1] = StageResult.from_outcome(stage)
+
+    def _write_summary(self, summary: RunSummary) -> None:
+        path = self.workspace.run_summary_path
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".run.json.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
