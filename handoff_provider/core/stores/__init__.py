@@ -1,0 +1,160 @@
+"""The AWS stores of a stack: config (SSM), files and artifacts (S3).
+
+``Remote(stack, bucket, client_factory=...)`` bundles them::
+
+    remote = Remote.from_options(stack="etl", bucket="my-bucket")
+    remote.config.push(document)          # SSM /handoff/etl/config
+    remote.files.push(Path("project/files"))   # s3://my-bucket/etl/files/
+    remote.artifacts.push(Path("ws/artifacts"), new_run_key(), succeeded=True)
+
+Layout under the bucket: ``<stack>/files/``, ``<stack>/runs/<run-key>/``, ``<stack>/last/``
+and ``<stack>/config/`` (config documents over 8 KB). No Airflow import here: the hook
+passes its own ``client_factory``; the CLI and the container use boto3's default chain.
+Creating a ``Remote`` makes no AWS call; clients are created on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.stores._aws import ClientFactory, default_client_factory, translate
+from handoff_provider.core.stores.artifacts import (
+    MANIFEST_NAME,
+    ArtifactsLocation,
+    ArtifactsStore,
+    new_run_key,
+)
+from handoff_provider.core.stores.config import ConfigPushResult, ConfigStore
+from handoff_provider.core.stores.files import FilesStore
+from handoff_provider.core.stores.s3sync import SyncResult
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ArtifactsLocation",
+    "ArtifactsStore",
+    "ConfigPushResult",
+    "ConfigStore",
+    "FilesStore",
+    "Remote",
+    "SyncResult",
+    "new_run_key",
+]
+
+_STACK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def default_config_name(stack: str) -> str:
+    return f"/handoff/{stack}/config"
+
+
+class Remote:
+    """The stores of one stack; see the module docstring."""
+
+    def __init__(
+        self,
+        stack: str,
+        bucket: str | None,
+        *,
+        client_factory: ClientFactory,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
+    ) -> None:
+        if not stack or not _STACK_RE.match(stack) or ".." in stack:
+            raise ConfigurationError(
+                f"stack name {stack!r}: use letters, digits, '.', '_' and '-' (up to 128 "
+                "characters; it names the SSM parameter and the S3 prefix)"
+            )
+        if bucket is not None and (
+            bucket.startswith("s3://") or not bucket.strip() or bucket != bucket.strip()
+        ):
+            raise ConfigurationError(
+                f"bucket {bucket!r}: give the bucket name alone (no s3://, no spaces)"
+            )
+        self.stack = stack
+        self.bucket = bucket
+        self.kms_key_id = kms_key_id
+        self._factory = client_factory
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.config = ConfigStore(
+            self.client,
+            config_name or default_config_name(stack),
+            stack=stack,
+            bucket=bucket,
+            kms_key_id=kms_key_id,
+        )
+
+    @classmethod
+    def from_options(
+        cls,
+        stack: str | None = None,
+        bucket: str | None = None,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
+        client_factory: ClientFactory | None = None,
+    ) -> Remote:
+        """Options first, then ``HANDOFF_STACK``/``STACK_NAME`` and
+        ``HANDOFF_BUCKET``/``S3_BUCKET_NAME``. The stack is required; the bucket only by
+        the S3 stores (an error names what to set when they are used without one)."""
+        stack = stack or os.environ.get("HANDOFF_STACK") or os.environ.get("STACK_NAME")
+        bucket = bucket or os.environ.get("HANDOFF_BUCKET") or os.environ.get("S3_BUCKET_NAME")
+        if not stack:
+            raise ConfigurationError(
+                "no stack name: pass --stack or set HANDOFF_STACK (or STACK_NAME)"
+            )
+        return cls(
+            stack,
+            bucket or None,
+            client_factory=client_factory or default_client_factory(),
+            config_name=config_name,
+            kms_key_id=kms_key_id,
+        )
+
+    def client(self, service_name: str) -> Any:
+        """The (cached) botocore client for ``service_name``."""
+        with self._lock:
+            client = self._clients.get(service_name)
+            if client is None:
+                try:
+                    client = self._factory(service_name)
+                except Exception as exc:
+                    translate(
+                        exc, action="create client for", resource=service_name, service=service_name
+                    )
+                self._clients[service_name] = client
+            return client
+
+    def _require_bucket(self) -> str:
+        if not self.bucket:
+            raise ConfigurationError(
+                "no S3 bucket: pass --bucket or set HANDOFF_BUCKET (or S3_BUCKET_NAME)"
+            )
+        return self.bucket
+
+    @property
+    def files(self) -> FilesStore:
+        """``s3://<bucket>/<stack>/files/``."""
+        return FilesStore(lambda: self.client("s3"), self._require_bucket(), f"{self.stack}/files/")
+
+    @property
+    def artifacts(self) -> ArtifactsStore:
+        """``s3://<bucket>/<stack>/runs/`` and ``last/``."""
+        return ArtifactsStore(lambda: self.client("s3"), self._require_bucket(), self.stack)
+
+    def describe(self) -> dict[str, str | None]:
+        """Where this stack's things live (no values): for logs, summaries, the demo."""
+        bucket = self.bucket
+        return {
+            "stack": self.stack,
+            "config_parameter": self.config.name,
+            "files_uri": f"s3://{bucket}/{self.stack}/files/" if bucket else None,
+            "runs_uri": f"s3://{bucket}/{self.stack}/runs/" if bucket else None,
+            "last_uri": f"s3://{bucket}/{self.stack}/last/" if bucket else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"Remote(stack={self.stack!r}, bucket={self.bucket!r}, config={self.config.name!r})"

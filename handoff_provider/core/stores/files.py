@@ -1,0 +1,201 @@
+"""The files store: ``PROJECT/files/`` mirrored to ``s3://<bucket>/<stack>/files/`` by content.
+
+``push`` uploads only new or changed files (see :mod:`.s3sync` for how "changed" is decided
+without re-reading remote content), then deletes remote objects that no longer exist
+locally: uploads first, so a reader during a push never misses a file present both before
+and after. ``get`` mirrors the prefix into ``WORKSPACE/files/``: changed files are
+downloaded, local files absent remotely are removed. Every key is checked before anything
+is written, so a key that would escape the destination aborts the get with nothing done.
+
+Permission bits travel in ``x-amz-meta-handoff-mode`` so an executable script in
+``files/`` (``command: files/collect.py``) stays executable after a get. A change of mode
+alone (same content) is not detected as a change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.stores._aws import MAX_CONCURRENCY, s3_uri
+from handoff_provider.core.stores.s3sync import (
+    META_MODE,
+    META_SHA256,
+    FileDigest,
+    RemoteObject,
+    Stopwatch,
+    SyncResult,
+    Transfer,
+    delete_keys,
+    digest_file,
+    digests_of,
+    find_unchanged,
+    head_object,
+    is_directory_marker,
+    list_objects,
+    local_files,
+    local_mode,
+    remove_empty_dirs,
+    run_transfers,
+    safe_relative_key,
+    sha256_file,
+    upload_extra_args,
+)
+
+log = logging.getLogger(__name__)
+
+
+class FilesStore:
+    """``s3://<bucket>/<stack>/files/``; see the module docstring."""
+
+    def __init__(self, get_client: Callable[[], Any], bucket: str, prefix: str) -> None:
+        self._client = get_client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    @property
+    def uri(self) -> str:
+        return s3_uri(self.bucket, self.prefix)
+
+    def push(self, local_dir: Path) -> SyncResult:
+        """Make the remote prefix an exact copy of ``local_dir`` (missing dir = empty)."""
+        local_dir = Path(local_dir)
+        if not local_dir.is_dir():
+            if not local_dir.parent.is_dir():
+                raise ConfigurationError(f"{local_dir.parent}: project directory not found")
+            if local_dir.exists():
+                raise ConfigurationError(f"{local_dir}: not a directory")
+            log.info(
+                "%s does not exist: pushing an empty files/ (remote files are removed)", local_dir
+            )
+        clock = Stopwatch()
+        result = SyncResult(source=str(local_dir), target=self.uri)
+        local = local_files(local_dir)
+        digests = digests_of(local)
+        client = self._client()
+        remote = list_objects(client, self.bucket, self.prefix)
+        unchanged = find_unchanged(
+            client,
+            self.bucket,
+            ((rel, remote[rel], digests[rel]) for rel in local if rel in remote),
+        )
+        transfers = [
+            Transfer(
+                kind="upload",
+                key=self.prefix + relative,
+                path=path,
+                extra_args=upload_extra_args(path, digests[relative].sha256),
+            )
+            for relative, path in local.items()
+            if relative not in unchanged
+        ]
+        run_transfers(client, self.bucket, transfers)
+        stale = [obj.key for rel, obj in remote.items() if rel not in local]
+        delete_keys(client, self.bucket, stale)
+        result.uploaded = [item.key[len(self.prefix) :] for item in transfers]
+        result.deleted = sorted(key[len(self.prefix) :] for key in stale)
+        result.unchanged = sorted(unchanged)
+        result.bytes_transferred = sum(digests[rel].size for rel in result.uploaded)
+        result.seconds = clock.elapsed()
+        return result
+
+    def get(self, dest_dir: Path) -> SyncResult:
+        """Mirror the remote prefix into ``dest_dir``: download changed, remove extra files."""
+        dest_dir = Path(dest_dir)
+        clock = Stopwatch()
+        result = SyncResult(source=self.uri, target=str(dest_dir), direction="get")
+        client = self._client()
+        remote: dict[str, RemoteObject] = {}
+        for relative, obj in list_objects(client, self.bucket, self.prefix).items():
+            if is_directory_marker(relative, obj):
+                continue
+            safe_relative_key(relative, full_key=obj.key)
+            remote[relative] = obj
+        _refuse_file_dir_clashes(remote)
+
+        local = local_files(dest_dir)
+        digests: dict[str, FileDigest] = {
+            rel: digest_file(path)
+            for rel, path in local.items()
+            if rel in remote and remote[rel].size == path.stat().st_size
+        }
+        unchanged = find_unchanged(
+            client, self.bucket, ((rel, remote[rel], digests[rel]) for rel in digests)
+        )
+        stale = [path for rel, path in local.items() if rel not in remote]
+        for path in stale:
+            path.unlink()
+        remove_empty_dirs(dest_dir, stale)
+        changed = [rel for rel in sorted(remote) if rel not in unchanged]
+        self._download(client, dest_dir, {rel: remote[rel] for rel in changed})
+
+        result.downloaded = changed
+        result.deleted = sorted(path.relative_to(dest_dir).as_posix() for path in stale)
+        result.unchanged = sorted(unchanged)
+        result.bytes_transferred = sum(remote[rel].size for rel in changed)
+        result.seconds = clock.elapsed()
+        return result
+
+    def _download(self, client: Any, dest_dir: Path, objects: dict[str, RemoteObject]) -> None:
+        if not objects:
+            return
+        # One HEAD per changed object: its SHA-256 (checked after the download), mode and
+        # current ETag (the download is conditional on it: no torn read of a replaced object).
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENCY) as pool:
+            heads = dict(
+                zip(
+                    objects,
+                    pool.map(lambda o: head_object(client, self.bucket, o.key), objects.values()),
+                    strict=True,
+                )
+            )
+        for relative, obj in objects.items():
+            target = dest_dir / relative
+            if target.is_dir():
+                raise StoreError(
+                    f"cannot download {s3_uri(self.bucket, obj.key)}: {target} is a directory"
+                )
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        run_transfers(
+            client,
+            self.bucket,
+            [
+                Transfer(
+                    kind="download",
+                    key=obj.key,
+                    path=dest_dir / rel,
+                    size=heads[rel].size,
+                    etag=heads[rel].etag,
+                )
+                for rel, obj in objects.items()
+            ],
+        )
+        for relative, obj in objects.items():
+            target = dest_dir / relative
+            meta = heads[relative].metadata
+            expected = meta.get(META_SHA256)
+            if expected and sha256_file(target) != expected:
+                target.unlink()
+                raise StoreError(
+                    f"download {s3_uri(self.bucket, obj.key)}: content does not match its "
+                    "recorded SHA-256; retry"
+                )
+            os.chmod(target, local_mode(meta.get(META_MODE)))
+
+
+def _refuse_file_dir_clashes(remote: dict[str, RemoteObject]) -> None:
+    """``a`` and ``a/b`` can both be keys but not both be local paths."""
+    for relative in remote:
+        parts = relative.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in remote:
+                raise StoreError(
+                    f"object keys {remote[parent].key!r} and {remote[relative].key!r} clash: "
+                    "one would be a file and a directory at once"
+                )

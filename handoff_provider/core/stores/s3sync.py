@@ -1,0 +1,426 @@
+"""Content-based S3 sync primitives: digests, listings, safe keys, parallel transfers.
+
+How "unchanged" is decided without downloading or re-uploading anything:
+
+1. sizes differ -> changed;
+2. the object's ETag equals the ETag we compute locally -> unchanged. For a single-part
+   upload the ETag is the MD5 of the content; for a multipart upload it is
+   ``md5(part md5s)-N``, which we can compute because we know the part size our transfer
+   manager uses (:data:`TRANSFER_CONFIG`);
+3. otherwise (an SSE-KMS bucket, whose ETags are not MD5s, or an object uploaded by
+   another tool with another part size) one ``HeadObject`` reads the SHA-256 we store in
+   every object's metadata (``x-amz-meta-handoff-sha256``); equal -> unchanged. No such
+   metadata -> changed (uploaded again, after which step 3 succeeds next time).
+
+Transfers go through boto3's transfer manager (``s3transfer``) so uploads, downloads and
+server-side copies run in parallel with multipart handled for us; sizes known from the
+listing are handed to it so it doesn't ``HeadObject`` each object again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import stat
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from s3transfer.subscribers import BaseSubscriber
+
+from handoff_provider.core.errors import StoreError
+from handoff_provider.core.stores._aws import MAX_CONCURRENCY, aws_errors, s3_uri
+
+#: Object metadata holding the hex SHA-256 of the content (``x-amz-meta-handoff-sha256``).
+META_SHA256 = "handoff-sha256"
+#: Object metadata holding the file's permission bits in octal (``x-amz-meta-handoff-mode``).
+META_MODE = "handoff-mode"
+
+MB = 1024 * 1024
+MULTIPART_THRESHOLD = 8 * MB
+MULTIPART_CHUNKSIZE = 8 * MB
+_READ_CHUNK = MB
+_DELETE_BATCH = 1000
+
+
+def transfer_config() -> Any:
+    """The transfer manager settings; part size and threshold also define local ETags."""
+    return TransferConfig(
+        multipart_threshold=MULTIPART_THRESHOLD,
+        multipart_chunksize=MULTIPART_CHUNKSIZE,
+        max_concurrency=MAX_CONCURRENCY,
+        use_threads=True,
+        preferred_transfer_client="classic",
+    )
+
+
+# ---------------------------------------------------------------------------- digests
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """Size, SHA-256 and the S3 ETag our transfer manager would produce for a file."""
+
+    size: int
+    sha256: str
+    etag: str
+
+
+def digest_file(path: Path) -> FileDigest:
+    """Hash a file once: SHA-256 of the whole and MD5 per multipart part (for the ETag)."""
+    sha = hashlib.sha256()
+    whole_md5 = hashlib.md5(usedforsecurity=False)
+    part_md5s: list[bytes] = []
+    part = hashlib.md5(usedforsecurity=False)
+    part_filled = 0
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            size += len(chunk)
+            sha.update(chunk)
+            whole_md5.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), MULTIPART_CHUNKSIZE - part_filled)
+                part.update(view[:take])
+                part_filled += take
+                view = view[take:]
+                if part_filled == MULTIPART_CHUNKSIZE:
+                    part_md5s.append(part.digest())
+                    part = hashlib.md5(usedforsecurity=False)
+                    part_filled = 0
+    if part_filled:
+        part_md5s.append(part.digest())
+    if size < MULTIPART_THRESHOLD:
+        etag = whole_md5.hexdigest()
+    else:
+        combined = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
+        etag = f"{combined}-{len(part_md5s)}"
+    return FileDigest(size=size, sha256=sha.hexdigest(), etag=etag)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- listings
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    etag: str
+
+
+def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, RemoteObject]:
+    """Every object under ``prefix`` (paginated), keyed by the key relative to the prefix."""
+    objects: dict[str, RemoteObject] = {}
+    with aws_errors("list", s3_uri(bucket, prefix), service="s3"):
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                objects[key[len(prefix) :]] = RemoteObject(
+                    key=key, size=int(item["Size"]), etag=str(item.get("ETag", "")).strip('"')
+                )
+    return objects
+
+
+def local_files(root: Path) -> dict[str, Path]:
+    """Regular files under ``root`` (symlinks to files followed), keyed by POSIX relative path."""
+    found: dict[str, Path] = {}
+    if not root.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if path.is_file():
+                found[path.relative_to(root).as_posix()] = path
+    return found
+
+
+def safe_relative_key(relative: str, *, full_key: str) -> PurePosixPath:
+    """Check that an object key maps to a path inside the destination directory.
+
+    Refuses absolute keys, ``..``/``.`` segments, empty segments (``a//b``), backslashes
+    and NUL bytes, with an error naming the key.
+    """
+    segments = relative.split("/")
+    bad = (
+        not relative
+        or relative.startswith("/")
+        or "\\" in relative
+        or "\0" in relative
+        or any(segment in ("", ".", "..") for segment in segments)
+    )
+    if bad:
+        raise StoreError(
+            f"refusing object key {full_key!r}: it would not map to a file inside the "
+            "destination directory (absolute path, '..', '.' or empty path segment)"
+        )
+    return PurePosixPath(relative)
+
+
+def is_directory_marker(relative: str, obj: RemoteObject) -> bool:
+    """A zero-byte ``folder/`` object as created by the S3 console: not a file."""
+    return relative.endswith("/") and obj.size == 0
+
+
+# ----------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+def head_object(client: Any, bucket: str, key: str) -> ObjectHead:
+    with aws_errors("read metadata of", s3_uri(bucket, key), service="s3"):
+        response = client.head_object(Bucket=bucket, Key=key)
+    return ObjectHead(
+        size=int(response["ContentLength"]),
+        etag=str(response.get("ETag", "")).strip('"'),
+        metadata=dict(response.get("Metadata", {})),
+    )
+
+
+def local_mode(recorded: object) -> int:
+    """Local permissions for a recorded octal mode: 0755 if it was executable, else 0644."""
+    try:
+        executable = bool(int(str(recorded or "0"), 8) & 0o100)
+    except ValueError:
+        executable = False
+    return 0o755 if executable else 0o644
+
+
+def find_unchanged(
+    client: Any,
+    bucket: str,
+    pairs: Iterable[tuple[str, RemoteObject, FileDigest]],
+) -> set[str]:
+    """The relative paths whose remote object has the same content as the local digest."""
+    unchanged: set[str] = set()
+    need_head: list[tuple[str, RemoteObject, FileDigest]] = []
+    for relative, obj, digest in pairs:
+        if obj.size != digest.size:
+            continue
+        if obj.etag == digest.etag:
+            unchanged.add(relative)
+        else:
+            need_head.append((relative, obj, digest))
+    if need_head:
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENCY) as pool:
+            heads = pool.map(lambda item: head_object(client, bucket, item[1].key), need_head)
+            for (relative, _obj, digest), head in zip(need_head, heads, strict=True):
+                if head.metadata.get(META_SHA256) == digest.sha256:
+                    unchanged.add(relative)
+    return unchanged
+
+
+# ------------------------------------------------------------------------ transfers
+
+
+class _KnownSize(BaseSubscriber):
+    """Hands a size (and ETag) we already know from a listing to the transfer manager,
+    which would otherwise ``HeadObject`` every source first."""
+
+    def __init__(self, size: int, etag: str | None = None) -> None:
+        self.size = size
+        self.etag = etag
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self.size)
+        if self.etag is not None:
+            future.meta.provide_object_etag(f'"{self.etag}"')
+
+
+def upload_extra_args(path: Path, sha256: str) -> dict[str, Any]:
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return {
+        "Metadata": {META_SHA256: sha256, META_MODE: f"{mode:o}"},
+        "ContentType": content_type,
+    }
+
+
+@dataclass
+class Transfer:
+    """One transfer for :func:`run_transfers`: ``kind`` is upload, download or copy."""
+
+    kind: str
+    key: str
+    path: Path | None = None
+    source_key: str | None = None
+    size: int | None = None
+    etag: str | None = None
+    extra_args: dict[str, Any] = field(default_factory=dict)
+
+
+def run_transfers(client: Any, bucket: str, transfers: list[Transfer]) -> None:
+    """Run transfers in parallel through the transfer manager; the first failure cancels
+    the rest and is raised as a :class:`StoreError` naming the object."""
+    if not transfers:
+        return
+    manager = create_transfer_manager(client, transfer_config())
+    submitted: list[tuple[Transfer, Any]] = []
+    failed = True
+    try:
+        for item in transfers:
+            submitted.append((item, _submit(manager, bucket, item)))
+        for item, future in submitted:
+            action = {"upload": "upload to", "download": "download", "copy": "copy to"}[item.kind]
+            with aws_errors(action, s3_uri(bucket, item.key), service="s3"):
+                future.result()
+        failed = False
+    finally:
+        manager.shutdown(cancel=failed, cancel_msg="another transfer failed")
+
+
+def _submit(manager: Any, bucket: str, item: Transfer) -> Any:
+    subscribers = [_KnownSize(item.size, item.etag)] if item.size is not None else None
+    if item.kind == "upload":
+        return manager.upload(
+            str(item.path), bucket, item.key, extra_args=item.extra_args, subscribers=subscribers
+        )
+    if item.kind == "download":
+        assert item.path is not None
+        item.path.parent.mkdir(parents=True, exist_ok=True)
+        return manager.download(
+            bucket, item.key, str(item.path), extra_args=item.extra_args, subscribers=subscribers
+        )
+    if item.kind == "copy":
+        return manager.copy(
+            {"Bucket": bucket, "Key": item.source_key},
+            bucket,
+            item.key,
+            extra_args=item.extra_args,
+            subscribers=subscribers,
+        )
+    raise ValueError(f"unknown transfer kind {item.kind!r}")
+
+
+def delete_keys(client: Any, bucket: str, keys: Iterable[str]) -> list[str]:
+    """Delete keys in batches of 1000 (the DeleteObjects limit); returns the deleted keys."""
+    pending = sorted(set(keys))
+    for start in range(0, len(pending), _DELETE_BATCH):
+        batch = pending[start : start + _DELETE_BATCH]
+        with aws_errors(
+            "delete objects under", s3_uri(bucket, _common_prefix(batch)), service="s3"
+        ):
+            response = client.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+            )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StoreError(
+                f"delete {s3_uri(bucket, first.get('Key', ''))}: AWS error "
+                f"{first.get('Code', 'unknown')} ({len(errors)} object(s) not deleted)"
+            )
+    return pending
+
+
+def _common_prefix(keys: list[str]) -> str:
+    """The longest shared ``a/b/`` directory prefix of keys (for error messages)."""
+    first = keys[0].split("/")[:-1]
+    for key in keys[1:]:
+        parts = key.split("/")[:-1]
+        n = 0
+        while n < min(len(first), len(parts)) and first[n] == parts[n]:
+            n += 1
+        first = first[:n]
+    return "/".join(first) + "/" if first else ""
+
+
+def remove_empty_dirs(root: Path, start: Iterable[Path]) -> None:
+    """Remove now-empty parent directories of removed files, up to (not including) root."""
+    for path in sorted({p.parent for p in start}, key=lambda p: len(p.parts), reverse=True):
+        current = path
+        while current != root and root in current.parents:
+            try:
+                current.rmdir()
+            except OSError:
+                break
+            current = current.parent
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class SyncResult:
+    """What a sync did; ``str()`` is the one-line summary the CLI prints."""
+
+    source: str
+    target: str
+    direction: str = "push"
+    uploaded: list[str] = field(default_factory=list)
+    downloaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    bytes_transferred: int = 0
+    seconds: float = 0.0
+
+    @property
+    def transferred(self) -> list[str]:
+        return self.uploaded or self.downloaded
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "direction": self.direction,
+            "source": self.source,
+            "target": self.target,
+            "uploaded": len(self.uploaded),
+            "downloaded": len(self.downloaded),
+            "deleted": len(self.deleted),
+            "unchanged": len(self.unchanged),
+            "bytes_transferred": self.bytes_transferred,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def __str__(self) -> str:
+        moved = (
+            f"{len(self.uploaded)} uploaded"
+            if self.direction == "push"
+            else f"{len(self.downloaded)} downloaded"
+        )
+        return (
+            f"{self.source} -> {self.target}: {moved}, {len(self.deleted)} deleted, "
+            f"{len(self.unchanged)} unchanged ({format_bytes(self.bytes_transferred)} "
+            f"in {self.seconds:.2f}s)"
+        )
+
+
+def format_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def digests_of(files: Mapping[str, Path]) -> dict[str, FileDigest]:
+    return {relative: digest_file(path) for relative, path in files.items()}
