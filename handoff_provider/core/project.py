@@ -53,6 +53,8 @@ DEFAULT_TASK_NAME = "default"
 PROJECT_FILE = "project.yml"
 CONFIG_DIR = "config"
 
+#: Schema errors listed in one message (each names its own key path).
+_MAX_ERRORS = 3
 _VENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Variable names the run context provides; a project var may not shadow them.
 RESERVED_VARS = frozenset(RunContext().as_variables())
@@ -400,9 +402,9 @@ def _normalise(document: dict[str, Any], *, source: str) -> dict[str, Any]:
     """Validate ``document`` and return its canonical form (a new dict)."""
     errors = sorted(_validator().iter_errors(document), key=lambda e: _error_order(document, e))
     if errors:
-        message = _describe(errors[0])
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ProjectError(f"{source}: {message}{more}")
+        shown = "; ".join(_describe(error) for error in errors[:_MAX_ERRORS])
+        more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
+        raise ProjectError(f"{source}: {shown}{more}")
     canonical = _canonical(document, _schema())
     _check_semantics(canonical, source=source)
     return canonical
