@@ -33,6 +33,7 @@ _MARKERS = ("{{", "{%", "{#")
 _BYTE_MARKERS = tuple(marker.encode() for marker in _MARKERS)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined$")
+_UNDEFINED_MEMBER = re.compile(r"^.* has no (attribute|element) '?(.*?)'?$")
 _TEMPLATE_FILENAME = "<template>"
 
 
@@ -99,9 +100,7 @@ def render_text(
     try:
         return compiled.render(dict(variables))
     except jinja2.UndefinedError as exc:
-        match = _UNDEFINED_NAME.match(exc.message or "")
-        what = f"undefined variable '{match.group(1)}'" if match else f"undefined: {exc.message}"
-        raise fail(what, _template_line(exc)) from None
+        raise fail(_describe_undefined(exc.message or "", template), _template_line(exc)) from None
     except _NoneRendered as exc:
         raise fail(
             "an expression renders None (a run context variable such as start_at is not set "
@@ -119,6 +118,18 @@ def render_text(
     except Exception as exc:
         # The message may quote a rendered value (a secret): only the type is shown.
         raise fail(f"rendering failed ({type(exc).__name__})", _template_line(exc)) from None
+
+
+def _describe_undefined(message: str, template: str) -> str:
+    """Name what is undefined, but only names written in the template itself: an item
+    looked up with a computed key (``cfg[value]``) may be a secret value."""
+    match = _UNDEFINED_NAME.match(message)
+    if match:
+        return f"undefined variable '{match.group(1)}'"
+    match = _UNDEFINED_MEMBER.match(message)
+    if match and match.group(2) in template:
+        return f"undefined {match.group(1)} '{match.group(2)}'"
+    return "undefined attribute or item"
 
 
 def split_args(rendered: str, *, source: str) -> list[str]:
