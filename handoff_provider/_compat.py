@@ -1,0 +1,210 @@
+"""Airflow 2.10 / 3.x compatibility: the one place that knows where things live.
+
+Everything in the Airflow layer imports Airflow names from here, never from ``airflow.*``
+directly, so supporting a new Airflow line is a change to this module only. The version
+flags follow the Amazon provider's ``version_compat.py``; this module deliberately does
+not depend on ``apache-airflow-providers-common-compat``'s ``sdk`` module.
+
+Besides the gated imports it holds the small accessors the operators share (ours and the
+ECS one): reading the run's data interval and identity from a task context whatever the
+Airflow line, the per-try run key, and the provider settings (``[handoff]`` section).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow import __version__ as AIRFLOW_VERSION
+
+
+@functools.cache
+def get_base_airflow_version_tuple() -> tuple[int, int, int]:
+    """``(major, minor, micro)`` of the installed Airflow, pre-release suffixes dropped."""
+    from packaging.version import Version
+
+    version = Version(AIRFLOW_VERSION)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_V_3_0_PLUS: bool = get_base_airflow_version_tuple() >= (3, 0, 0)
+AIRFLOW_V_3_1_PLUS: bool = get_base_airflow_version_tuple() >= (3, 1, 0)
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import (
+        DAG,
+        Asset,
+        BaseOperator,
+        BaseOperatorLink,
+        TaskGroup,
+    )
+
+    try:
+        from airflow.sdk.exceptions import AirflowException
+    except ImportError:  # 3.0
+        from airflow.exceptions import AirflowException  # type: ignore[no-redef]
+else:
+    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,assignment]
+    from airflow.exceptions import AirflowException  # type: ignore[no-redef,assignment]
+    from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef,assignment]
+    from airflow.models.baseoperatorlink import (  # type: ignore[no-redef,assignment]
+        BaseOperatorLink,
+    )
+    from airflow.models.dag import DAG  # type: ignore[no-redef,assignment]
+    from airflow.utils.task_group import TaskGroup  # type: ignore[no-redef,assignment]
+
+if AIRFLOW_V_3_1_PLUS:
+    from airflow.sdk import BaseHook
+else:  # airflow.sdk.BaseHook does not exist before 3.1
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,assignment]
+
+
+def _import_mask_secret() -> Any:
+    """Airflow's ``mask_secret`` for this line (the task SDK one also tells the supervisor)."""
+    if AIRFLOW_V_3_0_PLUS:
+        try:
+            from airflow.sdk.log import mask_secret
+        except ImportError:  # 3.0
+            from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore
+        return mask_secret
+    from airflow.utils.log.secrets_masker import mask_secret
+
+    return mask_secret
+
+
+airflow_mask_secret = _import_mask_secret()
+
+
+def _conf() -> Any:
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 2.x and 3.0/3.1
+        from airflow.configuration import conf
+    return conf
+
+
+#: Provider settings: ``[handoff] <key>`` in airflow.cfg or ``AIRFLOW__HANDOFF__<KEY>``.
+PROVIDER_SECTION = "handoff"
+
+
+def provider_setting(key: str, fallback: str | None = None) -> str | None:
+    """A ``[handoff]`` setting; ``fallback`` when unset or empty (never raises)."""
+    try:
+        value = _conf().get(PROVIDER_SECTION, key, fallback=fallback)
+    except Exception:  # a broken config must not break a task over an optional setting
+        return fallback
+    return value if value not in (None, "") else fallback
+
+
+def airflow_setting(section: str, key: str, fallback: str | None = None) -> str | None:
+    """Any Airflow setting, ``fallback`` when unset (never raises)."""
+    try:
+        return _conf().get(section, key, fallback=fallback)
+    except Exception:
+        return fallback
+
+
+# --------------------------------------------------------------------------- context
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A context timestamp (pendulum or datetime, maybe None) as an aware stdlib datetime."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:  # Airflow's are always aware; be safe with hand-made contexts
+        value = value.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
+
+
+def context_data_interval(context: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """The run's ``(data_interval_start, data_interval_end)``; ``None`` ends when unknown.
+
+    Airflow 3 manual runs may have no logical date and so no data interval.
+    """
+    start = _as_utc(context.get("data_interval_start"))
+    end = _as_utc(context.get("data_interval_end"))
+    if start is None and end is None and (dag_run := context.get("dag_run")) is not None:
+        start = _as_utc(getattr(dag_run, "data_interval_start", None))
+        end = _as_utc(getattr(dag_run, "data_interval_end", None))
+    return start, end
+
+
+def context_logical_date(context: Mapping[str, Any]) -> datetime | None:
+    """The run's logical date (``execution_date`` on 2.x); ``None`` when the run has none."""
+    value = context.get("logical_date")
+    if value is None and (dag_run := context.get("dag_run")) is not None:
+        value = getattr(dag_run, "logical_date", None)
+    return _as_utc(value)
+
+
+def context_task_identity(context: Mapping[str, Any]) -> dict[str, Any]:
+    """``dag_id``, ``run_id``, ``task_id``, ``try_number`` and ``map_index`` of the running try."""
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", None)
+    return {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "try_number": int(getattr(ti, "try_number", None) or 1),
+        "map_index": -1 if map_index is None else int(map_index),
+    }
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Longest run key: S3 allows 1024-byte keys, but keys are also read by humans in consoles.
+_MAX_READABLE = 160
+
+
+def _sanitise(part: str) -> str:
+    return _UNSAFE.sub("_", part).strip("._-") or "x"
+
+
+def run_key_for(
+    dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+) -> str:
+    """The artifacts run key of one task try: readable, S3-safe, unique per try.
+
+    ``<dag_id>/<run_id>/<task_id>[.<map_index>]/try-<n>`` flattened with ``__`` and
+    sanitised to ``[A-Za-z0-9._-]``; as sanitising could make two run ids equal (``:``
+    and ``+`` both become ``_``), a short hash of the exact identity is appended. So a
+    retry (new ``try_number``), a mapped task instance and concurrent backfill runs (new
+    ``run_id``) never write to the same ``runs/<key>/`` prefix.
+    """
+    task = task_id if map_index is None or map_index < 0 else f"{task_id}.{map_index}"
+    readable = "__".join(_sanitise(p) for p in (dag_id, run_id, task)) + f"__try{int(try_number)}"
+    identity = "\0".join((dag_id, run_id, task_id, str(map_index), str(int(try_number))))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return f"{readable[:_MAX_READABLE].rstrip('._-')}-{digest}"
+
+
+def run_key_from_context(context: Mapping[str, Any]) -> str:
+    """:func:`run_key_for` the try the context belongs to."""
+    return run_key_for(**context_task_identity(context))
+
+
+__all__ = [
+    "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_1_PLUS",
+    "DAG",
+    "PROVIDER_SECTION",
+    "AirflowException",
+    "Asset",
+    "BaseHook",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "TaskGroup",
+    "airflow_mask_secret",
+    "airflow_setting",
+    "context_data_interval",
+    "context_logical_date",
+    "context_task_identity",
+    "provider_setting",
+    "run_key_for",
+    "run_key_from_context",
+]

@@ -1,0 +1,48 @@
+"""Register secrets with Airflow's secrets masker, the same way on every Airflow line.
+
+Values are registered without a ``name`` (a name makes Airflow mask only when the name
+looks sensitive). A multi-line value (a PEM key, a JSON file) is also registered line by
+line, because task logs are written one line at a time: the whole value would never
+match. Values shorter than ``[logging] min_length_masked_secret`` (default 5) are skipped
+on every line: Airflow 3 skips them itself, and on Airflow 2.10, which has no such limit,
+masking ``1`` or ``true`` would garble every log line without protecting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from handoff_provider._compat import airflow_mask_secret, airflow_setting
+
+_DEFAULT_MIN_LENGTH = 5
+
+
+def min_length_masked() -> int:
+    """Airflow's ``[logging] min_length_masked_secret`` (5 when unset)."""
+    value = airflow_setting("logging", "min_length_masked_secret", str(_DEFAULT_MIN_LENGTH))
+    try:
+        return max(1, int(value or _DEFAULT_MIN_LENGTH))
+    except ValueError:
+        return _DEFAULT_MIN_LENGTH
+
+
+def mask_values(values: Iterable[object]) -> int:
+    """Register every string in ``values`` (and each of its lines) with the masker.
+
+    Returns how many distinct strings were registered (for a debug line; never log them).
+    """
+    min_length = min_length_masked()
+    seen: set[str] = set()
+    for value in values:
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else str(value)
+        candidates = [text]
+        if "\n" in text:
+            candidates.extend(line.strip() for line in text.splitlines())
+        for candidate in candidates:
+            if len(candidate.strip()) < min_length or candidate in seen:
+                continue
+            seen.add(candidate)
+            airflow_mask_secret(candidate)
+    return len(seen)
