@@ -1,0 +1,382 @@
+"""The flows shared by the CLI, the Airflow operators and the container.
+
+A run (:class:`HandoffRun`) goes through these phases, in order:
+
+1. **prepare** the workspace: with a project directory, compile it, write its config
+   files (0600) and copy ``PROJECT/files/``; without one, fetch the document from SSM,
+   write its config files and mirror ``s3://<bucket>/<stack>/files/`` into ``files/``;
+2. **restore state**: when a remote with a bucket is given (a run from remote config, or
+   a local run with ``--push-artifacts``), ``last/state`` of the stack's last successful
+   run replaces ``artifacts/state``. The remote wins over a local file because runs of a
+   stack may happen on different machines (Airflow workers, Fargate tasks): the local
+   file may be older than the last published run. With no published state the local
+   file (if any) is kept. A purely local run (no remote) never touches the state;
+3. **install** the venvs (cached by spec: a no-op when unchanged);
+4. **run** the tasks (``ProjectRunner``) with the template variables (project ``vars``,
+   run context, overrides) and the environment ``context.as_env()`` + ``extra_env`` +
+   ``secret_env``;
+5. **archive** (``push_artifacts``): ``artifacts/`` to ``runs/<run-key>/`` whatever the
+   outcome; ``last/`` replaced only after a success whose upload completed.
+
+A failed stage, a failed archive after a successful run (the run is then reported failed:
+nothing downstream should trust an unpublished state) and a termination raise
+:class:`RunFailed` carrying the :class:`RunOutcome`. Failures before the commands start
+(bad project, missing config, install error) raise their own :class:`HandoffError`.
+:meth:`HandoffRun.terminate` works in every phase: before the runner exists it makes the
+run stop at the next phase boundary (an install in progress finishes first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from handoff_provider.core.context import RunContext
+from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
+from handoff_provider.core.stores.artifacts import new_run_key
+
+if TYPE_CHECKING:
+    from handoff_provider.core.project import Project
+    from handoff_provider.core.runner import ProjectRunner, RunSummary
+    from handoff_provider.core.stores import ArtifactsLocation, Remote
+    from handoff_provider.core.workspace import Workspace
+
+LogFn = Callable[[str], None]
+StderrLineFn = Callable[[str, int, str, str], None]
+
+
+def stderr_log(line: str) -> None:
+    """The default ``log``: one line to stderr, flushed (the container's log stream)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs; see the module docstring for how each part is used."""
+
+    workspace: Path
+    project_dir: Path | None = None
+    remote: Remote | None = None
+    push_artifacts: bool = False
+    variables: Mapping[str, str] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    context: RunContext = field(default_factory=RunContext)
+    run_key: str | None = None
+    venv_cache_dir: Path | None = None
+    log: LogFn = stderr_log
+    on_stderr_line: StderrLineFn | None = None
+    template_functions: Mapping[str, Callable[..., Any]] | None = None
+
+    def validate(self) -> None:
+        if self.project_dir is None and self.remote is None:
+            raise ConfigurationError(
+                "no project: pass -p PROJECT, or a stack (--stack / HANDOFF_STACK) to run "
+                "from the remote config"
+            )
+        if self.push_artifacts:
+            if self.remote is None:
+                raise ConfigurationError(
+                    "pushing artifacts needs a stack and bucket (--stack/--bucket or "
+                    "HANDOFF_STACK/HANDOFF_BUCKET)"
+                )
+            if not self.remote.bucket:
+                raise ConfigurationError(
+                    "pushing artifacts needs an S3 bucket: pass --bucket or set "
+                    "HANDOFF_BUCKET (or S3_BUCKET_NAME)"
+                )
+
+
+@dataclass
+class RunOutcome:
+    """What a run did. ``to_dict()`` is the XCom-able summary: per task and stage the
+    command as written, exit code, duration, bytes out; artifact URIs. No config value."""
+
+    run_key: str
+    workspace: Path
+    summary: RunSummary
+    artifacts: ArtifactsLocation | None = None
+    artifacts_error: str | None = None
+    state_restored: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.summary.succeeded and self.artifacts_error is None
+
+    @property
+    def status(self) -> str:
+        return "success" if self.succeeded else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.summary.to_dict()
+        data.update(
+            {
+                "status": self.status,
+                "commands_status": self.summary.status,
+                "run_key": self.run_key,
+                "workspace": str(self.workspace),
+                "state_restored": self.state_restored,
+                "artifacts": self.artifacts.to_dict() if self.artifacts else None,
+                "artifacts_error": self.artifacts_error,
+            }
+        )
+        return data
+
+    def describe(self) -> str:
+        """One line: status, duration, tasks and where the artifacts are."""
+        tasks = ", ".join(f"{task.name} {task.status}" for task in self.summary.tasks)
+        seconds = self.summary.seconds
+        took = f" in {seconds:.1f} s" if seconds is not None else ""
+        text = f"run {self.run_key}: {self.summary.status}{took}"
+        if tasks:
+            text += f" ({tasks})"
+        if self.artifacts is not None:
+            text += f"; artifacts: {self.artifacts}"
+        elif self.artifacts_error:
+            text += f"; artifacts NOT archived: {self.artifacts_error}"
+        else:
+            text += f"; artifacts in {self.workspace / 'artifacts'} (not pushed)"
+        return text
+
+
+class _Terminated(Exception):
+    pass
+
+
+class HandoffRun:
+    """One run of a project; :meth:`execute` once, :meth:`terminate` from anywhere."""
+
+    def __init__(self, request: RunRequest) -> None:
+        self.request = request
+        # Re-entrant: terminate() may run in a signal handler interrupting this thread.
+        self._lock = threading.RLock()
+        self._runner: ProjectRunner | None = None
+        self._terminate_reason: str | None = None
+
+    def terminate(self, reason: str = "terminated") -> None:
+        """Stop the run: kill the running commands, or keep them from starting."""
+        with self._lock:
+            if self._terminate_reason is None:
+                self._terminate_reason = reason or "terminated"
+            runner = self._runner
+        if runner is not None:
+            runner.terminate(reason)
+
+    def _checkpoint(self, phase: str) -> None:
+        with self._lock:
+            if self._terminate_reason is not None:
+                raise _Terminated(
+                    f"run terminated ({self._terminate_reason}) before {phase}; no command ran"
+                )
+
+    def execute(self) -> RunOutcome:
+        """Run the phases; returns the outcome or raises (see the module docstring)."""
+        from handoff_provider.core.runner import RunSummary
+        from handoff_provider.core.workspace import Workspace
+
+        request = self.request
+        request.validate()
+        log = request.log
+        run_key = new_run_key(request.run_key or request.context.run_key)
+        context = dataclasses.replace(request.context, run_key=run_key)
+        workspace = Workspace(request.workspace)
+        try:
+            self._checkpoint("preparing the workspace")
+            project = prepare_workspace(
+                workspace, project_dir=request.project_dir, remote=request.remote, log=log
+            )
+            state_restored = False
+            if request.remote is not None and request.remote.bucket:
+                self._checkpoint("restoring the state")
+                state_restored = restore_state(workspace, request.remote, log=log)
+            self._checkpoint("installing the venvs")
+            venvs = _install(project, workspace, request.venv_cache_dir, log)
+            self._checkpoint("starting the commands")
+            runner = self._make_runner(project, workspace, venvs, context)
+        except _Terminated as exc:
+            summary = RunSummary(status="failed", error=str(exc))
+            summary.ended_at = summary.started_at
+            outcome = RunOutcome(run_key=run_key, workspace=workspace.root, summary=summary)
+            raise RunFailed(str(exc), outcome=outcome) from None
+
+        error: HandoffError | None = None
+        try:
+            summary = runner.run()
+        except HandoffError as exc:
+            error = exc
+            summary = _summary_after_failure(workspace, exc)
+
+        outcome = RunOutcome(
+            run_key=run_key,
+            workspace=workspace.root,
+            summary=summary,
+            state_restored=state_restored,
+        )
+        if request.push_artifacts:
+            assert request.remote is not None
+            try:
+                outcome.artifacts = request.remote.artifacts.push(
+                    workspace.artifacts_dir, run_key, succeeded=summary.succeeded
+                )
+                log(f"artifacts: {outcome.artifacts}")
+            except HandoffError as exc:
+                outcome.artifacts_error = str(exc)
+                log(f"artifacts: archiving failed: {exc}")
+        if error is not None:
+            raise RunFailed(f"{error}; {_where_artifacts(outcome)}", outcome=outcome) from error
+        if outcome.artifacts_error is not None:
+            raise RunFailed(
+                f"the commands succeeded but archiving the artifacts failed "
+                f"({outcome.artifacts_error}); last/ still holds the previous complete run",
+                outcome=outcome,
+            )
+        return outcome
+
+    def _make_runner(
+        self,
+        project: Project,
+        workspace: Workspace,
+        venvs: Mapping[str, Path],
+        context: RunContext,
+    ) -> ProjectRunner:
+        from handoff_provider.core.runner import ProjectRunner
+        from handoff_provider.core.templating import build_variables
+
+        request = self.request
+        variables = build_variables(
+            project, context, request.variables, functions=request.template_functions
+        )
+        env = {**context.as_env(), **request.extra_env, **request.secret_env}
+        runner = ProjectRunner(
+            project,
+            workspace,
+            venvs,
+            variables=variables,
+            env=env,
+            log=request.log,
+            on_stderr_line=request.on_stderr_line,
+            template_functions=request.template_functions,
+        )
+        with self._lock:
+            self._checkpoint("starting the commands")
+            self._runner = runner
+        return runner
+
+
+def _summary_after_failure(workspace: Workspace, error: HandoffError) -> RunSummary:
+    from handoff_provider.core.runner import RunSummary, read_run_summary
+
+    summary = read_run_summary(workspace)
+    if summary is None or summary.status != "failed":
+        summary = RunSummary(status="failed", error=str(error))
+        summary.ended_at = summary.started_at
+    return summary
+
+
+def _where_artifacts(outcome: RunOutcome) -> str:
+    if outcome.artifacts is not None:
+        return f"artifacts: {outcome.artifacts.runs_uri} (last/ unchanged)"
+    if outcome.artifacts_error is not None:
+        return f"artifacts NOT archived ({outcome.artifacts_error})"
+    return f"artifacts in {outcome.workspace / 'artifacts'}"
+
+
+# ------------------------------------------------------------------------ phases
+
+
+def prepare_workspace(
+    workspace: Workspace,
+    *,
+    project_dir: Path | None = None,
+    remote: Remote | None = None,
+    log: LogFn = stderr_log,
+) -> Project:
+    """Phase 1: config files and ``files/`` in place; returns the validated project."""
+    from handoff_provider.core.project import load_project, project_from_document
+
+    workspace.prepare()
+    if project_dir is not None:
+        project = load_project(Path(project_dir))
+        workspace.write_config_files(project.files)
+        copied = workspace.copy_project_files(project_dir)
+        log(
+            f"workspace {workspace.root}: project {project_dir}, {len(project.files)} config "
+            f"file(s), {len(copied)} file(s) in files/"
+        )
+        return project
+    if remote is None:
+        raise ConfigurationError("no project: pass -p PROJECT or a stack for the remote config")
+    document = remote.config.fetch()
+    project = project_from_document(document, source=f"remote config ({remote.config.name})")
+    workspace.write_config_files(project.files)
+    log(f"config: {len(project.files)} config file(s) from SSM parameter {remote.config.name}")
+    result = remote.files.get(workspace.files_dir)
+    log(f"files: {result}")
+    return project
+
+
+def restore_state(workspace: Workspace, remote: Remote, *, log: LogFn = stderr_log) -> bool:
+    """Phase 2: ``last/state`` -> ``artifacts/state`` (see the module docstring)."""
+    had_local = workspace.state_path.exists()
+    artifacts = remote.artifacts
+    if artifacts.restore_state(workspace.state_path):
+        log(f"state: restored artifacts/state from {artifacts.last_uri}state")
+        return True
+    if had_local:
+        log(f"state: none published under {artifacts.last_uri}; keeping the local artifacts/state")
+    else:
+        log(f"state: none published under {artifacts.last_uri}; starting without state")
+    return False
+
+
+def _install(
+    project: Project, workspace: Workspace, venv_cache_dir: Path | None, log: LogFn
+) -> dict[str, Path]:
+    from handoff_provider.core.workspace import VenvCache, install_venvs
+
+    return install_venvs(project, VenvCache(venv_cache_dir), log, workspace)
+
+
+def install_workspace(
+    workspace: Path,
+    *,
+    project_dir: Path | None = None,
+    remote: Remote | None = None,
+    venv_cache_dir: Path | None = None,
+    log: LogFn | None = None,
+) -> dict[str, Path]:
+    """Prepare the workspace (config, files) and install its venvs; {venv name: dir}.
+
+    Install commands may use ``files/`` (``pip install ./files/pkg``), hence the prepare.
+    """
+    from handoff_provider.core.workspace import Workspace
+
+    log = log or stderr_log
+    ws = Workspace(workspace)
+    project = prepare_workspace(ws, project_dir=project_dir, remote=remote, log=log)
+    return _install(project, ws, venv_cache_dir, log)
+
+
+def push_workspace_artifacts(
+    workspace: Path, remote: Remote, *, run_key: str | None = None
+) -> ArtifactsLocation:
+    """Archive ``WORKSPACE/artifacts/`` (``handoff artifacts push``).
+
+    Success is read from ``artifacts/run.json``: a failed run goes to ``runs/`` only.
+    Without a ``run.json`` (artifacts put there by hand) the push counts as a success and
+    replaces ``last/``: that is how a state is seeded or corrected by hand.
+    """
+    from handoff_provider.core.runner import read_run_summary
+    from handoff_provider.core.workspace import Workspace
+
+    ws = Workspace(workspace)
+    if not ws.artifacts_dir.is_dir():
+        raise ConfigurationError(f"{ws.artifacts_dir}: no artifacts directory to push")
+    summary = read_run_summary(ws)
+    succeeded = summary is None or summary.succeeded
+    return remote.artifacts.push(ws.artifacts_dir, new_run_key(run_key), succeeded=succeeded)
