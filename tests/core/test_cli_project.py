@@ -1,0 +1,129 @@
+"""``handoff config print -p`` and ``handoff show commands -p``: in process and as installed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from handoff_provider.core.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "projects"
+
+SEED_YML = """\
+commands:
+  - command: "tap-exchangeratesapi"
+    args: "--config config/tap-config.json"
+    venv: "proc_01"
+    installs:
+      - pip install tap-exchangeratesapi
+  - command: "files/stats_collector.py"
+    venv: "proc_01"
+  - command: "target-csv"
+    venv: "proc_02"
+    installs:
+      - pip install target-csv
+"""
+# Verbatim from seeds/handoff-remote-config-v2.md.
+SEED_PRINTED = (
+    '{"commands": [{"command": "tap-exchangeratesapi", "args": "--config '
+    'config/tap-config.json", "venv": "proc_01", "installs": ["pip install '
+    'tap-exchangeratesapi"]}, {"command": "files/stats_collector.py", "venv": "proc_01"}, '
+    '{"command": "target-csv", "venv": "proc_02", "installs": ["pip install target-csv"]}], '
+    '"files": [{"name": "tap-config.json", "value": "{ \\"base\\": \\"JPY\\", '
+    '\\"start_date\\": \\"2020-07-09\\" }\\n"}]}\n'
+)
+BAD_YML = "tasks:\n  - name: t\n    pipeline:\n      - command: wc\n        agrs: -l\n"
+
+
+@pytest.fixture
+def seed_project(make_project):
+    return make_project(
+        SEED_YML,
+        config={"tap-config.json": '{ "base": "JPY", "start_date": "2020-07-09" }\n'},
+    )
+
+
+def test_config_print_is_the_seed_document(seed_project, capsys):
+    assert main(["config", "print", "-p", str(seed_project)]) == 0
+    out, err = capsys.readouterr()
+    assert out == SEED_PRINTED
+    assert err == ""
+
+
+def test_config_print_keeps_non_ascii_text(make_project, capsys):
+    project_dir = make_project("commands: [{command: echo, args: 'héllo ✓'}]\n")
+    assert main(["config", "print", "-p", str(project_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "héllo ✓" in out
+    assert json.loads(out)["commands"][0]["args"] == "héllo ✓"
+
+
+def test_show_commands_prints_the_pipeline(capsys):
+    assert main(["show", "commands", "-p", str(EXAMPLES / "01_word_count")]) == 0
+    assert capsys.readouterr().out == "cat files/lines.txt | wc -l\n"
+
+
+def test_show_commands_of_a_task_form_project(capsys):
+    assert main(["show", "commands", "-p", str(EXAMPLES / "02_singer_csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# task: extract_load (pipeline, timeout 300s)"
+    assert lines[1].startswith("venvs/tap/bin/tap-demo --config config/tap-config.json")
+    assert " | venvs/target/bin/target-demo-csv " in lines[1]
+    assert lines[2:] == ["# task: show_stats (commands)", "cat artifacts/collector_stats.json"]
+
+
+@pytest.mark.parametrize("verb", [["config", "print"], ["show", "commands"]])
+def test_bad_project_is_one_error_line_and_status_1(make_project, capsys, verb):
+    project_dir = make_project(BAD_YML)
+    assert main([*verb, "-p", str(project_dir)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"handoff: error: {project_dir / 'project.yml'}: tasks[0].pipeline[0]: "
+        "unknown key 'agrs' (did you mean 'args'?)\n"
+    )
+
+
+def test_installed_console_script(seed_project, make_project):
+    script = Path(sys.executable).parent / "handoff"
+    assert script.is_file(), f"the handoff console script is not installed next to {sys.executable}"
+
+    printed = subprocess.run(
+        [str(script), "config", "print", "-p", str(seed_project)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (printed.returncode, printed.stdout, printed.stderr) == (0, SEED_PRINTED, "")
+
+    shown = subprocess.run(
+        [str(script), "show", "commands", "-p", str(seed_project)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert shown.returncode == 0
+    assert shown.stdout == (
+        "venvs/proc_01/bin/tap-exchangeratesapi --config config/tap-config.json"
+        " | PATH=venvs/proc_01/bin:$PATH files/stats_collector.py"
+        " | venvs/proc_02/bin/target-csv\n"
+    )
+
+    bad = make_project(BAD_YML, name="bad")
+    failed = subprocess.run(
+        [str(script), "config", "print", "-p", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    assert failed.stderr.count("\n") == 1
+    assert failed.stderr.startswith(f"handoff: error: {bad / 'project.yml'}: ")
