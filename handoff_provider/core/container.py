@@ -1,0 +1,117 @@
+"""The runtime container's contract: its entrypoint, default command and environment.
+
+One module holds what the ``Dockerfile``, the ECS operator and the tests must agree on, so
+the command the operator sends to Fargate is, by construction, the one the image runs:
+the image's ``ENTRYPOINT`` is :data:`ENTRYPOINT` and its ``CMD`` is
+``container_command(WORKSPACE)``. An ECS ``containerOverrides[].command`` replaces the
+image's ``CMD`` only (the entrypoint stays), so the operator sends
+:func:`container_command` and the process that runs is ``ENTRYPOINT + command``.
+
+No Airflow here: the runtime image installs the core only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from handoff_provider.core.context import (
+    ENV_END_AT,
+    ENV_LOGICAL_DATE,
+    ENV_RUN_KEY,
+    ENV_START_AT,
+)
+from handoff_provider.core.errors import ConfigurationError
+
+#: The image's entrypoint (``ENTRYPOINT ["handoff"]``).
+ENTRYPOINT: tuple[str, ...] = ("handoff",)
+#: Home of the non-root user the image runs as.
+HOME = "/home/handoff"
+#: The workspace inside the image (in the container's writable layer).
+WORKSPACE = f"{HOME}/workspace"
+#: The venv cache inside the image (``HANDOFF_VENV_CACHE``).
+VENV_CACHE = f"{HOME}/.cache/handoff/venvs"
+
+ENV_STACK = "HANDOFF_STACK"
+ENV_BUCKET = "HANDOFF_BUCKET"
+ENV_VENV_CACHE = "HANDOFF_VENV_CACHE"
+
+
+def container_command(
+    workspace: str = WORKSPACE,
+    variables: Mapping[str, object] | None = None,
+    *,
+    config_name: str | None = None,
+) -> list[str]:
+    """The command (the image's ``CMD`` part) for a remote run that archives its artifacts.
+
+    ``handoff run -w WORKSPACE -a`` fetches the config from SSM and the files from S3,
+    restores ``last/state``, runs, then archives ``artifacts/`` to ``runs/<run key>/`` and
+    ``last/``. ``variables`` become ``-v key=value`` arguments (sorted, so the command is
+    stable): they are visible in the ECS console, so they must never hold secrets.
+    ``config_name`` (an SSM parameter name, not a value) becomes ``--config-name``.
+    """
+    command = ["run", "-w", workspace, "-a"]
+    if config_name:
+        command += ["--config-name", config_name]
+    for key, value in sorted((variables or {}).items()):
+        key = str(key)
+        if not key or "=" in key:
+            raise ConfigurationError(f"vars: invalid variable name {key!r} (empty or contains '=')")
+        command += ["-v", f"{key}={'' if value is None else value}"]
+    return command
+
+
+def container_argv(
+    workspace: str = WORKSPACE,
+    variables: Mapping[str, object] | None = None,
+    *,
+    config_name: str | None = None,
+) -> list[str]:
+    """The full process the container runs: ``ENTRYPOINT + container_command(...)``."""
+    return [*ENTRYPOINT, *container_command(workspace, variables, config_name=config_name)]
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def container_environment(
+    *,
+    stack: str,
+    bucket: str,
+    run_key: str,
+    start_at: datetime | str | None = None,
+    end_at: datetime | str | None = None,
+    logical_date: datetime | str | None = None,
+) -> dict[str, str]:
+    """The environment a remote run needs beyond its task role: where, which run, which interval.
+
+    These are the variables the CLI reads back (``Remote.from_options`` and
+    ``RunContext.from_strings``). Never a config value: the config stays in SSM and the
+    container reads it with its task role.
+    """
+    if not stack:
+        raise ConfigurationError("stack: no stack name (set stack= or HANDOFF_STACK)")
+    if not bucket:
+        raise ConfigurationError("bucket: no S3 bucket (set bucket= or HANDOFF_BUCKET)")
+    if not run_key:
+        raise ConfigurationError("run_key: empty run key")
+    env = {ENV_STACK: stack, ENV_BUCKET: bucket, ENV_RUN_KEY: run_key}
+    for name, value in (
+        (ENV_START_AT, start_at),
+        (ENV_END_AT, end_at),
+        (ENV_LOGICAL_DATE, logical_date),
+    ):
+        text = _iso(value)
+        if text:
+            env[name] = text
+    return env
+
+
+def artifacts_uris(bucket: str, stack: str, run_key: str) -> dict[str, str]:
+    """Where a run's artifacts land: ``runs/<run key>/`` always, ``last/`` after a success."""
+    prefix = f"s3://{bucket}/{stack}"
+    return {"runs_uri": f"{prefix}/runs/{run_key}/", "last_uri": f"{prefix}/last/"}
