@@ -127,3 +127,54 @@ def test_installed_console_script(seed_project, make_project):
     assert failed.stdout == ""
     assert failed.stderr.count("\n") == 1
     assert failed.stderr.startswith(f"handoff: error: {bad / 'project.yml'}: ")
+
+
+def _handoff(*args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "handoff"
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, check=False, timeout=240
+    )
+
+
+def test_example_word_count_runs(tmp_path):
+    workspace = tmp_path / "ws"
+    result = _handoff("run", "-w", str(workspace), "-p", str(EXAMPLES / "01_word_count"))
+    assert result.returncode == 0, result.stderr
+    assert (workspace / "artifacts" / "state").read_text().strip() == "5"
+
+
+def test_example_singer_csv_runs_offline_and_incrementally(tmp_path):
+    project = str(EXAMPLES / "02_singer_csv")
+    cache = str(tmp_path / "venvs")
+    workspace = tmp_path / "ws"
+    artifacts = workspace / "artifacts"
+
+    first = _handoff("run", "-w", str(workspace), "-p", project, "--venv-cache", cache)
+    assert first.returncode == 0, first.stderr
+    assert json.loads((artifacts / "state").read_text()) == {
+        "bookmarks": {"readings": {"day": "2024-01-05"}}
+    }
+    assert json.loads((artifacts / "collector_stats.json").read_text()) == {
+        "rows_read": 7,
+        "messages": {"SCHEMA": 1, "RECORD": 5, "STATE": 1},
+    }
+    rows = (artifacts / "readings.csv").read_text().splitlines()
+    assert rows[0] == "day,value"
+    assert [row.split(",")[0] for row in rows[1:]] == [f"2024-01-0{d}" for d in range(1, 6)]
+
+    # the next run continues after the bookmark kept in artifacts/state
+    second = _handoff("run", "-w", str(workspace), "-p", project, "--venv-cache", cache)
+    assert second.returncode == 0, second.stderr
+    rows = (artifacts / "readings.csv").read_text().splitlines()
+    assert rows[1].startswith("2024-01-06,") and rows[-1].startswith("2024-01-10,")
+
+    # a fresh workspace starts at the data interval, or at a -v override of the var
+    for options, first_day in (
+        (["--start-at", "2024-06-01T00:00:00Z"], "2024-06-01"),
+        (["-v", "start_date=2025-02-02"], "2025-02-02"),
+    ):
+        fresh = tmp_path / first_day
+        run = _handoff("run", "-w", str(fresh), "-p", project, "--venv-cache", cache, *options)
+        assert run.returncode == 0, run.stderr
+        csv_rows = (fresh / "artifacts" / "readings.csv").read_text().splitlines()
+        assert csv_rows[1].startswith(f"{first_day},")
