@@ -38,9 +38,10 @@ What this module guarantees (the runner in :mod:`runner` builds on it):
   blocks on the data path and lots of stderr can't deadlock anything.
 * **bytes_out** of a stage whose stdout is a pipe is read from ``/proc/<pid>/io``
   (``wchar``, just before reaping) minus the stderr bytes we received: it counts what the
-  stage and its reaped children wrote through ``write()``, so files a stage writes
-  itself are included. ``None`` where ``/proc`` is unavailable. For the last stage it is
-  the size of its stdout file (when it writes to one).
+  stage and its reaped children wrote through ``write()``: exact for a plain program,
+  an over-count when the stage writes files itself or is a shell running an inner
+  pipeline (``sh -c 'a | b'`` counts both). ``None`` where ``/proc`` is unavailable.
+  For the last stage it is the size of its stdout file (when it writes to one).
 """
 
 from __future__ import annotations
@@ -415,7 +416,9 @@ def run_pipeline(
             if killed:
                 wake = []
             cond.wait(max(0.0, min(wake) - now) if wake else None)
-    stopped = kill_at is not None
+        # terminate() signals the group itself: the stages may all be gone before this
+        # loop saw the reason, so the reason (not kill_at) tells whether we were stopped.
+        stopped = kill_at is not None or control.reason is not None
 
     # Everything a stage left behind in the group goes too (see module docstring).
     _killpg(pgid, signal.SIGKILL if stopped else signal.SIGTERM)

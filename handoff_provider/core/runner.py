@@ -17,7 +17,9 @@ task's ``state_from``:
 
 * ``stdout`` (default): stdout is written to a temp file in ``artifacts/`` and renamed
   to ``state`` only when the task succeeded — a failed run never clobbers the previous
-  state, which the next run reads (``--state artifacts/state``).
+  state, which the next run reads (``--state artifacts/state``). When the task fails,
+  that output is kept as ``artifacts/<task>.stdout.log`` (``<task>.<n>.stdout.log`` for
+  the last command of a ``commands:`` task) for debugging.
 * ``stderr``: the original handoff behaviour — the last stage's stderr becomes the state
   (again only on success); its stdout goes to ``artifacts/<task>.stdout.log``.
 * ``none``: state untouched; stdout goes to ``artifacts/<task>.stdout.log``.
@@ -441,6 +443,7 @@ class ProjectRunner:
             StageResult(index=n, command=spec.label) for n, spec in enumerate(plan.stages, start=1)
         ]
         state_tmp: Path | None = None
+        state_log: Path | None = None  # where the state's stdout goes if the task fails
         error: StageError | None = None
         last_stderr = artifacts / f"{task.name}.{len(plan.stages)}.stderr.log"
         try:
@@ -450,18 +453,17 @@ class ProjectRunner:
                 groups = [(n, [spec]) for n, spec in enumerate(plan.stages, start=1)]
             for first, specs in groups:
                 is_last = first + len(specs) - 1 == len(plan.stages)
+                stdout_log = artifacts / (
+                    f"{task.name}.stdout.log"
+                    if task.kind == "pipeline"
+                    else f"{task.name}.{first}.stdout.log"
+                )
                 if is_last and task.state_from == "stdout":
                     fd, state_tmp = self._state_temp()
+                    state_log = stdout_log
                 else:
-                    out_name = (
-                        f"{task.name}.stdout.log"
-                        if task.kind == "pipeline"
-                        else f"{task.name}.{first}.stdout.log"
-                    )
                     fd = os.open(
-                        artifacts / out_name,
-                        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                        0o644,
+                        stdout_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
                     )
                 try:
                     outcome = run_pipeline(
@@ -492,6 +494,8 @@ class ProjectRunner:
                     os.replace(state_tmp, self.workspace.state_path)
                     state_tmp = None
                     result.state_updated = True
+                    if state_log is not None:  # a failed earlier run's output: stale now
+                        state_log.unlink(missing_ok=True)
                 elif task.state_from == "stderr":
                     fd, state_tmp = self._state_temp()
                     os.close(fd)
@@ -499,6 +503,11 @@ class ProjectRunner:
                     os.replace(state_tmp, self.workspace.state_path)
                     state_tmp = None
                     result.state_updated = True
+            elif state_tmp is not None and state_log is not None:
+                # Keep what the failed stage wrote for debugging, never as the state.
+                with contextlib.suppress(OSError):
+                    os.replace(state_tmp, state_log)
+                    state_tmp = None
         finally:
             if state_tmp is not None:
                 with contextlib.suppress(OSError):

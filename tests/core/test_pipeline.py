@@ -1,0 +1,284 @@
+"""run_pipeline: OS pipes, pipefail + SIGPIPE, process groups, timeouts, stderr pumps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from handoff_provider.core.errors import StageError
+from handoff_provider.core.pipeline import PipelineControl, StageSpec, run_pipeline
+
+try:
+    from .helpers_runtime import read_pid, sh, stage, wait_dead
+except ImportError:  # tests/core is not a package
+    from helpers_runtime import read_pid, sh, stage, wait_dead
+
+
+def _out(tmp_path: Path, name: str = "out") -> tuple[int, Path]:
+    path = tmp_path / name
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), path
+
+
+def test_three_stages_flow_through_os_pipes(tmp_path: Path) -> None:
+    fd, path = _out(tmp_path)
+    try:
+        result = run_pipeline(
+            [stage("head", "-c", "1000000", "/dev/zero"), stage("cat"), stage("wc", "-c")],
+            task="t",
+            cwd=tmp_path,
+            stdout=fd,
+        )
+    finally:
+        os.close(fd)
+    assert result.ok, result.error
+    assert path.read_text().strip() == "1000000"
+    assert [s.returncode for s in result.stages] == [0, 0, 0]
+    assert result.stages[-1].bytes_out == path.stat().st_size
+    if Path("/proc/self/io").exists():
+        # head and cat each wrote the megabyte into their pipe.
+        assert result.stages[0].bytes_out == 1000000
+        assert result.stages[1].bytes_out == 1000000
+
+
+def test_adjacent_stages_share_one_kernel_pipe(tmp_path: Path) -> None:
+    """Stage 1's stdout and stage 2's stdin are the same pipe: nothing goes via Python."""
+    if not Path("/proc/self/fd").exists():
+        pytest.skip("needs /proc")
+    lines: list[tuple[int, str]] = []
+    result = run_pipeline(
+        [
+            # (via $(...): `cmd >&2` makes dash juggle its own fd 1 while cmd runs)
+            sh("fd=$(readlink /proc/$$/fd/1); echo $fd >&2; echo data"),
+            sh("fd=$(readlink /proc/$$/fd/0); echo $fd >&2; cat >/dev/null"),
+        ],
+        task="t",
+        cwd=tmp_path,
+        on_stderr_line=lambda n, line: lines.append((n, line)),
+    )
+    assert result.ok, result.error
+    got = dict(lines)
+    assert got[1].startswith("pipe:[")
+    assert got[1] == got[2]
+
+
+def test_failing_middle_stage_fails_the_pipeline_and_is_named(tmp_path: Path) -> None:
+    result = run_pipeline(
+        [stage("echo", "x"), sh("cat >/dev/null; exit 3"), stage("wc", "-l")],
+        task="default",
+        cwd=tmp_path,
+    )
+    assert not result.ok
+    error = result.error
+    assert isinstance(error, StageError)
+    assert str(error) == "task 'default' stage 2 ('cat >/dev/null; exit 3') exited with status 3"
+    assert (error.task, error.stage_index, error.exit_code) == ("default", 2, 3)
+    assert error.timed_out is False
+    # The other stages succeeded: pipefail is about *any* stage.
+    assert [s.returncode for s in result.stages] == [0, 3, 0]
+
+
+def test_last_stage_failure_and_signal_death_are_reported(tmp_path: Path) -> None:
+    result = run_pipeline([stage("echo", "x"), sh("kill -9 $$")], task="t", cwd=tmp_path)
+    assert result.error is not None
+    assert "stage 2 ('kill -9 $$') was killed by signal SIGKILL" in str(result.error)
+    assert result.error.exit_code == 128 + signal.SIGKILL
+
+
+def test_sigpipe_of_upstream_is_not_a_failure_when_reader_succeeds(tmp_path: Path) -> None:
+    """`yes | head -n 1` ends at once: yes dies of SIGPIPE (default action restored in the
+    child), the reader succeeded, so the pipeline succeeds."""
+    fd, path = _out(tmp_path)
+    started = time.monotonic()
+    try:
+        result = run_pipeline(
+            [stage("yes"), stage("head", "-n", "1")], task="t", cwd=tmp_path, stdout=fd, timeout=30
+        )
+    finally:
+        os.close(fd)
+    assert time.monotonic() - started < 10
+    assert result.ok, result.error
+    assert path.read_text() == "y\n"
+    assert result.stages[0].returncode == -signal.SIGPIPE
+    assert result.stages[0].excused_sigpipe
+
+
+def test_sigpipe_counts_when_the_reader_failed(tmp_path: Path) -> None:
+    result = run_pipeline(
+        [stage("yes"), sh("head -n 1 >/dev/null; exit 4")], task="t", cwd=tmp_path, timeout=30
+    )
+    assert result.error is not None
+    message = str(result.error)
+    assert message.startswith(
+        "task 't' stage 2 ('head -n 1 >/dev/null; exit 4') exited with status 4"
+    )
+    assert "also stage 1 ('yes') was killed by signal SIGPIPE" in message
+    assert result.error.stage_index == 2
+
+
+def test_timeout_kills_the_whole_group_including_grandchildren(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_pipeline(
+        [sh("sleep 1000 & echo $! > sleeper.pid; wait"), stage("cat")],
+        task="slow",
+        cwd=tmp_path,
+        timeout=0.5,
+        kill_grace=5,
+    )
+    elapsed = time.monotonic() - started
+    assert result.timed_out
+    assert isinstance(result.error, StageError)
+    assert result.error.timed_out
+    assert "task 'slow' timed out after 0.5 s" in str(result.error)
+    assert elapsed < 4, elapsed  # SIGTERM was enough: no wait for the grace period
+    assert wait_dead(read_pid(tmp_path / "sleeper.pid"))
+
+
+def test_timeout_escalates_to_sigkill_after_the_grace_period(tmp_path: Path) -> None:
+    # The stage and its grandchild ignore SIGTERM (ignored signals are inherited).
+    script = "trap '' TERM; sleep 1000 & echo $! > sleeper.pid; while :; do sleep 0.05; done"
+    started = time.monotonic()
+    result = run_pipeline([sh(script)], task="t", cwd=tmp_path, timeout=0.3, kill_grace=0.4)
+    elapsed = time.monotonic() - started
+    assert result.timed_out
+    assert result.stages[0].returncode == -signal.SIGKILL
+    assert 0.6 <= elapsed < 5, elapsed
+    assert wait_dead(read_pid(tmp_path / "sleeper.pid"))
+
+
+def test_terminate_from_another_thread_kills_everything(tmp_path: Path) -> None:
+    control = PipelineControl()
+    pid_file = tmp_path / "sleeper.pid"
+
+    def stop() -> None:
+        read_pid(pid_file)
+        control.terminate("operator on_kill")
+        control.terminate("second call is a no-op")
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    result = run_pipeline(
+        [stage("yes"), sh("sleep 1000 & echo $! > sleeper.pid; cat >/dev/null")],
+        task="t",
+        cwd=tmp_path,
+        control=control,
+        kill_grace=5,
+    )
+    stopper.join()
+    assert result.terminated == "operator on_kill"
+    assert result.error is not None and not result.error.timed_out
+    assert "task 't' was terminated (operator on_kill)" in str(result.error)
+    assert wait_dead(read_pid(pid_file))
+
+
+def test_terminated_control_starts_nothing(tmp_path: Path) -> None:
+    control = PipelineControl()
+    control.terminate("early")
+    result = run_pipeline([sh("touch ran")], task="t", cwd=tmp_path, control=control)
+    assert result.error is not None
+    assert not (tmp_path / "ran").exists()
+
+
+def test_leftover_background_process_is_cleaned_up_after_success(tmp_path: Path) -> None:
+    """A stage exits 0 but leaves a child holding its stderr: the run must neither hang
+    nor leave the child behind."""
+    started = time.monotonic()
+    result = run_pipeline(
+        [sh("sleep 1000 & echo $! > sleeper.pid; echo done")],
+        task="t",
+        cwd=tmp_path,
+        kill_grace=5,
+    )
+    assert result.ok, result.error
+    assert time.monotonic() - started < 4
+    assert wait_dead(read_pid(tmp_path / "sleeper.pid"))
+
+
+def test_stderr_is_streamed_in_order_with_stage_numbers_and_saved(tmp_path: Path) -> None:
+    lines: list[tuple[int, str]] = []
+    logs = [tmp_path / "s1.log", tmp_path / "s2.log"]
+    result = run_pipeline(
+        [
+            sh("for i in 1 2 3; do echo a$i >&2; done; echo x"),
+            sh("cat >/dev/null; printf 'b1\\nb2-no-newline' >&2"),
+        ],
+        task="t",
+        cwd=tmp_path,
+        stderr_logs=logs,
+        on_stderr_line=lambda n, line: lines.append((n, line)),
+    )
+    assert result.ok, result.error
+    assert [line for n, line in lines if n == 1] == ["a1", "a2", "a3"]
+    assert [line for n, line in lines if n == 2] == ["b1", "b2-no-newline"]
+    assert logs[0].read_text() == "a1\na2\na3\n"
+    assert logs[1].read_text() == "b1\nb2-no-newline"
+
+
+def test_stderr_is_delivered_live_while_the_stage_runs(tmp_path: Path) -> None:
+    """The stage waits for a file the callback creates when it sees 'ready': it only
+    finishes if the line reached us before the stage ended."""
+    script = (
+        "echo ready >&2; i=0; while [ ! -e go ]; do sleep 0.02; i=$((i+1)); "
+        "[ $i -gt 500 ] && exit 9; done; echo finished >&2"
+    )
+
+    def on_line(_n: int, line: str) -> None:
+        if line == "ready":
+            (tmp_path / "go").touch()
+
+    result = run_pipeline([sh(script)], task="t", cwd=tmp_path, on_stderr_line=on_line)
+    assert result.ok, result.error
+
+
+def test_lots_of_stderr_and_stdout_at_once_do_not_deadlock(tmp_path: Path) -> None:
+    fd, path = _out(tmp_path)
+    script = "head -c 3000000 /dev/zero | tr '\\0' 'e' | fold -w 100 >&2; head -c 2000000 /dev/zero"
+    try:
+        result = run_pipeline(
+            [sh(script), stage("wc", "-c")],
+            task="t",
+            cwd=tmp_path,
+            stdout=fd,
+            stderr_logs=[tmp_path / "err.log", None],
+            on_stderr_line=lambda n, line: None,
+            timeout=60,
+        )
+    finally:
+        os.close(fd)
+    assert result.ok, result.error
+    assert path.read_text().strip() == "2000000"
+    # 30000 lines of 100 characters; fold adds no newline after the last one.
+    assert result.stages[0].stderr_bytes == 3029999
+    assert (tmp_path / "err.log").stat().st_size == 3029999
+
+
+def test_a_stage_that_cannot_start_is_a_stage_error(tmp_path: Path) -> None:
+    script = tmp_path / "not-a-program"
+    script.write_text("no shebang here\n")
+    script.chmod(0o755)
+    bad = StageSpec(argv=[str(script)], env=dict(os.environ), label="not-a-program")
+    with pytest.raises(StageError, match=r"stage 2 \('not-a-program'\) could not start"):
+        run_pipeline(
+            [sh("sleep 1000 & echo $! > sleeper.pid; wait"), bad],
+            task="t",
+            cwd=tmp_path,
+            kill_grace=1,
+        )
+    # The stage already started was stopped with its children.
+    pid_file = tmp_path / "sleeper.pid"
+    if pid_file.exists() and pid_file.read_text().strip():
+        assert wait_dead(int(pid_file.read_text()))
+
+
+def test_first_stage_reads_dev_null(tmp_path: Path) -> None:
+    fd, path = _out(tmp_path)
+    try:
+        result = run_pipeline([stage("wc", "-c")], task="t", cwd=tmp_path, stdout=fd, timeout=10)
+    finally:
+        os.close(fd)
+    assert result.ok
+    assert path.read_text().strip() == "0"
