@@ -534,6 +534,12 @@ def test_symlinks_inside_the_project_are_followed(make_project):
     ]
 
 
+def test_a_symlink_loop_inside_config_is_read_once(make_project):
+    project_dir = make_project("commands: [{command: a}]\n", config={"a.json": "{}"})
+    os.symlink(".", project_dir / "config" / "loop")
+    assert compile_document(project_dir)["files"] == [{"name": "a.json", "value": "{}"}]
+
+
 @pytest.mark.parametrize("kind", ["file", "dir", "config_dir"])
 def test_symlinks_out_of_the_project_are_rejected(make_project, tmp_path, kind):
     outside = tmp_path / "outside"

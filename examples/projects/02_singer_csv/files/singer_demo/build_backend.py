@@ -40,8 +40,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
     )
     files[f"{info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: build_backend\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
+        b"Wheel-Version: 1.0\nGenerator: build_backend\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
     entry_points = "".join(f"{script} = {target}\n" for script, target in scripts.items())
     files[f"{info}/entry_points.txt"] = f"[console_scripts]\n{entry_points}".encode()
