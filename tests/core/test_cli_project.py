@@ -138,7 +138,15 @@ def _handoff(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_example_word_count_runs(tmp_path):
     workspace = tmp_path / "ws"
-    result = _handoff("run", "-w", str(workspace), "-p", str(EXAMPLES / "01_word_count"))
+    result = _handoff(
+        "run",
+        "-w",
+        str(workspace),
+        "-p",
+        str(EXAMPLES / "01_word_count"),
+        "--venv-cache",
+        str(tmp_path / "venvs"),
+    )
     assert result.returncode == 0, result.stderr
     assert (workspace / "artifacts" / "state").read_text().strip() == "5"
 
