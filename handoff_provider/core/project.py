@@ -511,8 +511,8 @@ def _describe(error: ValidationError) -> str:
     return f"{prefix}invalid value ({kind})"
 
 
-def _unknown_key(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+def _unknown_key(key: Any, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{key}' (did you mean '{close[0]}'?)"
     return f"unknown key '{key}' (allowed: {', '.join(allowed)})"
