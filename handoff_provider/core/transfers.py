@@ -1,0 +1,689 @@
+"""S3 transfers around a run: inputs in, outputs out, post-copy actions and flag files.
+
+These are Open Task Framework's S3 transfer features, reshaped for a handoff project:
+
+* **inputs** (:func:`download_inputs`): objects under ``bucket``/``directory`` whose key
+  (relative to the directory) fully matches ``file_regex`` are downloaded into
+  ``files/<dest>/`` of the workspace, keeping their relative path. Keys that would land
+  outside that directory are refused. The matching rules are those of
+  :mod:`handoff_provider.core.s3_watch` (sizes and ages included).
+* **post-copy** (:func:`apply_post_copy`): ``move`` (copy to an archive folder, then delete)
+  or ``delete`` the *source* objects of the inputs. **Contract: the caller applies it only
+  after the run succeeded** (and after its outputs were uploaded), never on failure, so a
+  failed run can simply be retried on the same inputs. An object that changed after it was
+  downloaded (different ETag) or vanished is left alone and reported, never deleted.
+* **outputs** (:func:`upload_outputs`): workspace files matching a glob (optionally filtered
+  by a regex) are uploaded under ``bucket``/``directory``, keeping their path relative to
+  the glob's fixed part (``artifacts/**/*.csv`` -> ``<directory>/sub/x.csv``).
+* **flag files** (:func:`touch_flag`): an empty object written after every upload of an
+  output spec succeeded, so downstream systems know the drop is complete. Never touched
+  when an upload failed (the function raises before).
+* **ACL**: every object this module writes (uploads, archive copies, flags) carries
+  ``ACL="bucket-owner-full-control"`` so a bucket owned by another account can read it,
+  unless the spec sets ``disable_bucket_owner_acl: true`` (OTF's
+  ``disableBucketOwnerControlACL``), e.g. for buckets with ACLs disabled (Object Ownership
+  "bucket owner enforced" accepts this canned ACL; only a few setups reject it).
+
+Specs are validated by :meth:`TransfersSpec.from_mapping` (unknown keys are an error naming
+their path); the project loader calls it for the ``transfers:`` section of project.yml.
+No Airflow here: every function takes a plain boto3 S3 client.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from handoff_provider.core.errors import HandoffError, ProjectError, StoreError
+from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria, normalize_prefix
+
+__all__ = [
+    "BUCKET_OWNER_FULL_CONTROL",
+    "InputSpec",
+    "OutputSpec",
+    "PostCopy",
+    "PostCopyResult",
+    "TransferError",
+    "Transferred",
+    "TransfersSpec",
+    "apply_input_post_copy",
+    "apply_post_copy",
+    "download_inputs",
+    "touch_flag",
+    "upload_outputs",
+]
+
+BUCKET_OWNER_FULL_CONTROL = "bucket-owner-full-control"
+POST_COPY_ACTIONS = ("move", "delete")
+_CHUNK = 1024 * 1024
+
+
+class TransferError(StoreError):
+    """An input download, output upload, post-copy action or flag file failed."""
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _fail(path: str, message: str) -> ProjectError:
+    return ProjectError(f"{path}: {message}")
+
+
+# OTF spells these in camelCase; point users coming from it at our names.
+_OTF_NAMES = {
+    "fileRegex": "file_regex",
+    "fileWatch": "a watch task (HandoffS3FileSensor / handoff watch)",
+    "postCopyAction": "post_copy",
+    "disableBucketOwnerControlACL": "disable_bucket_owner_acl",
+    "fullPath": "flag",
+    "destination": "archive_directory",
+    "minSize": "min_size",
+    "maxSize": "max_size",
+    "minAge": "min_age",
+    "maxAge": "max_age",
+}
+
+
+def _check_keys(
+    data: Any, path: str, *, allowed: Iterable[str], required: Iterable[str] = ()
+) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise _fail(path, f"expected a mapping, got {type(data).__name__}")
+    allowed = tuple(allowed)
+    for key in data:
+        if key not in allowed:
+            hint = _OTF_NAMES.get(str(key)) or next(
+                iter(difflib.get_close_matches(str(key), allowed, n=1)), None
+            )
+            suggestion = f" (did you mean {hint!r}?)" if hint else ""
+            raise _fail(
+                f"{path}.{key}",
+                f"unknown key{suggestion}; allowed: {', '.join(sorted(allowed))}",
+            )
+    for key in required:
+        if data.get(key) in (None, ""):
+            raise _fail(f"{path}.{key}", "required")
+    return data
+
+
+def _opt_str(data: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _fail(f"{path}.{key}", f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _str(data: Mapping[str, Any], key: str, path: str, default: str = "") -> str:
+    value = _opt_str(data, key, path)
+    return default if value is None else value
+
+
+def _bool(data: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise _fail(f"{path}.{key}", f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, path: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _fail(f"{path}.{key}", "expected a non-negative number")
+    return value
+
+
+def _regex(data: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = _opt_str(data, key, path)
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise _fail(f"{path}.{key}", f"invalid regular expression ({exc})") from None
+    return value
+
+
+def _relative_path(value: str, path: str, *, allow_empty: bool = True) -> str:
+    """A workspace-relative POSIX path that cannot climb out (no absolute path, no ``..``)."""
+    if not value and allow_empty:
+        return ""
+    pure = PurePosixPath(value)
+    if not value or pure.is_absolute() or ".." in pure.parts or "\\" in value:
+        raise _fail(path, "must be a relative path inside the workspace (no '..', no leading '/')")
+    return value
+
+
+def _key(value: str, path: str) -> str:
+    key = value.lstrip("/")
+    if not key or key.endswith("/"):
+        raise _fail(path, "must be an object key (not empty, not ending with '/')")
+    return key
+
+
+@dataclass(frozen=True)
+class PostCopy:
+    """What to do with an input's source objects after a successful run."""
+
+    action: str
+    archive_directory: str | None = None
+    archive_bucket: str | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, path: str) -> PostCopy:
+        data = _check_keys(
+            data,
+            path,
+            allowed=("action", "archive_directory", "archive_bucket"),
+            required=("action",),
+        )
+        action = _str(data, "action", path)
+        if action not in POST_COPY_ACTIONS:
+            raise _fail(f"{path}.action", f"must be one of {', '.join(POST_COPY_ACTIONS)}")
+        archive = _opt_str(data, "archive_directory", path)
+        if action == "move" and not archive:
+            raise _fail(f"{path}.archive_directory", "required when action is 'move'")
+        if action == "delete" and (archive or data.get("archive_bucket")):
+            raise _fail(path, "archive_directory/archive_bucket only apply to action 'move'")
+        return cls(action, archive, _opt_str(data, "archive_bucket", path))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Objects to download into ``files/<dest>/`` before the run."""
+
+    bucket: str
+    file_regex: str
+    directory: str = ""
+    dest: str = ""
+    min_size: int | None = None
+    max_size: int | None = None
+    min_age: float | None = None
+    max_age: float | None = None
+    required: bool = True
+    post_copy: PostCopy | None = None
+    disable_bucket_owner_acl: bool = False
+
+    _FIELDS = (
+        "bucket",
+        "directory",
+        "file_regex",
+        "dest",
+        "min_size",
+        "max_size",
+        "min_age",
+        "max_age",
+        "required",
+        "post_copy",
+        "disable_bucket_owner_acl",
+    )
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, path: str) -> InputSpec:
+        data = _check_keys(data, path, allowed=cls._FIELDS, required=("bucket", "file_regex"))
+        sizes = [_number(data, key, path) for key in ("min_size", "max_size")]
+        post = data.get("post_copy")
+        spec = cls(
+            bucket=_str(data, "bucket", path),
+            directory=_str(data, "directory", path),
+            file_regex=_regex(data, "file_regex", path) or "",
+            dest=_relative_path(_str(data, "dest", path), f"{path}.dest"),
+            min_size=None if sizes[0] is None else int(sizes[0]),
+            max_size=None if sizes[1] is None else int(sizes[1]),
+            min_age=_number(data, "min_age", path),
+            max_age=_number(data, "max_age", path),
+            required=_bool(data, "required", path, True),
+            post_copy=None
+            if post is None
+            else PostCopy.from_mapping(post, path=f"{path}.post_copy"),
+            disable_bucket_owner_acl=_bool(data, "disable_bucket_owner_acl", path, False),
+        )
+        try:
+            spec.criteria()
+        except HandoffError as exc:  # e.g. min_size > max_size
+            raise _fail(path, str(exc)) from None
+        return spec
+
+    def criteria(self) -> WatchCriteria:
+        return WatchCriteria.build(
+            self.bucket,
+            self.directory,
+            self.file_regex,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            min_age=self.min_age,
+            max_age=self.max_age,
+        )
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Workspace files to upload under ``bucket``/``directory`` after a successful run."""
+
+    source: str
+    bucket: str
+    directory: str = ""
+    file_regex: str | None = None
+    flag: str | None = None
+    required: bool = True
+    disable_bucket_owner_acl: bool = False
+
+    _FIELDS = (
+        "source",
+        "bucket",
+        "directory",
+        "file_regex",
+        "flag",
+        "required",
+        "disable_bucket_owner_acl",
+    )
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, path: str) -> OutputSpec:
+        data = _check_keys(data, path, allowed=cls._FIELDS, required=("source", "bucket"))
+        flag = _opt_str(data, "flag", path)
+        return cls(
+            source=_relative_path(_str(data, "source", path), f"{path}.source", allow_empty=False),
+            bucket=_str(data, "bucket", path),
+            directory=_str(data, "directory", path),
+            file_regex=_regex(data, "file_regex", path),
+            flag=None if flag is None else _key(flag, f"{path}.flag"),
+            required=_bool(data, "required", path, True),
+            disable_bucket_owner_acl=_bool(data, "disable_bucket_owner_acl", path, False),
+        )
+
+
+@dataclass(frozen=True)
+class TransfersSpec:
+    """The ``transfers:`` section of project.yml: ``inputs`` and ``outputs`` lists."""
+
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[OutputSpec, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, path: str = "transfers") -> TransfersSpec:
+        """Validate a mapping (``None`` = no transfers); errors name the key path."""
+        if data is None:
+            return cls()
+        data = _check_keys(data, path, allowed=("inputs", "outputs"))
+        lists = {}
+        for name in ("inputs", "outputs"):
+            items = data.get(name) or []
+            if not isinstance(items, list):
+                raise _fail(f"{path}.{name}", f"expected a list, got {type(items).__name__}")
+            lists[name] = items
+        return cls(
+            inputs=tuple(
+                InputSpec.from_mapping(item, path=f"{path}.inputs[{index}]")
+                for index, item in enumerate(lists["inputs"])
+            ),
+            outputs=tuple(
+                OutputSpec.from_mapping(item, path=f"{path}.outputs[{index}]")
+                for index, item in enumerate(lists["outputs"])
+            ),
+        )
+
+    def render(self, render: Callable[[str, str], str]) -> TransfersSpec:
+        """Apply ``render(text, field_path)`` (e.g. Jinja with the run's variables) to the
+        location fields (buckets, directories, dest, source, flag, archive folder), so
+        ``directory: "in/{{ ds }}"`` works. Regexes are not rendered (``{n}`` quantifiers).
+        The result is re-validated."""
+
+        def _render_input(index: int, spec: InputSpec) -> InputSpec:
+            path = f"transfers.inputs[{index}]"
+            post = spec.post_copy
+            if post is not None:
+                post = replace(
+                    post,
+                    archive_directory=_maybe(render, post.archive_directory, path),
+                    archive_bucket=_maybe(render, post.archive_bucket, path),
+                )
+            rendered = replace(
+                spec,
+                bucket=render(spec.bucket, f"{path}.bucket"),
+                directory=render(spec.directory, f"{path}.directory"),
+                dest=_relative_path(render(spec.dest, f"{path}.dest"), f"{path}.dest"),
+                post_copy=post,
+            )
+            _require(rendered.bucket, f"{path}.bucket")
+            return rendered
+
+        def _render_output(index: int, spec: OutputSpec) -> OutputSpec:
+            path = f"transfers.outputs[{index}]"
+            flag = _maybe(render, spec.flag, f"{path}.flag")
+            rendered = replace(
+                spec,
+                source=_relative_path(
+                    render(spec.source, f"{path}.source"), f"{path}.source", allow_empty=False
+                ),
+                bucket=render(spec.bucket, f"{path}.bucket"),
+                directory=render(spec.directory, f"{path}.directory"),
+                flag=None if flag is None else _key(flag, f"{path}.flag"),
+            )
+            _require(rendered.bucket, f"{path}.bucket")
+            return rendered
+
+        return TransfersSpec(
+            inputs=tuple(_render_input(i, spec) for i, spec in enumerate(self.inputs)),
+            outputs=tuple(_render_output(i, spec) for i, spec in enumerate(self.outputs)),
+        )
+
+
+def _maybe(render: Callable[[str, str], str], value: str | None, path: str) -> str | None:
+    return None if value is None else render(value, path)
+
+
+def _require(value: str, path: str) -> None:
+    if not value:
+        raise _fail(path, "rendered to an empty string")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """One object downloaded or uploaded. ``relative_key`` is the key below the spec's
+    directory (what a ``move`` keeps under the archive folder)."""
+
+    bucket: str
+    key: str
+    relative_key: str
+    path: Path
+    size: int
+    etag: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "path": str(self.path), "size": self.size}
+
+
+@dataclass(frozen=True)
+class PostCopyResult:
+    """Outcome of a post-copy action on one source object.
+
+    ``status``: ``moved``, ``deleted``, ``changed`` (the object was replaced after the
+    download: left alone) or ``missing`` (already gone)."""
+
+    bucket: str
+    key: str
+    action: str
+    status: str
+    archive_uri: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"uri": f"s3://{self.bucket}/{self.key}", "action": self.action}
+        data["status"] = self.status
+        if self.archive_uri:
+            data["archive_uri"] = self.archive_uri
+        return data
+
+
+def _acl_args(enabled: bool) -> dict[str, str]:
+    return {"ACL": BUCKET_OWNER_FULL_CONTROL} if enabled else {}
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _error_code(exc: BaseException) -> str:
+    """The AWS error code (``AccessDenied``...), looking through boto3's transfer wrappers
+    (``S3UploadFailedError`` keeps the ``ClientError`` as its context)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None) or {}
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
+def _aws_errors() -> tuple[type[Exception], ...]:
+    from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (ClientError, BotoCoreError, S3UploadFailedError, S3TransferFailedError)
+
+
+def _inside(base: Path, relative: str) -> Path:
+    """``base/relative``, refusing anything that would resolve outside ``base``."""
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in relative or not pure.parts:
+        raise TransferError(f"refusing S3 key {relative!r}: it would escape {base}")
+    target = (base / Path(*pure.parts)).resolve()
+    root = base.resolve()
+    if target != root and root not in target.parents:
+        raise TransferError(f"refusing S3 key {relative!r}: it would escape {base}")
+    return target
+
+
+def download_inputs(
+    s3: Any, spec: InputSpec, dest_dir: Path, *, now: datetime | None = None
+) -> list[Transferred]:
+    """Download the objects matching ``spec`` into ``dest_dir/<spec.dest>/`` (``dest_dir`` is
+    the workspace's ``files/``). Returns them sorted by key, with the ETag actually read
+    (what :func:`apply_post_copy` checks before touching the source).
+
+    Raises :class:`TransferError` when nothing matches and ``spec.required`` is true, when a
+    key would land outside the destination, or when a download fails (partial files are
+    never left behind: each object is written to a temporary file then renamed).
+    """
+    criteria = spec.criteria()
+    target_root = dest_dir / spec.dest if spec.dest else dest_dir
+    matches = find_with_criteria(s3, criteria, now=now)
+    where = f"s3://{criteria.bucket}/{criteria.prefix}"
+    if not matches and spec.required:
+        raise TransferError(f"inputs: no object matching {spec.file_regex!r} under {where}")
+    planned = [
+        (match, _inside(target_root, match.key[len(criteria.prefix) :])) for match in matches
+    ]
+    results: list[Transferred] = []
+    for match, target in planned:
+        relative = match.key[len(criteria.prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            response = s3.get_object(Bucket=match.bucket, Key=match.key)
+            size = _stream_to(response["Body"], target)
+        except _aws_errors() as exc:
+            raise TransferError(
+                f"inputs: cannot download s3://{match.bucket}/{match.key} ({_error_code(exc)})"
+            ) from None
+        results.append(
+            Transferred(
+                bucket=match.bucket,
+                key=match.key,
+                relative_key=relative,
+                path=target,
+                size=size,
+                etag=response.get("ETag"),
+            )
+        )
+    return results
+
+
+def _stream_to(body: Any, target: Path) -> int:
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    size = 0
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            for chunk in iter(lambda: body.read(_CHUNK), b""):
+                handle.write(chunk)
+                size += len(chunk)
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    finally:
+        body.close()
+    return size
+
+
+def _glob_base(pattern: str) -> str:
+    """The leading components of a glob without wildcards (``artifacts/**/*.csv`` ->
+    ``artifacts``; a plain path -> its parent)."""
+    parts = PurePosixPath(pattern).parts
+    fixed: list[str] = []
+    for part in parts:
+        if any(char in part for char in "*?["):
+            return "/".join(fixed)
+        fixed.append(part)
+    return "/".join(fixed[:-1])
+
+
+def _local_outputs(spec: OutputSpec, source_dir: Path) -> list[tuple[Path, str]]:
+    root = source_dir.resolve()
+    base = _glob_base(spec.source)
+    base_dir = (root / base) if base else root
+    found: list[tuple[Path, str]] = []
+    for candidate in sorted(root.glob(spec.source)):
+        resolved = candidate.resolve()
+        if not resolved.is_file():
+            continue
+        if root not in resolved.parents:
+            raise TransferError(f"outputs: refusing {candidate}: it resolves outside {source_dir}")
+        relative = candidate.relative_to(base_dir).as_posix()
+        if spec.file_regex is not None and re.fullmatch(spec.file_regex, relative) is None:
+            continue
+        found.append((resolved, relative))
+    return found
+
+
+def upload_outputs(s3: Any, spec: OutputSpec, source_dir: Path) -> list[Transferred]:
+    """Upload the workspace files matching ``spec`` (``source_dir`` is the workspace root),
+    then touch ``spec.flag`` if set. Every write carries the bucket-owner ACL unless
+    ``spec.disable_bucket_owner_acl``. Raises :class:`TransferError` if nothing matched
+    (when ``spec.required``) or any upload failed, in which case the flag is not touched.
+    """
+    acl = not spec.disable_bucket_owner_acl
+    files = _local_outputs(spec, source_dir)
+    if not files and spec.required:
+        raise TransferError(f"outputs: no file matches {spec.source!r} in the workspace")
+    prefix = normalize_prefix(spec.directory)
+    results: list[Transferred] = []
+    for path, relative in files:
+        key = prefix + relative
+        try:
+            s3.upload_file(str(path), spec.bucket, key, ExtraArgs=_acl_args(acl) or None)
+        except _aws_errors() as exc:
+            raise TransferError(
+                f"outputs: cannot upload {relative} to s3://{spec.bucket}/{key} "
+                f"({_error_code(exc)})"
+            ) from None
+        results.append(Transferred(spec.bucket, key, relative, path, path.stat().st_size))
+    if spec.flag:
+        touch_flag(s3, spec.bucket, spec.flag, acl=acl)
+    return results
+
+
+def touch_flag(s3: Any, bucket: str, key: str, *, acl: bool = True) -> str:
+    """Write an empty object (a ``.fin``/``.flg`` completion flag); returns its URI.
+
+    Call it only after the uploads it vouches for succeeded (``upload_outputs`` does)."""
+    key = key.lstrip("/")
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"", **_acl_args(acl))
+    except _aws_errors() as exc:
+        raise TransferError(
+            f"flag file: cannot write s3://{bucket}/{key} ({_error_code(exc)})"
+        ) from None
+    return f"s3://{bucket}/{key}"
+
+
+def apply_post_copy(
+    s3: Any,
+    downloaded: Sequence[Transferred],
+    *,
+    action: str,
+    archive_prefix: str | None = None,
+    archive_bucket: str | None = None,
+    acl: bool = True,
+) -> list[PostCopyResult]:
+    """Move (to ``archive_bucket``/``archive_prefix``/<relative key>) or delete the source
+    objects of ``downloaded``. **Call only after the run succeeded** (module doc).
+
+    Each source is checked first: if its ETag differs from the one downloaded (a newer drop
+    replaced it) it is left alone (``changed``); if it is gone, ``missing``. A move copies
+    with ``CopySourceIfMatch`` (so only the downloaded version is archived) and deletes the
+    source only after the copy succeeded.
+    """
+    if action not in POST_COPY_ACTIONS:
+        raise TransferError(f"post-copy: unknown action {action!r}")
+    if action == "move" and not archive_prefix:
+        raise TransferError("post-copy: 'move' needs an archive directory")
+    results: list[PostCopyResult] = []
+    for item in downloaded:
+        status = _source_status(s3, item)
+        if status is not None:
+            results.append(PostCopyResult(item.bucket, item.key, action, status))
+            continue
+        archive_uri = None
+        try:
+            if action == "move":
+                target_bucket = archive_bucket or item.bucket
+                target_key = normalize_prefix(archive_prefix) + item.relative_key
+                copy_args = _acl_args(acl)
+                if item.etag:
+                    copy_args["CopySourceIfMatch"] = item.etag
+                s3.copy(
+                    {"Bucket": item.bucket, "Key": item.key},
+                    target_bucket,
+                    target_key,
+                    ExtraArgs=copy_args or None,
+                )
+                archive_uri = f"s3://{target_bucket}/{target_key}"
+            s3.delete_object(Bucket=item.bucket, Key=item.key)
+        except _aws_errors() as exc:
+            code = _error_code(exc)
+            if code in ("PreconditionFailed", "412"):
+                results.append(PostCopyResult(item.bucket, item.key, action, "changed"))
+                continue
+            raise TransferError(
+                f"post-copy {action}: failed on s3://{item.bucket}/{item.key} ({code})"
+            ) from None
+        done = "moved" if action == "move" else "deleted"
+        results.append(PostCopyResult(item.bucket, item.key, action, done, archive_uri))
+    return results
+
+
+def apply_input_post_copy(
+    s3: Any, spec: InputSpec, downloaded: Sequence[Transferred]
+) -> list[PostCopyResult]:
+    """:func:`apply_post_copy` with the spec's ``post_copy`` settings (no-op without one)."""
+    if spec.post_copy is None:
+        return []
+    return apply_post_copy(
+        s3,
+        downloaded,
+        action=spec.post_copy.action,
+        archive_prefix=spec.post_copy.archive_directory,
+        archive_bucket=spec.post_copy.archive_bucket,
+        acl=not spec.disable_bucket_owner_acl,
+    )
+
+
+def _source_status(s3: Any, item: Transferred) -> str | None:
+    """``None`` when the source is still the downloaded version, else why to skip it."""
+    try:
+        head = s3.head_object(Bucket=item.bucket, Key=item.key)
+    except _aws_errors() as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return "missing"
+        raise TransferError(
+            f"post-copy: cannot check s3://{item.bucket}/{item.key} ({_error_code(exc)})"
+        ) from None
+    if item.etag and head.get("ETag") != item.etag:
+        return "changed"
+    return None
