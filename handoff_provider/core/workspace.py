@@ -538,11 +538,13 @@ class VenvCache:
             if pip_args is not None:
                 assert self.uv is not None
                 argv = [self.uv, "pip", "install", "--python", python, *pip_args]
+                log(f"{prefix}running as `uv pip install`")
                 rc = _stream(argv, env=env, cwd=cwd, log=log, prefix=prefix)
                 if rc == 2:
                     log(f"{prefix}uv rejected the arguments, running the command with pip")
                     rc = None
             if rc is None:
+                log(f"{prefix}running with sh -c in the venv")
                 rc = _stream(["sh", "-c", command], env=env, cwd=cwd, log=log, prefix=prefix)
             if rc != 0:
                 raise InstallError(
