@@ -16,14 +16,19 @@ console, so they must not be secrets either.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 
+from handoff_provider._compat import (
+    AirflowException,
+    airflow_setting,
+    context_data_interval,
+    context_logical_date,
+    run_key_from_context,
+)
 from handoff_provider.core.container import (
     ENV_BUCKET,
     ENV_STACK,
@@ -33,35 +38,17 @@ from handoff_provider.core.container import (
     container_environment,
 )
 from handoff_provider.core.context import ENV_RUN_KEY
+from handoff_provider.links.artifacts import HandoffArtifactsLink, artifacts_prefix
+from handoff_provider.operators.run import resolve_bucket, resolve_stack, with_last_outlet
 
 if TYPE_CHECKING:
     from airflow.utils.context import Context
 
-from airflow.exceptions import AirflowException  # the class the Amazon operator raises (2.x/3.x)
-
 
 def _default_deferrable() -> bool:
-    from airflow.configuration import conf
-
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
-_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-def run_key_for(context: Mapping[str, Any]) -> str:
-    """A run key unique per task try: ``<dag_id>.<task_id>[.<map_index>].<run_id>.try<N>``.
-
-    Only S3-key-safe characters (``run_id`` holds ``:`` and ``+``), one path segment, so the
-    artifacts of every try land in their own ``runs/<run key>/``.
-    """
-    ti = context["ti"]
-    parts = [str(ti.dag_id), str(ti.task_id)]
-    map_index = getattr(ti, "map_index", -1)
-    if map_index is not None and map_index >= 0:
-        parts.append(str(map_index))
-    parts += [str(ti.run_id), f"try{getattr(ti, 'try_number', 1) or 1}"]
-    return ".".join(_UNSAFE_KEY_CHARS.sub("-", part).strip("-") or "-" for part in parts)
+    """``[operators] default_deferrable``, read when the operator is built (not imported)."""
+    value = airflow_setting("operators", "default_deferrable", "False") or "False"
+    return value.strip().lower() in ("true", "t", "1", "yes", "on")
 
 
 class HandoffEcsRunOperator(EcsRunTaskOperator):
@@ -84,13 +71,21 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     :param stack: handoff stack (default: ``$HANDOFF_STACK``/``$STACK_NAME`` on the worker).
     :param bucket: S3 bucket (default: ``$HANDOFF_BUCKET``/``$S3_BUCKET_NAME`` on the worker).
     :param config_name: SSM parameter name of the config (default ``/handoff/<stack>/config``).
-    :param vars: project variable overrides, sent as ``-v key=value`` (templated; not secrets).
-    :param workspace: the workspace directory inside the image.
+    :param vars: project variable overrides, sent as ``-v key=value`` (templated). They are
+        visible in the ECS console and API: never secrets (those belong in the config).
+    :param aws_conn_id: the Airflow AWS connection (``aws_default``).
+    :param region_name: AWS region of the cluster (overrides the connection's).
     :param awslogs_group: CloudWatch log group of the container (``awslogs`` driver), so the
         Airflow task log shows the container's log and a failure shows its tail.
+    :param awslogs_region: region of that log group (default: ``region_name``).
     :param awslogs_stream_prefix: the ``awslogs-stream-prefix`` of the task definition.
+    :param workspace: the workspace directory inside the image.
     :param ecs_kwargs: anything else ``EcsRunTaskOperator`` takes (``overrides`` for cpu/memory,
         ``deferrable``, ``reattach``, ``number_logs_exception``, ``waiter_delay``, ...).
+
+    Returns (XCom) a summary: the ECS task ARN, the run key and the artifacts URIs, plus the
+    container's run record (``runs/<key>/run.json``: per task and stage the command, exit
+    code, seconds, bytes) when it was archived. Never a config value.
     """
 
     template_fields: Sequence[str] = (
@@ -104,7 +99,8 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         "security_groups",
     )
     template_fields_renderers = {**EcsRunTaskOperator.template_fields_renderers, "vars": "json"}
-    operator_extra_links = (CloudWatchEventsLink(),)
+    operator_extra_links = (HandoffArtifactsLink(), CloudWatchEventsLink())
+    ui_color = "#e8f1fb"
 
     def __init__(
         self,
@@ -127,8 +123,6 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         workspace: str = WORKSPACE,
         **ecs_kwargs: Any,
     ) -> None:
-        if "command" in ecs_kwargs:
-            raise ValueError("HandoffEcsRunOperator sets the container command; pass vars instead")
         if subnets and ecs_kwargs.get("network_configuration") is not None:
             raise ValueError(
                 "pass either subnets/security_groups or network_configuration, not both"
@@ -137,6 +131,8 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         ecs_kwargs.setdefault("reattach", True)
         ecs_kwargs.setdefault("deferrable", _default_deferrable())
         ecs_kwargs.setdefault("overrides", {})
+        # Same data-aware scheduling as the local run: the stack's last/ is an outlet.
+        ecs_kwargs["outlets"] = with_last_outlet(ecs_kwargs.get("outlets") or [], stack, bucket)
         super().__init__(
             cluster=cluster,
             task_definition=task_definition,
@@ -162,8 +158,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
 
     def resolve_remote(self) -> tuple[str, str]:
         """Stack and bucket: the (rendered) arguments, else the worker's environment."""
-        stack = self.stack or os.environ.get(ENV_STACK) or os.environ.get("STACK_NAME")
-        bucket = self.bucket or os.environ.get(ENV_BUCKET) or os.environ.get("S3_BUCKET_NAME")
+        stack, bucket = resolve_stack(self.stack), resolve_bucket(self.bucket)
         if not stack:
             raise AirflowException("HandoffEcsRunOperator: no stack (set stack= or HANDOFF_STACK)")
         if not bucket:
@@ -173,14 +168,15 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         return stack, bucket
 
     def build_container_override(self, context: Context, *, stack: str, bucket: str) -> dict:
-        """The ``containerOverrides`` entry for the handoff container (command + environment)."""
+        """The ``containerOverrides`` entry of the handoff container: command + environment."""
+        start, end = context_data_interval(context)
         environment = container_environment(
             stack=stack,
             bucket=bucket,
-            run_key=run_key_for(context),
-            start_at=context.get("data_interval_start"),
-            end_at=context.get("data_interval_end"),
-            logical_date=context.get("logical_date"),
+            run_key=run_key_from_context(context),
+            start_at=start,
+            end_at=end,
+            logical_date=context_logical_date(context),
         )
         return {
             "name": self.container_name,
@@ -191,12 +187,12 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     def build_overrides(self, context: Context) -> dict:
         """The user's ``overrides`` (cpu, memory, other containers...) plus the handoff container.
 
-        The handoff container's own entry keeps the user's fields and environment entries;
-        the command and the ``HANDOFF_*`` variables are the operator's.
+        The handoff container's entry keeps the user's other fields and environment
+        entries; its command and the ``HANDOFF_*`` variables are the operator's.
         """
         stack, bucket = self.resolve_remote()
         ours = self.build_container_override(context, stack=stack, bucket=bucket)
-        overrides = json.loads(json.dumps(self.overrides or {}, default=str))  # deep copy
+        overrides = json.loads(json.dumps(self.overrides or {}, default=str))  # a deep copy
         containers = overrides.setdefault("containerOverrides", [])
         existing = next((c for c in containers if c.get("name") == self.container_name), None)
         if existing is None:
@@ -214,7 +210,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         return overrides
 
     def build_network_configuration(self) -> dict | None:
-        """``awsvpcConfiguration`` from subnets/security groups (``None`` leaves it as given)."""
+        """``awsvpcConfiguration`` from subnets/security groups (else ``network_configuration``)."""
         if not self.subnets:
             return self.network_configuration
         config: dict[str, Any] = {
@@ -231,30 +227,38 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self._handoff_context = context
         self.overrides = self.build_overrides(context)
         self.network_configuration = self.build_network_configuration()
-        # Returns only once the task stopped successfully (or raises); in deferrable mode it
-        # defers and the run continues in execute_complete.
+        stack, bucket = self.resolve_remote()
+        self._persist_artifacts_link(bucket, stack, run_key_from_context(context))
+        # Returns once the task stopped successfully, else raises; in deferrable mode it
+        # defers, and the try continues in execute_complete on a new operator instance.
         super().execute(context)
-        return self._summary(context)
+        return self._summary()
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         self._handoff_context = context
         super().execute_complete(context, event)
-        return self._summary(context)
+        return self._summary()
 
     def _after_execution(self) -> None:
-        """The Amazon operator's post-stop check, with the log link and artifacts location kept."""
+        """The Amazon operator's check of the stopped task (exit code, log tail), plus the
+        links and, on failure, where the failed run's artifacts are."""
+        location = self._run_location()
+        if location is not None:
+            self._persist_artifacts_link(location["bucket"], location["stack"], location["run_key"])
         self._persist_log_link()
         try:
             super()._after_execution()
         except AirflowException:
-            location = self._run_location()
-            if location:
+            if location is not None:
                 self.log.error("Artifacts of the failed run: %s", location["artifacts"]["runs_uri"])
             raise
+        self._location = location
 
     # -- the summary ------------------------------------------------------------------------
+
+    _location: dict[str, Any] | None = None
 
     def _task_environment(self) -> dict[str, str]:
         """The ``HANDOFF_*`` environment the task really got (a reattached task keeps its own)."""
@@ -262,7 +266,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             return {}
         try:
             response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])
-        except Exception as exc:  # the summary must not fail a finished task
+        except Exception as exc:  # the summary must not fail a task whose run succeeded
             self.log.warning("Could not describe ECS task %s: %s", self.arn, exc)
             return {}
         for task in response.get("tasks", []):
@@ -276,59 +280,81 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         return {}
 
     def _run_location(self) -> dict[str, Any] | None:
+        """Stack, bucket, run key and artifacts URIs of the run the ECS task performs."""
         env = self._task_environment()
         stack, bucket, run_key = env.get(ENV_STACK), env.get(ENV_BUCKET), env.get(ENV_RUN_KEY)
         if not (stack and bucket and run_key):
-            context = self._handoff_context
-            if context is None:
+            if self._handoff_context is None:
                 return None
             stack, bucket = self.resolve_remote()
-            run_key = run_key_for(context)
+            run_key = run_key_from_context(self._handoff_context)
         return {
             "stack": stack,
             "bucket": bucket,
             "run_key": run_key,
-            "artifacts": artifacts_uris(bucket, stack, run_key),
+            "artifacts": {"run_key": run_key, **artifacts_uris(bucket, stack, run_key)},
         }
 
     def _read_run_record(self, bucket: str, stack: str, run_key: str) -> dict | None:
-        """The container's ``artifacts/run.json`` (stages, exit codes, durations), if archived."""
+        """The container's ``artifacts/run.json`` (tasks, stages, exit codes), if archived."""
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         key = f"{stack}/runs/{run_key}/run.json"
         try:
             hook = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-            return json.loads(hook.read_key(key, bucket_name=bucket))
+            record = json.loads(hook.read_key(key, bucket_name=bucket))
         except Exception as exc:
             self.log.warning("No run record at s3://%s/%s: %s", bucket, key, exc)
             return None
+        return record if isinstance(record, dict) else None
 
-    def _summary(self, context: Context) -> dict[str, Any]:
-        location = self._run_location() or {}
-        summary: dict[str, Any] = {
-            "execution": "ecs",
-            "status": "success",
-            "cluster": self.cluster,
-            "task_definition": self.task_definition,
-            "task_arn": self.arn,
-            **location,
-        }
+    def _summary(self) -> dict[str, Any]:
+        location = self._location or self._run_location() or {}
+        record = (
+            self._read_run_record(location["bucket"], location["stack"], location["run_key"])
+            if location
+            else None
+        )
+        summary: dict[str, Any] = dict(record or {})
+        summary.update(
+            {
+                "status": "success",
+                "commands_status": (record or {}).get("status"),
+                "execution": "ecs",
+                "task_arn": self.arn,
+                "ecs": {"cluster": self.cluster, "task_definition": self.task_definition},
+                **location,
+            }
+        )
         if self._aws_logs_enabled():
-            summary["log"] = {"group": self.awslogs_group, "stream": self._get_logs_stream_name()}
-        if location:
-            summary["run"] = self._read_run_record(
-                location["bucket"], location["stack"], location["run_key"]
-            )
+            summary["ecs"]["log_group"] = self.awslogs_group
+            summary["ecs"]["log_stream"] = self._get_logs_stream_name()
         return summary
 
+    # -- links --------------------------------------------------------------------------------
+
+    def _link_region(self) -> str | None:
+        return self.region_name or self.hook.conn_region_name
+
+    def _persist_artifacts_link(self, bucket: str, stack: str, run_key: str) -> None:
+        if self._handoff_context is None:
+            return
+        HandoffArtifactsLink.persist(
+            context=self._handoff_context,
+            operator=self,
+            region_name=self._link_region(),
+            aws_partition=self.hook.conn_partition,
+            bucket=bucket,
+            prefix=artifacts_prefix(stack, run_key),
+        )
+
     def _persist_log_link(self) -> None:
-        context = self._handoff_context
-        if context is None or not self._aws_logs_enabled() or not self.arn:
+        if self._handoff_context is None or not self._aws_logs_enabled() or not self.arn:
             return
         # (amazon 9.17 fills awslogs_region in __init__; later versions resolve it lazily)
-        region = self.awslogs_region or self.region_name or self.hook.conn_region_name
+        region = self.awslogs_region or self._link_region()
         CloudWatchEventsLink.persist(
-            context=context,
+            context=self._handoff_context,
             operator=self,
             region_name=region,
             aws_partition=self.hook.conn_partition,

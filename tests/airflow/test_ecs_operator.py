@@ -35,12 +35,13 @@ from airflow.exceptions import AirflowException, TaskDeferred
 from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 
+from handoff_provider._compat import Asset, run_key_from_context
 from handoff_provider.core.container import (
     ENTRYPOINT,
     WORKSPACE,
     container_command,
 )
-from handoff_provider.operators.ecs import HandoffEcsRunOperator, run_key_for
+from handoff_provider.operators.ecs import HandoffEcsRunOperator
 
 pytestmark = pytest.mark.airflow
 
@@ -359,7 +360,7 @@ def test_contract_operator_request_runs_the_project_like_the_container(
         "HANDOFF_END_AT": END.isoformat(),
         "HANDOFF_LOGICAL_DATE": START.isoformat(),
     }
-    assert ti.dag_id in run_key and ti.task_id in run_key and run_key.endswith("try1")
+    assert run_key == run_key_from_context(context)  # per try: see _compat.run_key_for
 
     # moto recorded the same overrides on the task.
     task = boto3.client("ecs", region_name=REGION).describe_tasks(
@@ -384,10 +385,15 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     assert summary["task_arn"] == task["taskArn"]
     assert summary["run_key"] == run_key
     assert summary["artifacts"] == {
+        "run_key": run_key,
         "runs_uri": f"s3://{bucket}/{stack}/runs/{run_key}/",
         "last_uri": f"s3://{bucket}/{stack}/last/",
     }
-    assert summary["run"] is not None and summary["run"]["status"] == "success"
+    # the container's run record (runs/<key>/run.json): the pipeline's stages and exit codes
+    assert summary["commands_status"] == "success"
+    (task_result,) = summary["tasks"]
+    assert [stage["command"] for stage in task_result["stages"]] == ["cat files/lines.txt", "wc -l"]
+    assert {stage["exit_code"] for stage in task_result["stages"]} == {0}
     json.dumps(summary)  # XCom-safe
 
     # The Airflow task log shows the container's log (forwarded from CloudWatch).
@@ -397,8 +403,13 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     # The CloudWatch link points at the container's stream.
     link = ti.xcom["cloudwatch_events"]
     assert link["awslogs_group"] == ecs_world.log_group
-    assert link["awslogs_stream_name"] == summary["log"]["stream"]
-    assert summary["log"]["stream"].endswith(task["taskArn"].rsplit("/", 1)[-1])
+    assert link["awslogs_stream_name"] == summary["ecs"]["log_stream"]
+    assert summary["ecs"]["log_stream"].endswith(task["taskArn"].rsplit("/", 1)[-1])
+    artifacts_link = ti.xcom["handoff_artifacts"]
+    assert (artifacts_link["bucket"], artifacts_link["prefix"]) == (
+        bucket,
+        f"{stack}/runs/{run_key}/",
+    )
 
 
 def test_config_values_never_in_the_request(
@@ -465,7 +476,7 @@ def test_success_with_exit_zero_is_not_a_failure_of_the_fake(
     fargate = FakeFargate(ecs_world, lambda _o, _a: (0, ["ok"]))
     op = fargate.attach(make_operator(ecs_world, stack=stack, bucket=bucket))
     summary = op.execute(make_context())
-    assert summary["status"] == "success" and summary["run"] is None
+    assert summary["status"] == "success" and summary["commands_status"] is None
     assert fargate.exit_codes == {summary["task_arn"]: 0}
 
 
@@ -494,10 +505,14 @@ def test_reattach_keeps_the_running_tasks_run_key(
     fargate.exit_codes[running] = 0  # the first try's container finishes while we wait
     fargate.write_log(running, ["first try, still running"])
     op = fargate.attach(make_operator(ecs_world, stack=stack, bucket=bucket))
-    summary = op.execute(make_context(try_number=2))
+    second = make_context(try_number=2)
+    summary = op.execute(second)
     assert fargate.requests == []  # no second task
     assert summary["task_arn"] == running
-    assert summary["run_key"] == run_key_for(first) != run_key_for(make_context(try_number=2))
+    first_key = run_key_from_context(first)
+    assert summary["run_key"] == first_key != run_key_from_context(second)
+    # the artifacts link is corrected to where the reattached run archives
+    assert second["ti"].xcom["handoff_artifacts"]["prefix"] == f"{stack}/runs/{first_key}/"
 
 
 # -- deferrable ------------------------------------------------------------------------
@@ -531,8 +546,11 @@ def test_deferrable_defers_to_the_provider_trigger_and_resumes(
     event = {"status": "success", "task_arn": task_arn, "cluster": ecs_world.cluster}
     summary = resumed.execute_complete(context, event)
     assert summary["task_arn"] == task_arn
-    assert summary["run_key"] == run_key_for(context)
-    assert summary["artifacts"]["runs_uri"] == f"s3://{bucket}/{stack}/runs/{run_key_for(context)}/"
+    assert summary["run_key"] == run_key_from_context(context)
+    assert (
+        summary["artifacts"]["runs_uri"]
+        == f"s3://{bucket}/{stack}/runs/{run_key_from_context(context)}/"
+    )
 
 
 def test_deferrable_resume_fails_on_nonzero_exit(
@@ -561,6 +579,17 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert HandoffEcsRunOperator(task_id="t", cluster="c", task_definition="td").deferrable is True
     for templated in ("vars", "stack", "bucket", "overrides", "config_name"):
         assert templated in HandoffEcsRunOperator.template_fields
+
+
+def test_last_is_an_outlet_like_the_local_run() -> None:
+    op = HandoffEcsRunOperator(
+        task_id="t", cluster="c", task_definition="td", stack="s", bucket="b"
+    )
+    assert op.outlets == [Asset("s3://b/s/last/")]
+    templated = HandoffEcsRunOperator(
+        task_id="t", cluster="c", task_definition="td", stack="{{ params.s }}", bucket="b"
+    )
+    assert templated.outlets == []  # unknown until rendered: no wrong asset
 
 
 def test_dag_factory_signature_is_accepted() -> None:
@@ -676,17 +705,6 @@ def test_manual_run_without_interval_sends_no_interval() -> None:
     context.update(data_interval_start=None, data_interval_end=None, logical_date=None)
     env = env_of(op.build_overrides(context)["containerOverrides"][0])
     assert set(env) == {"HANDOFF_STACK", "HANDOFF_BUCKET", "HANDOFF_RUN_KEY"}
-
-
-def test_run_key_is_unique_per_try_and_s3_safe() -> None:
-    keys = {run_key_for(make_context(try_number=n)) for n in (1, 2, 3)}
-    assert len(keys) == 3
-    mapped = make_context()
-    mapped["ti"].map_index = 4
-    keys.add(run_key_for(mapped))
-    assert len(keys) == 4
-    for key in keys:
-        assert "/" not in key and ":" not in key and "+" not in key and " " not in key
 
 
 def test_templated_fields_render(tmp_path: Path) -> None:
