@@ -1,0 +1,187 @@
+"""``HandoffS3FileSensor``: wait for S3 objects matching a regex (OTF's S3 file watch).
+
+Matching rules are those of :mod:`handoff_provider.core.s3_watch` (also used by
+``handoff watch`` and the project's input transfers): ``prefix`` is a folder, ``file_regex``
+is fully matched against the key relative to it, optional inclusive size bounds and ages
+(seconds since ``LastModified``).
+
+The sensor returns (XCom ``return_value``) the matched objects, sorted by key, as
+``[{"uri", "bucket", "key", "size", "last_modified"}, ...]``, so a downstream handoff run
+can receive them, e.g. ``vars={"inputs": "{{ ti.xcom_pull('watch') | tojson }}"}``.
+
+* poke / reschedule mode: each poke lists the prefix with ``S3Hook(aws_conn_id)``'s client;
+  the standard sensor ``timeout`` applies (``AirflowSensorTimeout``).
+* ``deferrable=True``: one check in the worker, then the task defers to
+  :class:`~handoff_provider.triggers.s3_file.HandoffS3FileTrigger` with an absolute deadline
+  of *now + timeout*; a trigger timeout fails the task with ``AirflowSensorTimeout`` (or
+  skips it with ``soft_fail``), like poke mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from handoff_provider._compat import AIRFLOW_V_3_0_PLUS, AirflowException, airflow_setting
+from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria
+from handoff_provider.triggers.s3_file import HandoffS3FileTrigger
+
+# Sensor names are not (yet) in _compat; gated here the same way.
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import BaseSensorOperator, PokeReturnValue
+    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+else:
+    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
+    from airflow.sensors.base import (  # type: ignore[no-redef,assignment]
+        BaseSensorOperator,
+        PokeReturnValue,
+    )
+
+__all__ = ["HandoffS3FileSensor"]
+
+#: Extra time the task-level deferral timeout leaves the trigger to report its own timeout.
+_DEFER_GRACE_SECONDS = 120
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _default_deferrable() -> bool:
+    value = airflow_setting("operators", "default_deferrable", "False")
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+class HandoffS3FileSensor(BaseSensorOperator):
+    """Wait until objects under ``s3://bucket/prefix/`` match ``file_regex`` (module doc).
+
+    :param bucket: bucket to watch (templated).
+    :param file_regex: regex fully matched against the key relative to ``prefix`` (templated).
+    :param prefix: folder to watch, ``""`` for the whole bucket (templated).
+    :param min_size: minimum object size in bytes (inclusive).
+    :param max_size: maximum object size in bytes (inclusive).
+    :param min_age: minimum seconds (or timedelta) since ``LastModified``, e.g. to let a
+        writer finish.
+    :param max_age: maximum seconds (or timedelta) since ``LastModified``; older objects
+        are ignored.
+    :param min_count: how many matching objects are needed (default 1).
+    :param aws_conn_id: Airflow AWS connection (``aws_default``).
+    :param region_name: AWS region, default from the connection.
+    :param deferrable: defer to the triggerer between checks (default
+        ``[operators] default_deferrable``).
+    """
+
+    template_fields: Sequence[str] = ("bucket", "prefix", "file_regex")
+    ui_color = "#d8e9f5"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        file_regex: str,
+        prefix: str = "",
+        min_size: int | None = None,
+        max_size: int | None = None,
+        min_age: float | timedelta | None = None,
+        max_age: float | timedelta | None = None,
+        min_count: int = 1,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if min_count < 1:
+            raise ValueError("min_count must be at least 1")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.file_regex = file_regex
+        self.min_size = min_size
+        self.max_size = max_size
+        self.min_age = _seconds(min_age)
+        self.max_age = _seconds(max_age)
+        self.min_count = min_count
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def _criteria(self) -> WatchCriteria:
+        return WatchCriteria.build(
+            self.bucket,
+            self.prefix,
+            self.file_regex,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            min_age=self.min_age,
+            max_age=self.max_age,
+        )
+
+    def _s3_client(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).get_conn()
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        criteria = self._criteria()
+        matches = find_with_criteria(self._s3_client(), criteria)
+        self.log.info(
+            "%d of %d object(s) matching %r under s3://%s/%s",
+            len(matches),
+            self.min_count,
+            criteria.file_regex,
+            criteria.bucket,
+            criteria.prefix,
+        )
+        if len(matches) >= self.min_count:
+            return PokeReturnValue(is_done=True, xcom_value=[m.to_dict() for m in matches])
+        return PokeReturnValue(is_done=False)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=self.make_trigger(deadline=time.time() + self.timeout),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + _DEFER_GRACE_SECONDS),
+        )
+        return None  # not reached: defer() raises TaskDeferred
+
+    def make_trigger(self, *, deadline: float | None) -> HandoffS3FileTrigger:
+        """The trigger this sensor defers to (rendered fields, absolute ``deadline``)."""
+        return HandoffS3FileTrigger(
+            bucket=self.bucket,
+            prefix=self.prefix,
+            file_regex=self.file_regex,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            min_age=self.min_age,
+            max_age=self.max_age,
+            min_count=self.min_count,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            poke_interval=float(self.poke_interval),
+            deadline=deadline,
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: return the matches, or fail/skip on timeout/error."""
+        event = event or {}
+        status = event.get("status")
+        if status == "success":
+            return event.get("matches", [])
+        message = event.get("message") or f"file watch ended with status {status!r}"
+        if status == "timeout":
+            if self.soft_fail:
+                raise AirflowSkipException(message)
+            raise AirflowSensorTimeout(message)
+        raise AirflowException(message)
