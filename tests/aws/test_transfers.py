@@ -311,6 +311,14 @@ def test_outputs_required_and_symlinks(
     assert not exists(s3, bucket, "link.csv")
 
 
+def test_no_flag_means_only_the_uploads(s3: Any, bucket: str, workspace: Path) -> None:
+    recorder = Recorder(s3)
+    upload_outputs(
+        s3, OutputSpec(source="artifacts/state", bucket=bucket, directory="d"), workspace
+    )
+    assert recorder.keys("PutObject") == ["d/state"]
+
+
 def test_touch_flag(s3: Any, bucket: str) -> None:
     recorder = Recorder(s3)
     assert touch_flag(s3, bucket, "/dest/x.fin") == f"s3://{bucket}/dest/x.fin"
@@ -370,6 +378,10 @@ def test_replaced_or_vanished_sources_are_left_alone(s3: Any, drop: str, tmp_pat
     ]
     assert body(s3, drop, "drop/data_1.csv") == b"a newer drop"
     assert not exists(s3, drop, "archive/data_1.csv")
+
+    # The same check guards a plain delete: the newer drop survives.
+    (again,) = apply_post_copy(s3, done[:1], action="delete")
+    assert again.status == "changed" and body(s3, drop, "drop/data_1.csv") == b"a newer drop"
 
 
 def test_post_copy_argument_errors(s3: Any) -> None:
