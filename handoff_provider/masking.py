@@ -10,7 +10,8 @@ masking ``1`` or ``true`` would garble every log line without protecting anythin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from handoff_provider._compat import airflow_mask_secret, airflow_setting
 
@@ -46,3 +47,47 @@ def mask_values(values: Iterable[object]) -> int:
             seen.add(candidate)
             airflow_mask_secret(candidate)
     return len(seen)
+
+
+def document_secret_values(document: Any) -> list[str]:
+    """The values to mask in a compiled document (``Project.secret_values()``).
+
+    A document the project model rejects is still masked, coarsely: every string of its
+    ``files`` (the embedded config files) and of ``envs`` entries marked secret.
+    """
+    from handoff_provider.core.errors import HandoffError
+    from handoff_provider.core.project import project_from_document
+
+    try:
+        return project_from_document(document, source="remote config").secret_values()
+    except HandoffError:
+        pass
+    values: list[str] = []
+    if isinstance(document, Mapping):
+        for item in document.get("files") or ():
+            if isinstance(item, Mapping) and isinstance(item.get("value"), str):
+                values.append(item["value"])
+        for item in document.get("envs") or ():
+            if isinstance(item, Mapping) and item.get("secret") and item.get("value"):
+                values.append(str(item["value"]))
+    return values
+
+
+class MaskingConfigStore:
+    """A config store whose fetched documents are masked before the caller sees them.
+
+    ``HandoffRun`` fetches the remote config itself; wrapping ``remote.config`` with this
+    registers every config value with the masker right after the fetch, before the
+    runner (or anything else) can log a line containing one.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        document = self._store.fetch(*args, **kwargs)
+        mask_values(document_secret_values(document))
+        return document
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

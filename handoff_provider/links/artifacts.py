@@ -8,6 +8,7 @@ the try the UI shows. Shared by ``HandoffRunOperator`` and ``HandoffEcsRunOperat
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -17,6 +18,21 @@ from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 def artifacts_prefix(stack: str, run_key: str) -> str:
     """``<stack>/runs/<run_key>/``: where one run's artifacts are archived."""
     return f"{stack}/runs/{run_key}/"
+
+
+def aws_region_from_env() -> str | None:
+    """The region boto3 would use without a connection (``AWS_DEFAULT_REGION``/``AWS_REGION``)."""
+    return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None
+
+
+def aws_partition(region_name: str | None) -> str:
+    """The AWS partition of a region (console domains differ in China and GovCloud)."""
+    region = region_name or ""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
 
 
 def artifacts_console_url(

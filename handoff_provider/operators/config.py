@@ -1,0 +1,111 @@
+"""Push a project to its stack: config to SSM, ``files/`` to S3.
+
+``HandoffConfigPushOperator`` compiles ``project.yml`` + ``config/`` (validating it) and
+stores the document as the stack's SSM SecureString; ``HandoffFilesPushOperator`` syncs
+``files/`` to ``s3://<bucket>/<stack>/files/`` by content. Both return a small summary
+(parameter name, tier, sizes, file counts), never a config value, and register every
+config value with the secrets masker before doing anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from handoff_provider._compat import AirflowException, BaseOperator
+from handoff_provider.masking import mask_values
+from handoff_provider.operators.run import _HandoffAwsMixin
+
+
+class _HandoffPushOperator(_HandoffAwsMixin, BaseOperator):
+    ui_color = "#f4f0e8"
+
+    def __init__(
+        self,
+        *,
+        project_dir: str | os.PathLike[str],
+        stack: str | None = None,
+        bucket: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_dir = os.fspath(project_dir)
+        self.stack = stack
+        self.bucket = bucket
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.config_name = config_name
+        self.kms_key_id = kms_key_id
+
+
+class HandoffConfigPushOperator(_HandoffPushOperator):
+    """Compile a project (``project.yml`` + ``config/``) and store it in SSM.
+
+    :param project_dir: the project directory.
+    :param stack: the stack (``HANDOFF_STACK``/``STACK_NAME``); the parameter is
+        ``/handoff/<stack>/config`` unless ``config_name`` says otherwise.
+    :param bucket: the S3 bucket (``HANDOFF_BUCKET``/``S3_BUCKET_NAME``): only used for
+        documents too large for SSM (stored as an SSE-KMS object referenced from SSM).
+    :param allow_advanced_tier: allow SSM's Advanced tier (up to 8 KB, billed) instead of
+        moving a 4-8 KB document to S3.
+    :param kms_key_id: KMS key for the SecureString (and the S3 object); default the
+        account's ``alias/aws/ssm``.
+    :param aws_conn_id: the Airflow AWS connection (``aws_default``).
+
+    Returns (XCom) ``{"name", "tier", "bytes", "object_uri", "version"}``.
+    """
+
+    template_fields: Sequence[str] = ("project_dir", "stack", "bucket", "config_name")
+
+    def __init__(self, *, allow_advanced_tier: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allow_advanced_tier = allow_advanced_tier
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from handoff_provider.core.errors import HandoffError
+        from handoff_provider.core.project import compile_document, project_from_document
+
+        project_dir = Path(self.project_dir).expanduser()
+        try:
+            document = compile_document(project_dir)
+            project = project_from_document(document, source=str(project_dir / "project.yml"))
+            mask_values(project.secret_values())
+            remote = self.remote()
+            result = remote.config.push(document, allow_advanced_tier=self.allow_advanced_tier)
+        except HandoffError as exc:
+            raise AirflowException(f"handoff config push failed: {exc}") from None
+        self.log.info("config of %s pushed: %s", project_dir, result)
+        return result.to_dict()
+
+
+class HandoffFilesPushOperator(_HandoffPushOperator):
+    """Sync a project's ``files/`` to ``s3://<bucket>/<stack>/files/`` (by content).
+
+    Unchanged files are not uploaded again; files deleted locally are deleted remotely.
+    A project without ``files/`` syncs an empty folder (removing stale remote files).
+
+    Returns (XCom) counts: ``uploaded``, ``deleted``, ``unchanged``, ``bytes_transferred``.
+    """
+
+    template_fields: Sequence[str] = ("project_dir", "stack", "bucket")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from handoff_provider.core.errors import HandoffError
+
+        files_dir = Path(self.project_dir).expanduser() / "files"
+        try:
+            result = self.remote().files.push(files_dir)
+        except HandoffError as exc:
+            raise AirflowException(f"handoff files push failed: {exc}") from None
+        self.log.info("files of %s pushed: %s", self.project_dir, result)
+        return result.to_dict()

@@ -1,0 +1,351 @@
+"""``HandoffRunOperator``: run a handoff project on the Airflow worker.
+
+The operator is a thin shell over ``core.orchestrate.HandoffRun`` (the same flow as
+``handoff run`` and the Fargate container). What it adds is the Airflow part:
+
+* the run context from the task: ``data_interval_start``/``data_interval_end`` and the
+  logical date become ``start_at``/``end_at``/``ds``/``logical_date`` in ``args``
+  templates and ``HANDOFF_START_AT``/``HANDOFF_END_AT``/... in the commands' environment,
+  so a backfill re-runs exactly its interval;
+* a run key per task try (``_compat.run_key_for``): retries and concurrent runs never
+  share an artifacts prefix;
+* secrets masking before anything is logged: ``secret_envs`` values right after the
+  templates are rendered (so they are masked in the rendered-fields view too), the
+  config values of a local project before the run starts, those of a remote config as
+  soon as it is fetched (:class:`handoff_provider.masking.MaskingConfigStore`);
+* every stage's stderr streamed to the task log line by line, prefixed with its stage;
+* the summary (``RunOutcome.to_dict()``) as XCom, the S3-console extra link, the outlet
+  ``s3://<bucket>/<stack>/last/`` for data-aware scheduling, and ``on_kill``.
+
+Parse-time cost matters (DAG files are parsed every few seconds): this module imports
+neither boto3 nor the core runner; they are imported in ``execute``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from handoff_provider._compat import (
+    AirflowException,
+    Asset,
+    BaseOperator,
+    context_data_interval,
+    context_logical_date,
+    provider_setting,
+    run_key_from_context,
+)
+from handoff_provider.links.artifacts import (
+    HandoffArtifactsLink,
+    artifacts_prefix,
+    aws_partition,
+    aws_region_from_env,
+)
+from handoff_provider.masking import mask_values
+
+if TYPE_CHECKING:
+    from handoff_provider.core.orchestrate import HandoffRun
+    from handoff_provider.core.stores import Remote
+    from handoff_provider.hooks.handoff import HandoffHook
+
+ENV_STACK_NAMES = ("HANDOFF_STACK", "STACK_NAME")
+ENV_BUCKET_NAMES = ("HANDOFF_BUCKET", "S3_BUCKET_NAME")
+
+
+def _is_templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def resolve_stack(stack: str | None) -> str | None:
+    """``stack``, else ``HANDOFF_STACK``/``STACK_NAME`` (what the core does at run time)."""
+    return stack or next((os.environ[n] for n in ENV_STACK_NAMES if os.environ.get(n)), None)
+
+
+def resolve_bucket(bucket: str | None) -> str | None:
+    """``bucket``, else ``HANDOFF_BUCKET``/``S3_BUCKET_NAME``."""
+    return bucket or next((os.environ[n] for n in ENV_BUCKET_NAMES if os.environ.get(n)), None)
+
+
+def last_asset_uri(stack: str | None, bucket: str | None) -> str | None:
+    """``s3://<bucket>/<stack>/last/`` when both are plain values known now, else None."""
+    stack, bucket = resolve_stack(stack), resolve_bucket(bucket)
+    if not stack or not bucket or _is_templated(stack) or _is_templated(bucket):
+        return None
+    return f"s3://{bucket}/{stack}/last/"
+
+
+def with_last_outlet(outlets: Any, stack: str | None, bucket: str | None) -> list[Any]:
+    """``outlets`` plus the Asset (Dataset on 2.x) of the stack's ``last/`` when known."""
+    if outlets is None:
+        merged: list[Any] = []
+    else:
+        merged = list(outlets) if isinstance(outlets, Sequence) else [outlets]
+    uri = last_asset_uri(stack, bucket)
+    if uri is not None and not any(getattr(o, "uri", None) == uri.rstrip("/") for o in merged):
+        merged.append(Asset(uri))
+    return merged
+
+
+def _as_str_dict(name: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise AirflowException(f"{name} must be a mapping of names to values")
+    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+class _HandoffAwsMixin:
+    """Stack/bucket/connection parameters shared by the handoff operators."""
+
+    aws_conn_id: str | None
+    region_name: str | None
+    verify: bool | str | None
+    botocore_config: dict[str, Any] | None
+    stack: str | None
+    bucket: str | None
+    config_name: str | None
+    kms_key_id: str | None
+
+    def hook(self) -> HandoffHook:
+        from handoff_provider.hooks.handoff import HandoffHook
+
+        kwargs: dict[str, Any] = {"region_name": self.region_name, "verify": self.verify}
+        if self.botocore_config:
+            from botocore.config import Config
+
+            kwargs["config"] = Config(**self.botocore_config)
+        return HandoffHook(aws_conn_id=self.aws_conn_id, **kwargs)
+
+    def remote(self) -> Remote:
+        return self.hook().get_remote(
+            stack=self.stack or None,
+            bucket=self.bucket or None,
+            config_name=self.config_name or None,
+            kms_key_id=self.kms_key_id or None,
+        )
+
+
+class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
+    """Run a handoff project on the worker: install venvs (cached), run, archive artifacts.
+
+    :param project_dir: the project directory (``project.yml``, ``config/``, ``files/``).
+        Without it the project comes from the stack's remote config (SSM) and files (S3),
+        as pushed by ``HandoffConfigPushOperator``/``HandoffFilesPushOperator``.
+    :param workspace: where commands run; default a new temporary directory under
+        ``[handoff] workspace_root`` removed after the try (``[handoff] keep_workspace``).
+    :param stack: the stack (``HANDOFF_STACK``/``STACK_NAME`` when not given); names the
+        SSM parameter ``/handoff/<stack>/config`` and the S3 prefix ``<stack>/``.
+    :param bucket: the S3 bucket (``HANDOFF_BUCKET``/``S3_BUCKET_NAME``).
+    :param vars: template variables overriding the project's ``vars`` (templated, e.g.
+        ``{"start_date": "{{ data_interval_start | ds }}"}``).
+    :param envs: extra environment variables for the commands (templated).
+    :param secret_envs: environment variables whose values are secrets (templated, e.g.
+        ``{"API_TOKEN": "{{ conn.my_api.password }}"}``); masked in logs and rendered
+        fields. Never put secrets in ``vars`` or ``envs``.
+    :param push_artifacts: archive ``artifacts/`` to ``s3://<bucket>/<stack>/runs/<key>/``
+        (also when the run fails) and, on success, replace ``last/`` (whose ``state`` the
+        next run restores). Declares ``s3://<bucket>/<stack>/last/`` as an outlet.
+    :param venv_cache_dir: the venv cache (``[handoff] venv_cache_dir``, else the core's
+        default ``$HANDOFF_VENV_CACHE`` / ``~/.cache/handoff/venvs``).
+    :param aws_conn_id: the Airflow AWS connection (``aws_default``).
+    :param region_name: AWS region overriding the connection's.
+    :param verify: TLS verification for AWS calls (as ``AwsBaseHook``).
+    :param botocore_config: ``botocore.config.Config`` keyword arguments.
+    :param config_name: SSM parameter name of the config (default ``/handoff/<stack>/config``).
+    :param kms_key_id: KMS key of the config (used when reading large configs).
+
+    Returns (XCom) the run summary: per task and stage the command as written, exit code,
+    seconds and bytes; the run key and artifact URIs. Never a config value.
+    """
+
+    template_fields: Sequence[str] = (
+        "project_dir",
+        "workspace",
+        "stack",
+        "bucket",
+        "config_name",
+        "vars",
+        "envs",
+        "secret_envs",
+    )
+    template_fields_renderers = {"vars": "json", "envs": "json", "secret_envs": "json"}
+    operator_extra_links = (HandoffArtifactsLink(),)
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        project_dir: str | os.PathLike[str] | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        stack: str | None = None,
+        bucket: str | None = None,
+        vars: Mapping[str, Any] | None = None,
+        envs: Mapping[str, Any] | None = None,
+        secret_envs: Mapping[str, Any] | None = None,
+        push_artifacts: bool = True,
+        venv_cache_dir: str | os.PathLike[str] | None = None,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if push_artifacts:
+            kwargs["outlets"] = with_last_outlet(kwargs.get("outlets"), stack, bucket)
+        super().__init__(**kwargs)
+        self.project_dir = os.fspath(project_dir) if project_dir is not None else None
+        self.workspace = os.fspath(workspace) if workspace is not None else None
+        self.stack = stack
+        self.bucket = bucket
+        self.vars = dict(vars or {})
+        self.envs = dict(envs or {})
+        self.secret_envs = dict(secret_envs or {})
+        self.push_artifacts = push_artifacts
+        self.venv_cache_dir = os.fspath(venv_cache_dir) if venv_cache_dir is not None else None
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.config_name = config_name
+        self.kms_key_id = kms_key_id
+        self._run: HandoffRun | None = None
+        self._killed: str | None = None
+
+    # -- masking
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render, then register the ``secret_envs`` values with the secrets masker at
+        once: before Airflow stores the rendered fields and before anything is logged."""
+        super().render_template_fields(context, jinja_env)
+        mask_values((self.secret_envs or {}).values())
+
+    # -- run
+
+    def _workspace(self, run_key: str) -> tuple[Path, bool]:
+        """(workspace, temporary?)"""
+        if self.workspace:
+            return Path(self.workspace), False
+        root = provider_setting("workspace_root") or None
+        if root:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"handoff-{run_key[:60]}-", dir=root)), True
+
+    def _needs_remote(self) -> bool:
+        return self.project_dir is None or self.push_artifacts
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from handoff_provider.core.context import RunContext
+        from handoff_provider.core.errors import HandoffError, RunFailed
+        from handoff_provider.core.orchestrate import HandoffRun, RunRequest
+        from handoff_provider.core.project import load_project
+        from handoff_provider.masking import MaskingConfigStore
+
+        secret_env = _as_str_dict("secret_envs", self.secret_envs)
+        mask_values(secret_env.values())  # also when execute() is called without rendering
+        extra_env = _as_str_dict("envs", self.envs)
+        variables = _as_str_dict("vars", self.vars)
+
+        project_dir = Path(self.project_dir).expanduser() if self.project_dir else None
+        run_key = run_key_from_context(context)
+        try:
+            if project_dir is not None:
+                # Validates too: a broken project fails here, before any AWS call.
+                mask_values(load_project(project_dir).secret_values())
+            remote = self.remote() if self._needs_remote() else None
+        except HandoffError as exc:
+            raise AirflowException(str(exc)) from None
+        if remote is not None and project_dir is None:
+            remote.config = MaskingConfigStore(remote.config)  # mask as soon as fetched
+        if remote is not None and remote.bucket and self.push_artifacts:
+            self._persist_link(context, remote, run_key)
+
+        start, end = context_data_interval(context)
+        run_context = RunContext(
+            start_at=start, end_at=end, logical_date=context_logical_date(context), run_key=run_key
+        )
+        workspace, temporary = self._workspace(run_key)
+        cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")
+        request = RunRequest(
+            workspace=workspace,
+            project_dir=project_dir,
+            remote=remote,
+            push_artifacts=self.push_artifacts,
+            variables=variables,
+            extra_env=extra_env,
+            secret_env=secret_env,
+            context=run_context,
+            run_key=run_key,
+            venv_cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
+            log=self._log_line,
+            on_stderr_line=self._log_stderr_line,
+        )
+        self.log.info(
+            "handoff run %s: %s, workspace %s",
+            run_key,
+            f"project {project_dir}" if project_dir else f"remote config of stack {remote.stack}",  # type: ignore[union-attr]
+            workspace,
+        )
+        run = HandoffRun(request)
+        self._run = run
+        try:
+            if self._killed is not None:
+                run.terminate(self._killed)
+            outcome = run.execute()
+        except RunFailed as exc:
+            summary = exc.outcome.to_dict() if exc.outcome is not None else None
+            if summary is not None:
+                self._push_failed_summary(context, summary)
+            raise AirflowException(f"handoff run failed: {exc}") from None
+        except HandoffError as exc:
+            raise AirflowException(f"handoff run failed: {exc}") from None
+        finally:
+            self._run = None
+            if temporary and not _keep_workspace():
+                shutil.rmtree(workspace, ignore_errors=True)
+        self.log.info("%s", outcome.describe())
+        return outcome.to_dict()
+
+    def on_kill(self) -> None:
+        """Task cleared, marked, or timed out: kill every stage's process group."""
+        self._killed = "the Airflow task was killed"
+        run = self._run
+        if run is not None:
+            run.terminate(self._killed)
+
+    # -- helpers
+
+    def _log_line(self, message: str) -> None:
+        self.log.info("%s", message)
+
+    def _log_stderr_line(self, task: str, stage: int, command: str, line: str) -> None:
+        self.log.info("[%s:%d %s] %s", task, stage, command, line.rstrip("\n"))
+
+    def _persist_link(self, context: Any, remote: Remote, run_key: str) -> None:
+        region = self.region_name or aws_region_from_env()
+        HandoffArtifactsLink.persist(
+            context=context,
+            operator=self,
+            region_name=region,
+            aws_partition=aws_partition(region),
+            bucket=remote.bucket,
+            prefix=artifacts_prefix(remote.stack, run_key),
+        )
+
+    def _push_failed_summary(self, context: Any, summary: dict[str, Any]) -> None:
+        """A failed try returns nothing; its summary still goes to XCom ``handoff_outcome``."""
+        if not self.do_xcom_push:
+            return
+        try:
+            context["ti"].xcom_push(key="handoff_outcome", value=summary)
+        except Exception as exc:  # never hide the run's own failure behind this
+            self.log.warning("could not push the failed run's summary to XCom: %s", exc)
+
+
+def _keep_workspace() -> bool:
+    return (provider_setting("keep_workspace") or "false").strip().lower() in ("true", "1", "yes")
