@@ -50,11 +50,13 @@ __all__ = [
     "OutputSpec",
     "PostCopy",
     "PostCopyResult",
+    "TouchStep",
     "TransferError",
     "Transferred",
     "TransfersSpec",
     "apply_input_post_copy",
     "apply_post_copy",
+    "check_mapping_keys",
     "download_inputs",
     "touch_flag",
     "upload_outputs",
@@ -83,6 +85,8 @@ _OTF_NAMES = {
     "postCopyAction": "post_copy",
     "disableBucketOwnerControlACL": "disable_bucket_owner_acl",
     "fullPath": "flag",
+    "functionArn": "function",
+    "invocationType": "invocation_type",
     "destination": "archive_directory",
     "minSize": "min_size",
     "maxSize": "max_size",
@@ -91,9 +95,12 @@ _OTF_NAMES = {
 }
 
 
-def _check_keys(
+def check_mapping_keys(
     data: Any, path: str, *, allowed: Iterable[str], required: Iterable[str] = ()
 ) -> Mapping[str, Any]:
+    """``data`` as a mapping with only ``allowed`` keys and every ``required`` one set;
+    else :class:`ProjectError` naming the key path (with a suggestion for typos and OTF's
+    camelCase names)."""
     if not isinstance(data, Mapping):
         raise _fail(path, f"expected a mapping, got {type(data).__name__}")
     allowed = tuple(allowed)
@@ -180,7 +187,7 @@ class PostCopy:
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> PostCopy:
-        data = _check_keys(
+        data = check_mapping_keys(
             data,
             path,
             allowed=("action", "archive_directory", "archive_bucket"),
@@ -229,7 +236,9 @@ class InputSpec:
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> InputSpec:
-        data = _check_keys(data, path, allowed=cls._FIELDS, required=("bucket", "file_regex"))
+        data = check_mapping_keys(
+            data, path, allowed=cls._FIELDS, required=("bucket", "file_regex")
+        )
         sizes = [_number(data, key, path) for key in ("min_size", "max_size")]
         post = data.get("post_copy")
         spec = cls(
@@ -289,7 +298,7 @@ class OutputSpec:
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> OutputSpec:
-        data = _check_keys(data, path, allowed=cls._FIELDS, required=("source", "bucket"))
+        data = check_mapping_keys(data, path, allowed=cls._FIELDS, required=("source", "bucket"))
         flag = _opt_str(data, "flag", path)
         return cls(
             source=_relative_path(_str(data, "source", path), f"{path}.source", allow_empty=False),
@@ -314,7 +323,7 @@ class TransfersSpec:
         """Validate a mapping (``None`` = no transfers); errors name the key path."""
         if data is None:
             return cls()
-        data = _check_keys(data, path, allowed=("inputs", "outputs"))
+        data = check_mapping_keys(data, path, allowed=("inputs", "outputs"))
         lists = {}
         for name in ("inputs", "outputs"):
             items = data.get(name) or []
@@ -385,6 +394,40 @@ def _maybe(render: Callable[[str, str], str], value: str | None, path: str) -> s
 def _require(value: str, path: str) -> None:
     if not value:
         raise _fail(path, "rendered to an empty string")
+
+
+@dataclass(frozen=True)
+class TouchStep:
+    """OTF's "touch a file as an execution": a task step writing one empty flag object.
+
+    project.yml (phase 2): ``tasks: [{name, s3_touch: {bucket, key}}]``."""
+
+    bucket: str
+    key: str
+    disable_bucket_owner_acl: bool = False
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, path: str) -> TouchStep:
+        data = check_mapping_keys(
+            data,
+            path,
+            allowed=("bucket", "key", "disable_bucket_owner_acl"),
+            required=("bucket", "key"),
+        )
+        return cls(
+            bucket=_str(data, "bucket", path),
+            key=_key(_str(data, "key", path), f"{path}.key"),
+            disable_bucket_owner_acl=_bool(data, "disable_bucket_owner_acl", path, False),
+        )
+
+    def render(self, render: Callable[[str, str], str], *, path: str = "s3_touch") -> TouchStep:
+        bucket = render(self.bucket, f"{path}.bucket")
+        _require(bucket, f"{path}.bucket")
+        return replace(self, bucket=bucket, key=_key(render(self.key, f"{path}.key"), path))
+
+    def run(self, s3: Any) -> str:
+        """Touch the flag; returns its ``s3://`` URI."""
+        return touch_flag(s3, self.bucket, self.key, acl=not self.disable_bucket_owner_acl)
 
 
 # --------------------------------------------------------------------------- results

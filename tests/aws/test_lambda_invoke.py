@@ -21,16 +21,18 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.errors import ConfigurationError, ProjectError
 from handoff_provider.core.lambda_invoke import (
     LambdaError,
     LambdaFunctionError,
     LambdaResult,
+    LambdaStep,
     encode_payload,
     invoke_lambda,
     lambda_client_config,
     save_lambda_response,
 )
+from handoff_provider.core.templating import render_text
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-function"
 
@@ -176,3 +178,45 @@ def test_step_names_cannot_escape_artifacts(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         save_lambda_response(tmp_path, "../escape", result)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lambda_step_spec_render_and_invoke(client: Any, stub: StubbedLambda) -> None:
+    step = LambdaStep.from_mapping(
+        {
+            "function": "{{ prefix }}-loader",
+            "invocation_type": "RequestResponse",
+            "payload": {"file-name": "{{ ds }}.csv", "retries": 2, "tags": ["{{ ds }}", None]},
+        },
+        path="tasks[1].lambda",
+    )
+    rendered = step.render(
+        lambda text, where: render_text(text, {"ds": "2024-05-01", "prefix": "prod"}, source=where)
+    )
+    assert rendered.payload == {
+        "file-name": "2024-05-01.csv",
+        "retries": 2,
+        "tags": ["2024-05-01", None],
+    }
+    stub.answer(200, b'"ok"')
+    assert rendered.invoke(client).payload_json() == "ok"
+    (request,) = stub.requests
+    assert json.loads(request.body) == rendered.payload
+    assert "/functions/prod-loader/" in request.url
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"functionArn": "x"},
+            r"tasks\[0\]\.lambda\.functionArn: unknown key \(did you mean 'function'",
+        ),
+        ({"function": "f", "invocationType": "Event"}, "'invocation_type'"),
+        ({"function": "f", "invocation_type": "DryRun"}, r"invocation_type: must be one of"),
+        ({"function": "f", "payload": "{oops"}, r"payload: lambda payload is not valid JSON"),
+        ({"invocation_type": "Event"}, r"lambda\.function: required"),
+    ],
+)
+def test_lambda_step_spec_errors(data: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ProjectError, match=expected):
+        LambdaStep.from_mapping(data, path="tasks[0].lambda")

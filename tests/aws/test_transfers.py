@@ -19,6 +19,7 @@ from handoff_provider.core.transfers import (
     InputSpec,
     OutputSpec,
     PostCopy,
+    TouchStep,
     TransferError,
     TransfersSpec,
     apply_input_post_copy,
@@ -389,3 +390,16 @@ def test_post_copy_argument_errors(s3: Any) -> None:
         apply_post_copy(s3, [], action="move")
     with pytest.raises(TransferError, match="unknown action"):
         apply_post_copy(s3, [], action="copy")
+
+
+def test_touch_step(s3: Any, bucket: str) -> None:
+    step = TouchStep.from_mapping({"bucket": bucket, "key": "dest/{{ ds }}.flg"}, path="s3_touch")
+    recorder = Recorder(s3)
+    rendered = step.render(
+        lambda text, where: render_text(text, {"ds": "2024-05-01"}, source=where)
+    )
+    assert rendered.run(s3) == f"s3://{bucket}/dest/2024-05-01.flg"
+    assert body(s3, bucket, "dest/2024-05-01.flg") == b""
+    assert [p["ACL"] for _op, p in recorder.calls] == [BUCKET_OWNER_FULL_CONTROL]
+    with pytest.raises(ProjectError, match=r"s3_touch\.key: required"):
+        TouchStep.from_mapping({"bucket": bucket}, path="s3_touch")
