@@ -1,0 +1,143 @@
+"""Fixtures for the AWS integration tests (real moto server over HTTP, see tests/conftest.py).
+
+``recorder`` wraps the default client factory so every API call the stores make is
+recorded (operation name + API parameters, via botocore's ``before-parameter-build``
+event) and can be made to fail on purpose (``fail_on``) the way AWS would: a
+``ClientError`` raised before the request is sent. The stores under test are never mocked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from handoff_provider.core.stores import Remote
+from handoff_provider.core.stores._aws import default_client_factory
+
+REGION = "us-east-1"
+
+
+@dataclass
+class Call:
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Recorder:
+    """Every API call made through clients of :meth:`factory`, in order."""
+
+    calls: list[Call] = field(default_factory=list)
+    _failures: list[tuple[str, Callable[[dict[str, Any]], bool], int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _seen: dict[int, int] = field(default_factory=dict)
+
+    def factory(self) -> Callable[[str], Any]:
+        base = default_client_factory()
+
+        def make(service: str) -> Any:
+            client = base(service)
+            client.meta.events.register("before-parameter-build", self._before_call)
+            return client
+
+        return make
+
+    def _before_call(self, model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        service = model.metadata.get("endpointPrefix", "")
+        with self._lock:
+            self.calls.append(Call(service, model.name, dict(params)))
+            for index, (operation, match, after) in enumerate(self._failures):
+                if operation == model.name and match(params):
+                    self._seen[index] = self._seen.get(index, 0) + 1
+                    if self._seen[index] > after:
+                        raise ClientError(
+                            {"Error": {"Code": "InternalError", "Message": "injected failure"}},
+                            model.name,
+                        )
+
+    def fail_on(
+        self,
+        operation: str,
+        *,
+        after: int = 0,
+        match: Callable[[dict[str, Any]], bool] = lambda params: True,
+    ) -> None:
+        """Make ``operation`` fail (AWS ``InternalError``) once ``after`` matching calls passed."""
+        self._failures.append((operation, match, after))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._failures.clear()
+            self._seen.clear()
+
+    def ops(self, *names: str) -> list[Call]:
+        return [call for call in self.calls if call.operation in names]
+
+    def count(self, *names: str) -> int:
+        return len(self.ops(*names))
+
+
+#: Operations that write object data (a "PUT" of any kind).
+WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject", "UploadPartCopy")
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def remote(aws: str, bucket: str, stack: str, recorder: Recorder) -> Remote:
+    """A Remote on the moto server whose API calls are recorded."""
+    return Remote(stack, bucket, client_factory=recorder.factory())
+
+
+@pytest.fixture
+def s3(aws: str) -> Any:
+    """A plain boto3 S3 client, to arrange and inspect the bucket directly."""
+    return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def ssm(aws: str) -> Any:
+    return boto3.client("ssm", region_name=REGION)
+
+
+@pytest.fixture(scope="session")
+def venv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One venv cache for the session: the example's venvs are built once."""
+    return tmp_path_factory.mktemp("venv-cache")
+
+
+@pytest.fixture
+def handoff_env(
+    aws: str, bucket: str, stack: str, venv_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """Stack, bucket and venv cache in the environment, as a user would export them."""
+    for name in ("STACK_NAME", "S3_BUCKET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HANDOFF_STACK", stack)
+    monkeypatch.setenv("HANDOFF_BUCKET", bucket)
+    monkeypatch.setenv("HANDOFF_VENV_CACHE", str(venv_cache))
+    yield {"HANDOFF_STACK": stack, "HANDOFF_BUCKET": bucket, "HANDOFF_VENV_CACHE": str(venv_cache)}
+
+
+def keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (relative), paginated."""
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.extend(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+    return sorted(found)
+
+
+def read(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
