@@ -223,7 +223,11 @@ class _StderrPump(threading.Thread):
         self.callback_error: BaseException | None = None
 
     def run(self) -> None:
-        sink = open(self.log_path, "wb") if self.log_path is not None else None  # noqa: SIM115
+        sink = None
+        if self.log_path is not None:
+            # Without a log file we still drain: a stage must never block on its stderr.
+            with contextlib.suppress(OSError):
+                sink = open(self.log_path, "wb")  # noqa: SIM115
         try:
             while True:
                 chunk = self.stream.readline(MAX_LINE)
@@ -393,32 +397,17 @@ def run_pipeline(
         _reap_all(procs, pumps, pgid, control, grace=1.0)
         raise
 
-    timed_out = False
     if deadline is None and timeout is not None:
         deadline = started + timeout
-    kill_at: float | None = None
-    killed = False
-    with cond:
-        while not all(r.done for r in reapers):
-            now = time.monotonic()
-            if kill_at is None:
-                if control.reason is not None:
-                    _killpg(pgid, signal.SIGTERM)
-                    kill_at = now + kill_grace
-                elif deadline is not None and now >= deadline:
-                    timed_out = True
-                    _killpg(pgid, signal.SIGTERM)
-                    kill_at = now + kill_grace
-            if kill_at is not None and not killed and now >= kill_at:
-                _killpg(pgid, signal.SIGKILL)
-                killed = True
-            wake = [t for t in (deadline if kill_at is None else None, kill_at) if t is not None]
-            if killed:
-                wake = []
-            cond.wait(max(0.0, min(wake) - now) if wake else None)
-        # terminate() signals the group itself: the stages may all be gone before this
-        # loop saw the reason, so the reason (not kill_at) tells whether we were stopped.
-        stopped = kill_at is not None or control.reason is not None
+    try:
+        timed_out, kill_at = _wait(reapers, pgid, cond, control, deadline, kill_grace)
+    except BaseException:  # KeyboardInterrupt in the waiting thread: leave nothing behind
+        _killpg(pgid, signal.SIGKILL)
+        _reap_all(procs, pumps, pgid, control, grace=1.0)
+        raise
+    # terminate() signals the group itself: the stages may all be gone before the wait
+    # loop saw the reason, so the reason (not kill_at) tells whether we were stopped.
+    stopped = kill_at is not None or control.reason is not None
 
     # Everything a stage left behind in the group goes too (see module docstring).
     _killpg(pgid, signal.SIGKILL if stopped else signal.SIGTERM)
@@ -444,6 +433,43 @@ def run_pipeline(
     if callback_errors:
         raise callback_errors[0]
     return result
+
+
+def _wait(
+    reapers: Sequence[_Reaper],
+    pgid: int,
+    cond: threading.Condition,
+    control: PipelineControl,
+    deadline: float | None,
+    kill_grace: float,
+) -> tuple[bool, float | None]:
+    """Wait until every stage exited, enforcing the deadline and terminate requests
+    (SIGTERM to the group, SIGKILL ``kill_grace`` later). Returns (timed_out, kill_at)."""
+    timed_out = False
+    kill_at: float | None = None
+    killed = False
+    with cond:
+        while not all(r.done for r in reapers):
+            now = time.monotonic()
+            if kill_at is None:
+                if control.reason is not None:
+                    _killpg(pgid, signal.SIGTERM)
+                    kill_at = now + kill_grace
+                elif deadline is not None and now >= deadline:
+                    timed_out = True
+                    _killpg(pgid, signal.SIGTERM)
+                    kill_at = now + kill_grace
+            if kill_at is not None and not killed and now >= kill_at:
+                _killpg(pgid, signal.SIGKILL)
+                killed = True
+            if killed:
+                wake = None  # SIGKILL sent: the reapers will notify
+            elif kill_at is not None:
+                wake = kill_at
+            else:
+                wake = deadline
+            cond.wait(max(0.0, wake - now) if wake is not None else None)
+    return timed_out, kill_at
 
 
 def _is_regular(mode: int) -> bool:

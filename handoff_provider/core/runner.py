@@ -47,6 +47,7 @@ args, env values or config file contents.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -168,10 +169,15 @@ class RunSummary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
         """Read back ``artifacts/run.json`` (e.g. to know whether the last run succeeded)."""
+        task_fields = {f.name for f in dataclasses.fields(TaskResult)} - {"stages"}
+        stage_fields = {f.name for f in dataclasses.fields(StageResult)}
         tasks = []
         for task in data.get("tasks", []):
-            fields = {k: v for k, v in task.items() if k != "stages"}
-            stages = [StageResult(**stage) for stage in task.get("stages", [])]
+            stages = [
+                StageResult(**{k: v for k, v in stage.items() if k in stage_fields})
+                for stage in task.get("stages", [])
+            ]
+            fields = {k: v for k, v in task.items() if k in task_fields}
             tasks.append(TaskResult(**fields, stages=stages))
         ended = data.get("ended_at")
         return cls(

@@ -282,3 +282,24 @@ def test_first_stage_reads_dev_null(tmp_path: Path) -> None:
         os.close(fd)
     assert result.ok
     assert path.read_text().strip() == "0"
+
+
+def test_keyboard_interrupt_while_waiting_leaves_no_process(tmp_path: Path) -> None:
+    pid_file = tmp_path / "sleeper.pid"
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def interrupt() -> None:
+        read_pid(pid_file)
+        signal.pthread_kill(main, signal.SIGINT)  # a real Ctrl-C, to the waiting thread
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(
+            [sh("sleep 1000 & echo $! > sleeper.pid; wait")], task="t", cwd=tmp_path, timeout=60
+        )
+    interrupter.join()
+    assert time.monotonic() - started < 10
+    assert wait_dead(read_pid(pid_file))

@@ -397,3 +397,30 @@ def test_summary_round_trips(ws: Workspace) -> None:
     again = RunSummary.from_dict(json.loads(json.dumps(summary.to_dict())))
     assert again.to_dict() == summary.to_dict()
     assert os.path.exists(ws.run_summary_path)
+
+
+def test_terminate_from_a_signal_handler_in_the_waiting_thread(ws: Workspace) -> None:
+    """The CLI's SIGTERM handler calls terminate() in the very thread that waits for the
+    pipeline: this must neither deadlock nor leave processes behind."""
+    import signal
+
+    script = "-c 'sleep 1000 & echo $! > artifacts/sleeper.pid; wait'"
+    proj = project(task("long", cmd("sh", script)))
+    runner, _ = _runner(proj, ws)
+    pid_file = ws.artifacts_dir / "sleeper.pid"
+    main = threading.main_thread().ident
+    assert main is not None
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: runner.terminate("SIGTERM"))
+    try:
+        sender = threading.Thread(
+            target=lambda: (read_pid(pid_file), signal.pthread_kill(main, signal.SIGTERM))
+        )
+        sender.start()
+        started = time.monotonic()
+        with pytest.raises(StageError, match=r"was terminated \(SIGTERM\)"):
+            runner.run()
+        sender.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert time.monotonic() - started < 10
+    assert wait_dead(read_pid(pid_file))
