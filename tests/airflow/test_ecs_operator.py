@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,17 +32,21 @@ import pytest
 
 pytest.importorskip("airflow.providers.amazon")
 
-from airflow.exceptions import AirflowException, TaskDeferred
 from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 
-from handoff_provider._compat import Asset, run_key_from_context
+from handoff_provider._compat import AirflowException, Asset, run_key_from_context
 from handoff_provider.core.container import (
     ENTRYPOINT,
     WORKSPACE,
     container_command,
 )
 from handoff_provider.operators.ecs import HandoffEcsRunOperator
+
+try:  # Airflow 3
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:  # Airflow 2.x
+    from airflow.exceptions import TaskDeferred
 
 pytestmark = pytest.mark.airflow
 
@@ -243,16 +248,57 @@ def env_of(override: dict) -> dict[str, str]:
 
 # -- the container, run locally -----------------------------------------------------------
 
+#: What the Dockerfile copies into the image (tests/test_container_files.py checks this list).
+IMAGE_SOURCES = ("pyproject.toml", "README.md", "handoff_provider")
+
+
+@pytest.fixture(scope="session")
+def runtime_handoff(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image's install without the image: a fresh venv with ``pip install .[runtime]``
+    from the files the Dockerfile copies, and no Airflow. Returns its ``handoff``."""
+    root = tmp_path_factory.mktemp("runtime-image")
+    source = root / "src"
+    source.mkdir()
+    for name in IMAGE_SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, source / name)
+    venv = root / "venv"
+    python = venv / "bin" / "python"
+    # uv from this venv or the main one (the Makefile installs it there); pip otherwise
+    uv = next(
+        (c for c in (Path(sys.executable).with_name("uv"), REPO / ".venv/bin/uv") if c.exists()),
+        None,
+    )
+    if uv is not None:
+        steps = [
+            [str(uv), "venv", "-q", "-p", sys.executable, str(venv)],
+            [str(uv), "pip", "install", "-q", "-p", str(python), f"{source}[runtime]"],
+        ]
+    else:
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(python), "-m", "pip", "install", "-q", f"{source}[runtime]"],
+        ]
+    for args in steps:
+        subprocess.run(args, check=True, capture_output=True, timeout=300)
+    probe = subprocess.run([str(python), "-c", "import airflow"], capture_output=True, check=False)
+    assert probe.returncode != 0, "the runtime install must not contain Airflow"
+    return venv / "bin" / ENTRYPOINT[0]
+
 
 def run_like_the_container(
-    override: dict, *, endpoint: str, root: Path
+    override: dict, *, handoff: Path, endpoint: str, root: Path
 ) -> subprocess.CompletedProcess[str]:
     """Run ``ENTRYPOINT + override["command"]`` with only the override's environment.
 
-    The process gets what a Fargate task has and nothing from this test process: PATH,
-    a HOME, the task role's credentials (fake here), the AWS endpoint (moto), the venv
-    cache the image sets, and the override's environment. The workspace is the one thing
-    swapped: the image's path becomes a fresh local directory.
+    ``handoff`` is the image's install (no Airflow). The process gets what a Fargate task
+    has and nothing from this test process: PATH, a HOME, the task role's credentials (fake
+    here), the AWS endpoint (moto), the venv cache the image sets, and the override's
+    environment. The workspace is the one thing swapped: the image's path becomes a fresh
+    local directory.
     """
     command = list(override["command"])
     at = command.index("-w") + 1
@@ -261,7 +307,7 @@ def run_like_the_container(
     home = root / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": os.pathsep.join([str(handoff.parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "HANDOFF_VENV_CACHE": str(root / "venvs"),
@@ -276,7 +322,7 @@ def run_like_the_container(
         **env_of(override),
     }
     return subprocess.run(
-        [str(HANDOFF_BIN), *command],
+        [str(handoff), *command],
         env=env,
         cwd=root,
         stdout=subprocess.PIPE,
@@ -308,6 +354,7 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     bucket: str,
     stack: str,
     tmp_path: Path,
+    runtime_handoff: Path,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -319,7 +366,9 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     outputs: list[subprocess.CompletedProcess[str]] = []
 
     def container(override: dict, _arn: str) -> tuple[int, list[str]]:
-        proc = run_like_the_container(override, endpoint=ecs_world.endpoint, root=tmp_path)
+        proc = run_like_the_container(
+            override, handoff=runtime_handoff, endpoint=ecs_world.endpoint, root=tmp_path
+        )
         outputs.append(proc)
         return proc.returncode, proc.stdout.splitlines()
 
