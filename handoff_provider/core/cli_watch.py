@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from handoff_provider.core.s3_watch import WatchTimeout, wait_for_files
 
@@ -76,8 +76,9 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run_watch(args: argparse.Namespace, *, client: Any = None) -> int:
-    """Handler of ``handoff watch``; ``client`` (an S3 client) is injectable for tests."""
+def run_watch(args: argparse.Namespace, *, client: Any = None, out: TextIO | None = None) -> int:
+    """Handler of ``handoff watch``; ``client`` (an S3 client) and ``out`` (default
+    stdout, where only the JSON lines go) are injectable for tests."""
     from handoff_provider.core.errors import ConfigurationError
 
     bucket = args.bucket or os.environ.get("HANDOFF_BUCKET") or os.environ.get("S3_BUCKET_NAME")
@@ -108,9 +109,10 @@ def run_watch(args: argparse.Namespace, *, client: Any = None) -> int:
         print(f"handoff: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
     documents = [match.to_dict() for match in matches]
+    stream = out if out is not None else sys.stdout
     for document in documents:
-        sys.stdout.write(json.dumps(document) + "\n")
-    sys.stdout.flush()
+        stream.write(json.dumps(document) + "\n")
+    stream.flush()
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(documents, indent=2) + "\n")

@@ -134,8 +134,10 @@ class WatchCriteria:
         )
 
     def accepts(self, key: str, size: int, last_modified: datetime, now: datetime) -> bool:
+        if not key.startswith(self.prefix):
+            return False
         relative = key[len(self.prefix) :]
-        if not relative or relative.endswith("/") or not key.startswith(self.prefix):
+        if not relative or relative.endswith("/"):
             return False
         if re.fullmatch(self.file_regex, relative) is None:
             return False

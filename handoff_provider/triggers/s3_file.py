@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria
+from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria, normalize_prefix
 
 __all__ = ["HandoffS3FileTrigger"]
 
@@ -98,7 +98,7 @@ class HandoffS3FileTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
-        where = f"s3://{self.bucket}/{self.prefix}"
+        where = f"s3://{self.bucket}/{normalize_prefix(self.prefix)}"
         try:
             criteria = self._criteria()
             client = await sync_to_async(self._client)()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -213,9 +214,7 @@ def _watch_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["watch", *argv])
 
 
-def test_cli_prints_json_lines_and_writes_output(
-    s3: Any, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_prints_json_lines_and_writes_output(s3: Any, bucket: str, tmp_path: Path) -> None:
     put(s3, bucket, "in/a.csv", 4)
     put(s3, bucket, "in/b.csv", 6)
     output = tmp_path / "files" / "inputs.json"
@@ -223,8 +222,9 @@ def test_cli_prints_json_lines_and_writes_output(
         "--bucket", bucket, "--prefix", "in", "--file-regex", r".*\.csv",
         "--timeout", "0", "--min-size", "5", "--output", str(output),
     )  # fmt: skip
-    assert run_watch(args) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out = io.StringIO()
+    assert run_watch(args, out=out) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(line["key"], line["size"]) for line in lines] == [("in/b.csv", 6)]
     assert json.loads(output.read_text()) == lines
 
@@ -234,9 +234,9 @@ def test_cli_timeout_exit_status(
 ) -> None:
     monkeypatch.setenv("HANDOFF_BUCKET", bucket)  # --bucket defaults to the env
     args = _watch_args("--file-regex", "nothing", "--timeout", "0.2", "--poke-interval", "0.1")
-    assert run_watch(args) == EXIT_TIMEOUT
-    captured = capsys.readouterr()
-    assert captured.out == "" and "timed out" in captured.err
+    out = io.StringIO()
+    assert run_watch(args, out=out) == EXIT_TIMEOUT
+    assert out.getvalue() == "" and "timed out" in capsys.readouterr().err
 
 
 def test_cli_without_bucket_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
