@@ -54,12 +54,12 @@ class Recorder:
         service = model.metadata.get("endpointPrefix", "")
         with self._lock:
             self.calls.append(Call(service, model.name, dict(params)))
-            for index, (operation, match, after) in enumerate(self._failures):
+            for index, (operation, match, after, code) in enumerate(self._failures):
                 if operation == model.name and match(params):
                     self._seen[index] = self._seen.get(index, 0) + 1
                     if self._seen[index] > after:
                         raise ClientError(
-                            {"Error": {"Code": "InternalError", "Message": "injected failure"}},
+                            {"Error": {"Code": code, "Message": "injected failure"}},
                             model.name,
                         )
 
@@ -69,9 +69,10 @@ class Recorder:
         *,
         after: int = 0,
         match: Callable[[dict[str, Any]], bool] = lambda params: True,
+        code: str = "InternalError",
     ) -> None:
-        """Make ``operation`` fail (AWS ``InternalError``) once ``after`` matching calls passed."""
-        self._failures.append((operation, match, after))
+        """Make ``operation`` fail with AWS error ``code`` once ``after`` matching calls passed."""
+        self._failures.append((operation, match, after, code))
 
     def clear(self) -> None:
         with self._lock:

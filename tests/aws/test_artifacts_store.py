@@ -214,3 +214,14 @@ def test_new_run_key() -> None:
 def test_bad_run_keys_are_refused(remote: Remote, tmp_path: Path, bad: str) -> None:
     with pytest.raises(ConfigurationError, match="run key"):
         remote.artifacts.push(tmp_path, bad, succeeded=True)
+
+
+def test_artifact_symlinks_outside_are_skipped(
+    remote: Remote, tmp_path: Path, s3: Any, bucket: str
+) -> None:
+    local = artifacts(tmp_path / "a", {"state": "1"})
+    (tmp_path / "outside.txt").write_text("not an artifact")
+    (local / "link.txt").symlink_to(tmp_path / "outside.txt")
+    location = remote.artifacts.push(local, "r1", succeeded=True)
+    assert location.files == 1
+    assert keys(s3, bucket, f"{remote.stack}/runs/r1/") == [MANIFEST_NAME, "state"]

@@ -222,3 +222,19 @@ def test_push_without_files_dir_empties_the_remote(
     empty_project.mkdir()
     assert len(remote.files.push(empty_project / "files").deleted) == 4
     assert keys(s3, bucket, f"{remote.stack}/files/") == []
+
+
+def test_symlinks_inside_are_followed_outside_refused(
+    remote: Remote, tmp_path: Path, s3: Any, bucket: str
+) -> None:
+    project = tmp_path / "project"
+    write(project, {"files/real/data.txt": "data", "config/secret.json": '{"k": "secret"}'})
+    (project / "files" / "alias.txt").symlink_to("real/data.txt")
+    (project / "files" / "linked-dir").symlink_to("real")
+    result = remote.files.push(project / "files")
+    assert sorted(result.uploaded) == ["alias.txt", "linked-dir/data.txt", "real/data.txt"]
+
+    (project / "files" / "leak.json").symlink_to("../config/secret.json")
+    with pytest.raises(ConfigurationError, match="symlink points outside"):
+        remote.files.push(project / "files")
+    assert "leak.json" not in keys(s3, bucket, f"{remote.stack}/files/")

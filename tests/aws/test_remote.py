@@ -126,3 +126,19 @@ def test_cli_missing_config_exits_1(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"handoff: error: SSM parameter /handoff/{stack}/config not found")
     assert "\n" not in err
+
+
+def test_throttling_after_retries(remote: Remote, recorder: Recorder) -> None:
+    recorder.fail_on("GetParameter", code="ThrottlingException")
+    with pytest.raises(StoreError) as raised:
+        remote.config.fetch()
+    assert str(raised.value) == (
+        f"read SSM parameter {remote.config.name}: throttled by AWS after retries "
+        "(ThrottlingException)"
+    )
+
+
+def test_rejected_credentials(remote: Remote, recorder: Recorder, tmp_path: Path) -> None:
+    recorder.fail_on("ListObjectsV2", code="InvalidAccessKeyId")
+    with pytest.raises(ConfigurationError, match="AWS rejected the credentials"):
+        remote.files.get(tmp_path / "files")

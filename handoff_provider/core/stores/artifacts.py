@@ -132,7 +132,7 @@ class ArtifactsStore:
     def push(self, artifacts_dir: Path, run_key: str, *, succeeded: bool) -> ArtifactsLocation:
         """Archive ``artifacts_dir`` to ``runs/<run_key>/``; replace ``last/`` if succeeded."""
         prefix = self.runs_prefix(run_key)
-        local = local_files(Path(artifacts_dir))
+        local = local_files(Path(artifacts_dir), outside_links="skip")
         if MANIFEST_NAME in local:
             raise StoreError(
                 f"{local[MANIFEST_NAME]}: {MANIFEST_NAME} is reserved for the completion "

@@ -118,7 +118,7 @@ class FilesStore:
             remote[relative] = obj
         _refuse_file_dir_clashes(remote)
 
-        local = local_files(dest_dir)
+        local = local_files(dest_dir, outside_links="skip")
         digests: dict[str, FileDigest] = {
             rel: digest_file(path)
             for rel, path in local.items()

@@ -20,6 +20,7 @@ listing are handed to it so it doesn't ``HeadObject`` each object again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import os
 import stat
@@ -33,13 +34,15 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
-from handoff_provider.core.errors import StoreError
+from handoff_provider.core.errors import ConfigurationError, StoreError
 from handoff_provider.core.stores._aws import MAX_CONCURRENCY, aws_errors, s3_uri
 
 #: Object metadata holding the hex SHA-256 of the content (``x-amz-meta-handoff-sha256``).
 META_SHA256 = "handoff-sha256"
 #: Object metadata holding the file's permission bits in octal (``x-amz-meta-handoff-mode``).
 META_MODE = "handoff-mode"
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 MULTIPART_THRESHOLD = 8 * MB
@@ -136,18 +139,59 @@ def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, RemoteObjec
     return objects
 
 
-def local_files(root: Path) -> dict[str, Path]:
-    """Regular files under ``root`` (symlinks to files followed), keyed by POSIX relative path."""
+def local_files(root: Path, *, outside_links: str = "error") -> dict[str, Path]:
+    """Regular files under ``root``, keyed by POSIX relative path.
+
+    Symlinks (to files or directories) are followed when they resolve inside ``root``; one
+    pointing outside (``files/x -> ../config/secret.json``) would publish a file that is not
+    part of the tree, so it is an error (``outside_links="error"``, for ``files/``) or
+    skipped with a warning (``"skip"``, for ``artifacts/``, which commands fill).
+    """
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
-    for dirpath, dirnames, filenames in os.walk(root):
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = Path(dirpath)
+        for name in list(dirnames):
+            link = here / name
+            if link.is_symlink() and (
+                not _inside(link, real_root, outside_links) or _loops(link, root)
+            ):
+                dirnames.remove(name)
         dirnames.sort()
         for name in sorted(filenames):
-            path = Path(dirpath, name)
+            path = here / name
+            if path.is_symlink() and not _inside(path, real_root, outside_links):
+                continue
             if path.is_file():
                 found[path.relative_to(root).as_posix()] = path
     return found
+
+
+def _loops(link: Path, root: Path) -> bool:
+    """A directory symlink pointing at one of the directories that contain it."""
+    target = link.resolve()
+    current = link.parent
+    while True:
+        if current.resolve() == target:
+            return True
+        if current == root:
+            return False
+        current = current.parent
+
+
+def _inside(link: Path, real_root: Path, outside_links: str) -> bool:
+    target = link.resolve()
+    if target == real_root or real_root in target.parents:
+        return True
+    if outside_links == "error":
+        raise ConfigurationError(
+            f"{link}: symlink points outside {real_root} (refused: it would publish a file "
+            "that is not part of the directory)"
+        )
+    log.warning("%s: symlink points outside %s: skipped", link, real_root)
+    return False
 
 
 def safe_relative_key(relative: str, *, full_key: str) -> PurePosixPath:
