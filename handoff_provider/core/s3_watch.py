@@ -267,7 +267,7 @@ def wait_for_files(
         remaining = deadline - clock()
         if remaining <= 0:
             raise WatchTimeout(
-                f"file watch: timed out after {limit:g}s ({polls} checks): "
+                f"file watch: timed out after {limit:g}s ({polls} check(s)): "
                 f"{len(matches)} of {min_count} object(s) matching {criteria.file_regex!r} "
                 f"under s3://{criteria.bucket}/{criteria.prefix}"
             )
