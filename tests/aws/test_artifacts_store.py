@@ -208,6 +208,9 @@ def test_new_run_key() -> None:
     assert new_run_key("../../x") == "x"
     assert len(new_run_key("a" * 500)) == 200
     assert re.fullmatch(r"\d{8}T.*", new_run_key("///"))
+    # A key that is already valid (the Airflow layer's) is never altered.
+    airflow_key = "_etl__scheduled__2024-01-31T00_00_00_00_00__load__try1-1a2b3c4d"
+    assert new_run_key(airflow_key) == airflow_key
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "x" * 201])

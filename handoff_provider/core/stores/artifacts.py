@@ -60,17 +60,20 @@ log = logging.getLogger(__name__)
 #: The completion manifest, in ``runs/<key>/`` and ``last/``; never an artifact name.
 MANIFEST_NAME = "_HANDOFF_COMPLETE"
 STATE_NAME = "state"
-_RUN_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+_RUN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,199}$")
 
 
 def new_run_key(hint: str | None = None) -> str:
     """A run key: ``20240131T000000Z-ab12cd`` (UTC time + random), or ``hint`` made S3-safe.
 
-    Airflow passes ``dag_id/run_id/task_id/try``; anything but letters, digits, ``.``,
-    ``_``, ``=`` and ``-`` becomes ``_`` (so the key is one path segment), leading
-    punctuation is dropped and long hints are cut to 200 characters.
+    A hint that already is a valid key (:func:`check_run_key`) is kept as is. Otherwise
+    anything but letters, digits, ``.``, ``_``, ``=`` and ``-`` becomes ``_`` (so the key
+    is one path segment), leading punctuation is dropped and long hints are
+    cut to 200 characters.
     """
     if hint is not None:
+        if _RUN_KEY_RE.match(hint) and not hint.endswith("."):
+            return hint
         cleaned = re.sub(r"[^A-Za-z0-9._=-]+", "_", hint).lstrip("._=-")[:200].rstrip(".")
         if cleaned:
             return cleaned
@@ -82,7 +85,7 @@ def check_run_key(run_key: str) -> str:
     if not _RUN_KEY_RE.match(run_key) or run_key.endswith("."):
         raise ConfigurationError(
             f"run key {run_key!r}: use letters, digits, '.', '_', '=' and '-' "
-            "(up to 200 characters, starting with a letter or digit)"
+            "(up to 200 characters, starting with a letter, digit or '_')"
         )
     return run_key
 
