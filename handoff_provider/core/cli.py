@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from handoff_provider.core.cli_watch import add_watch_parser, run_watch
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
 
 
 def _add_remote_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("remote (AWS) options")
-    group.add_argument(
-        "--stack", help="stack name (default: $HANDOFF_STACK, then $STACK_NAME)"
-    )
+    group.add_argument("--stack", help="stack name (default: $HANDOFF_STACK, then $STACK_NAME)")
     group.add_argument(
         "--bucket", help="S3 bucket (default: $HANDOFF_BUCKET, then $S3_BUCKET_NAME)"
     )
@@ -95,10 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     files = verbs.add_parser("files", help="run-time files (S3)")
     files_verbs = files.add_subparsers(dest="action", required=True, metavar="ACTION")
-    files_push = files_verbs.add_parser("push", help="sync PROJECT/files/ to s3://BUCKET/STACK/files/")
+    files_push = files_verbs.add_parser(
+        "push", help="sync PROJECT/files/ to s3://BUCKET/STACK/files/"
+    )
     _add_project(files_push, required=True)
     _add_remote_options(files_push)
-    files_get = files_verbs.add_parser("get", help="sync s3://BUCKET/STACK/files/ to WORKSPACE/files/")
+    files_get = files_verbs.add_parser(
+        "get", help="sync s3://BUCKET/STACK/files/ to WORKSPACE/files/"
+    )
     _add_workspace(files_get)
     _add_remote_options(files_get)
 
@@ -110,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workspace(artifacts_push)
     _add_remote_options(artifacts_push)
     artifacts_push.add_argument("--run-key", help="run key (default: timestamp + random suffix)")
-    artifacts_get = artifacts_verbs.add_parser("get", help="download STACK/last/ into WORKSPACE/artifacts/")
+    artifacts_get = artifacts_verbs.add_parser(
+        "get", help="download STACK/last/ into WORKSPACE/artifacts/"
+    )
     _add_workspace(artifacts_get)
     _add_remote_options(artifacts_get)
 
@@ -133,13 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="archive WORKSPACE/artifacts/ to S3 after the run (runs/<run-key>/, last/ on success)",
     )
-    run.add_argument("--run-key", help="run key for the artifacts (default: timestamp + random suffix)")
+    run.add_argument(
+        "--run-key", help="run key for the artifacts (default: timestamp + random suffix)"
+    )
 
     show = verbs.add_parser("show", help="inspect a project")
     show_verbs = show.add_subparsers(dest="action", required=True, metavar="ACTION")
     show_commands = show_verbs.add_parser("commands", help="print the pipelines as shell lines")
     _add_project(show_commands, required=False)
     _add_remote_options(show_commands)
+
+    add_watch_parser(verbs)
     return parser
 
 
@@ -260,6 +269,7 @@ _HANDLERS = {
     "workspace": _cmd_workspace,
     "run": _cmd_run,
     "show": _cmd_show,
+    "watch": run_watch,
 }
 
 

@@ -46,7 +46,8 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.start_at and self.end_at and self.start_at > self.end_at:
             raise ConfigurationError(
-                f"start_at ({self.start_at.isoformat()}) is after end_at ({self.end_at.isoformat()})"
+                f"start_at ({self.start_at.isoformat()}) is after "
+                f"end_at ({self.end_at.isoformat()})"
             )
 
     @classmethod
