@@ -9,7 +9,9 @@ Workspace layout (commands run with the workspace root as their current director
 
 Venvs live outside the workspace in a cache (``$HANDOFF_VENV_CACHE``, default
 ``~/.cache/handoff/venvs``), one directory per *key*: the hash of the venv's install
-commands, the content of workspace files they name (``-r files/requirements.txt``), the
+commands, the content of workspace files and directories they name
+(``-r files/requirements.txt``, ``./files/pkg``; build outputs such as ``build/`` and
+``*.egg-info`` excluded), the
 Python interpreter (implementation, version, base installation) and a format version.
 Venvs are not relocatable, so one is built at its final path and a completion marker
 is written last; a directory without the marker is a failed or interrupted build and is
@@ -364,10 +366,22 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: Directories an install writes into a local package (``pip install ./files/pkg`` builds
+#: in place): not part of the spec, or the key would change after the first install.
+_BUILD_OUTPUTS = {"__pycache__", "build", "dist", ".git", ".tox", ".venv", ".eggs"}
+
+
+def _is_build_output(rel: Path) -> bool:
+    return rel.suffix == ".pyc" or any(
+        part in _BUILD_OUTPUTS or part.endswith(".egg-info") for part in rel.parts
+    )
+
+
 def _hash_tree(path: Path) -> str:
     digest = hashlib.sha256()
     budget = _MAX_HASHED_TREE
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    files = (p for p in path.rglob("*") if p.is_file())
+    for file in sorted(f for f in files if not _is_build_output(f.relative_to(path))):
         rel = file.relative_to(path).as_posix()
         size = file.stat().st_size
         digest.update(f"{rel}\0{size}\0".encode())

@@ -92,6 +92,18 @@ def test_key_depends_on_spec_python_and_workspace_inputs(cache: VenvCache, tmp_p
     assert cache.key_for(["pip install -r files/other.txt"], ws.root) != key
     req.write_text("tap-foo==2.0\n")
     assert cache.key_for(installs, ws.root) != key  # same command, new requirements
+    # A local package: its sources count, what a build writes into it does not.
+    pkg = ws.files_dir / "pkg"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "src" / "mod.py").write_text("A = 1\n")
+    local = ["pip install --no-index ./files/pkg"]
+    local_key = cache.key_for(local, ws.root)
+    for output in ("build/lib/mod.py", "pkg.egg-info/PKG-INFO", "src/__pycache__/mod.pyc"):
+        (pkg / output).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / output).write_text("generated")
+    assert cache.key_for(local, ws.root) == local_key
+    (pkg / "src" / "mod.py").write_text("A = 2\n")
+    assert cache.key_for(local, ws.root) != local_key
     other_python = VenvCache(cache.cache_dir)
     other_python._python_identity = {**cache.python_identity(), "version": "3.99.0"}
     assert other_python.key_for(installs, ws.root) != cache.key_for(installs, ws.root)
