@@ -23,6 +23,8 @@ from handoff_provider.core.context import (
 )
 from handoff_provider.core.errors import ConfigurationError
 
+#: The container's name in the task definition (the operator's default ``container_name``).
+CONTAINER_NAME = "handoff"
 #: The image's entrypoint (``ENTRYPOINT ["handoff"]``).
 ENTRYPOINT: tuple[str, ...] = ("handoff",)
 #: Home of the non-root user the image runs as.

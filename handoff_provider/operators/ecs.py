@@ -30,6 +30,7 @@ from handoff_provider._compat import (
     run_key_from_context,
 )
 from handoff_provider.core.container import (
+    CONTAINER_NAME,
     ENV_BUCKET,
     ENV_STACK,
     WORKSPACE,
@@ -107,7 +108,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         *,
         cluster: str,
         task_definition: str,
-        container_name: str = "handoff",
+        container_name: str = CONTAINER_NAME,
         subnets: Sequence[str] | None = None,
         security_groups: Sequence[str] | None = None,
         assign_public_ip: bool = False,

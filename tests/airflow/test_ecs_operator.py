@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import boto3
@@ -95,32 +96,19 @@ def ecs_world(aws: str, monkeypatch: pytest.MonkeyPatch) -> EcsWorld:
     cluster = f"handoff-{suffix}"
     ecs.create_cluster(clusterName=cluster)
     family = f"handoff-{suffix}"
-    ecs.register_task_definition(
-        family=family,
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="256",
-        memory="512",
-        executionRoleArn="arn:aws:iam::123456789012:role/handoff-execution",
-        taskRoleArn="arn:aws:iam::123456789012:role/handoff-task",
-        containerDefinitions=[
-            {
-                "name": "handoff",
-                "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/handoff:latest",
-                "essential": True,
-                "cpu": 256,  # moto sums container cpu/memory to place the task
-                "memory": 512,
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {
-                        "awslogs-group": log_group,
-                        "awslogs-region": REGION,
-                        "awslogs-stream-prefix": STREAM_PREFIX,
-                    },
-                },
-            }
-        ],
+    # The documented template (docs/ecs-task-definition.json), as a user registers it.
+    spec = json.loads(
+        Template((REPO / "docs" / "ecs-task-definition.json").read_text()).substitute(
+            AWS_REGION=REGION, ACCOUNT_ID="123456789012", IMAGE_TAG="test"
+        )
     )
+    spec["family"] = family
+    (container,) = spec["containerDefinitions"]
+    container["logConfiguration"]["options"]["awslogs-group"] = log_group
+    assert container["logConfiguration"]["options"]["awslogs-stream-prefix"] == STREAM_PREFIX
+    # moto (not ECS) needs container-level cpu/memory to place a task
+    container.update(cpu=int(spec["cpu"]), memory=int(spec["memory"]))
+    ecs.register_task_definition(**spec)
     return EcsWorld(aws, cluster, family, subnet, group, log_group)
 
 
