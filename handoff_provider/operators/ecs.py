@@ -254,6 +254,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         except AirflowException:
             if location is not None:
                 self.log.error("Artifacts of the failed run: %s", location["artifacts"]["runs_uri"])
+                self._push_failed_summary(location)
             raise
         self._location = location
 
@@ -331,6 +332,27 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             summary["ecs"]["log_group"] = self.awslogs_group
             summary["ecs"]["log_stream"] = self._get_logs_stream_name()
         return summary
+
+    def _push_failed_summary(self, location: dict[str, Any]) -> None:
+        """A failed try returns nothing; as for the local run, its summary (the container's
+        run record when it got archived) goes to XCom ``handoff_outcome``."""
+        if not self.do_xcom_push or self._handoff_context is None:
+            return
+        try:
+            record = self._read_run_record(
+                location["bucket"], location["stack"], location["run_key"]
+            )
+            summary = {
+                **(record or {}),
+                "status": "failed",
+                "commands_status": (record or {}).get("status"),
+                "execution": "ecs",
+                "task_arn": self.arn,
+                **location,
+            }
+            self._handoff_context["ti"].xcom_push(key="handoff_outcome", value=summary)
+        except Exception as exc:  # never hide the task's own failure behind this
+            self.log.warning("Could not push the failed run's summary to XCom: %s", exc)
 
     # -- links --------------------------------------------------------------------------------
 

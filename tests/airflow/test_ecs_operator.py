@@ -486,15 +486,54 @@ def test_nonzero_exit_fails_the_task_with_the_log_tail(
         make_operator(ecs_world, stack=stack, bucket=bucket, number_logs_exception=4)
     )
     caplog.set_level(logging.INFO)
+    context = make_context()
     with pytest.raises(AirflowException) as failure:
-        op.execute(make_context())
+        op.execute(context)
     message = str(failure.value)
     assert "not in success state" in message
     assert "stage 2 (wc) exited with 3" in message  # the tail of the container log...
     assert "line 10" in message and "line 9" not in message  # ...the last 4 lines only
     log = task_log(caplog, capsys)
     assert f"s3://{bucket}/{stack}/runs/" in log  # where the failed run's artifacts are
+    outcome = context["ti"].xcom["handoff_outcome"]  # as the local run: the failed summary
+    assert outcome["status"] == "failed" and outcome["task_arn"] in fargate.exit_codes
     assert "line 1\n" in log or "line 1 " in log  # the whole container log was forwarded
+
+
+def test_failing_project_fails_the_task_with_handoffs_own_log_tail(
+    ecs_world: EcsWorld, bucket: str, stack: str, tmp_path: Path, runtime_handoff: Path
+) -> None:
+    """End to end with the real CLI as the container: a failing stage exits non-zero, the
+    Airflow task fails with the container's last log lines (naming the stage), the failed
+    run is archived in runs/<key>/ and last/ is left alone."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "project.yml").write_text(
+        "commands:\n  - command: sh\n    args: \"-c 'echo half-done; echo broken >&2; exit 3'\"\n"
+    )
+    handoff_cli("config", "push", "-p", str(project), "--stack", stack, "--bucket", bucket)
+
+    def container(override: dict, _arn: str) -> tuple[int, list[str]]:
+        proc = run_like_the_container(
+            override, handoff=runtime_handoff, endpoint=ecs_world.endpoint, root=tmp_path / "c"
+        )
+        return proc.returncode, proc.stdout.splitlines()
+
+    fargate = FakeFargate(ecs_world, container)
+    op = fargate.attach(make_operator(ecs_world, stack=stack, bucket=bucket))
+    context = make_context()
+    with pytest.raises(AirflowException) as failure:
+        op.execute(context)
+    assert list(fargate.exit_codes.values()) == [1]  # handoff's exit status for a failed run
+    message = str(failure.value)
+    assert "handoff: run failed" in message and "echo broken" in message  # the stage named
+    run_key = run_key_from_context(context)
+    assert "run.json" in s3_keys(bucket, f"{stack}/runs/{run_key}/")
+    assert s3_keys(bucket, f"{stack}/last/") == []
+    outcome = context["ti"].xcom["handoff_outcome"]
+    assert outcome["status"] == "failed" and outcome["commands_status"] == "failed"
+    (stage,) = outcome["tasks"][0]["stages"]
+    assert stage["exit_code"] == 3
 
 
 def test_nonzero_exit_without_awslogs_names_the_exit_code(
@@ -768,3 +807,26 @@ def test_templated_fields_render(tmp_path: Path) -> None:
     assert env_of(override)["HANDOFF_STACK"] == "stack-prod"
     assert override["command"][-2:] == ["-v", "day=2024-01-01"]
     assert container_command(WORKSPACE, {"day": "2024-01-01"}) == override["command"]
+
+
+def test_serializes_with_its_links() -> None:
+    """The DAG processor serializes the operator; the webserver rebuilds links from that."""
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization as Serializer
+    except ImportError:  # Airflow 2.x
+        from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2.x
+        from airflow import DAG
+
+    with DAG(dag_id="handoff_ecs_serialize", schedule=None, start_date=START) as dag:
+        HandoffEcsRunOperator(
+            task_id="run", cluster="c", task_definition="td", stack="s", bucket="b", vars={"a": "1"}
+        )
+    task = Serializer.from_dict(Serializer.to_dict(dag)).get_task("run")
+    assert {link.name for link in task.operator_extra_links} == {
+        "Handoff artifacts (S3)",
+        "CloudWatch Events",
+    }
+    assert {"vars", "stack", "bucket", "overrides"} <= set(task.template_fields)
