@@ -8,6 +8,7 @@ event) and can be made to fail on purpose (``fail_on``) the way AWS would: a
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -89,6 +90,16 @@ class Recorder:
 
 #: Operations that write object data (a "PUT" of any kind).
 WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject", "UploadPartCopy")
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers() -> Iterator[None]:
+    """``handoff run`` (cli.main) installs SIGTERM/SIGINT handlers for its run; keep them
+    from outliving the test (a stale SIGINT handler breaks KeyboardInterrupt elsewhere)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture
