@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             assert len(again.unchanged) == count, again
             print(f"resync_seconds={resync:.2f}s ({again})")
             print(f"resync_puts={len(puts)}")
-            print(f"ratio={resync / naive:.3f} (no-change re-sync, ours/naive first upload)")
+            print(f"resync_ratio={resync / naive:.3f} (no-change re-sync vs naive first upload)")
             return 0 if not puts else 1
     finally:
         shutdown()
