@@ -239,13 +239,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     def _terminate(signum: int, _frame: Any) -> None:
         run.terminate(reason=signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         outcome = run.execute()
     except RunFailed as exc:
         print(f"handoff: run failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"handoff: run succeeded: {outcome.describe()}", file=sys.stderr)
     return 0
 
