@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
-from handoff_provider.core.stores.artifacts import new_run_key
+from handoff_provider.core.run_key import new_run_key
 
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project

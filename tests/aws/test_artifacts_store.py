@@ -11,7 +11,7 @@ import pytest
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
 from handoff_provider.core.stores import MANIFEST_NAME, Remote, new_run_key
-from handoff_provider.core.stores.artifacts import check_run_key
+from handoff_provider.core.run_key import check_run_key
 from tests.aws.conftest import Recorder, keys, read
 
 

@@ -21,12 +21,12 @@ import threading
 from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.run_key import new_run_key
 from handoff_provider.core.stores._aws import ClientFactory, default_client_factory, translate
 from handoff_provider.core.stores.artifacts import (
     MANIFEST_NAME,
     ArtifactsLocation,
     ArtifactsStore,
-    new_run_key,
 )
 from handoff_provider.core.stores.config import ConfigPushResult, ConfigStore
 from handoff_provider.core.stores.files import FilesStore

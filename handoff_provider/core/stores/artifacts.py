@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.run_key import check_run_key
 from handoff_provider.core.stores._aws import aws_errors, error_code, s3_uri
 from handoff_provider.core.stores.s3sync import (
     META_MODE,
@@ -60,34 +60,6 @@ log = logging.getLogger(__name__)
 #: The completion manifest, in ``runs/<key>/`` and ``last/``; never an artifact name.
 MANIFEST_NAME = "_HANDOFF_COMPLETE"
 STATE_NAME = "state"
-_RUN_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,199}$")
-
-
-def new_run_key(hint: str | None = None) -> str:
-    """A run key: ``20240131T000000Z-ab12cd`` (UTC time + random), or ``hint`` made S3-safe.
-
-    A hint that already is a valid key (:func:`check_run_key`) is kept as is. Otherwise
-    anything but letters, digits, ``.``, ``_``, ``=`` and ``-`` becomes ``_`` (so the key
-    is one path segment), leading punctuation is dropped and long hints are
-    cut to 200 characters.
-    """
-    if hint is not None:
-        if _RUN_KEY_RE.match(hint) and not hint.endswith("."):
-            return hint
-        cleaned = re.sub(r"[^A-Za-z0-9._=-]+", "_", hint).lstrip("._=-")[:200].rstrip(".")
-        if cleaned:
-            return cleaned
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def check_run_key(run_key: str) -> str:
-    if not _RUN_KEY_RE.match(run_key) or run_key.endswith("."):
-        raise ConfigurationError(
-            f"run key {run_key!r}: use letters, digits, '.', '_', '=' and '-' "
-            "(up to 200 characters, starting with a letter, digit or '_')"
-        )
-    return run_key
 
 
 @dataclass(frozen=True)
