@@ -1,0 +1,261 @@
+"""The DAG factory and the example DAGs: schedules, modes, parse-time guarantees."""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from af_helpers import dag_bag, write_project
+
+from handoff_provider import dag_factory
+from handoff_provider._compat import DAG
+from handoff_provider.dag_factory import (
+    HandoffDagError,
+    HandoffTaskGroup,
+    airflow_schedule,
+    handoff_dag,
+    handoff_dags_for_folder,
+    project_info,
+)
+from handoff_provider.operators.run import HandoffRunOperator
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+EXAMPLE_DAG_IDS = {
+    "handoff_word_count",
+    "handoff_singer_csv",
+    "handoff_folder_01_word_count",
+    "handoff_folder_02_singer_csv",
+    "handoff_in_a_dag",
+    "handoff_after_word_count",
+}
+PIPELINE = """
+tasks:
+  - name: main
+    pipeline:
+      - command: cat
+        args: files/a.txt
+"""
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("0 0 * * ? *", "0 0 * * *"),
+        ("cron(15 10 ? * 6L 2024)", None),  # a year restriction can't be expressed
+        ("cron(0 6 ? * 2-6 *)", "0 6 * * 1-5"),  # MON-FRI: AWS 2-6 -> cron 1-5
+        ("0 12 ? * 1,7 *", "0 12 * * 0,6"),  # SUN,SAT
+        ("0 0 ? * 6#3 *", "0 0 * * 5#3"),  # third Friday
+        ("0 0 ? * MON-FRI *", "0 0 * * MON-FRI"),
+        ("0/15 * * * ? *", "0/15 * * * *"),
+        ("30 2 1 * ? *", "30 2 1 * *"),
+        ("*/5 * * * *", "*/5 * * * *"),  # already 5 fields
+        ("@daily", "@daily"),
+        ("rate(5 minutes)", timedelta(minutes=5)),
+        ("rate(1 day)", timedelta(days=1)),
+        ("0 0 * *", None),
+        ("0 0 ? * 8 *", None),
+    ],
+)
+def test_airflow_schedule(expression: str, expected: Any) -> None:
+    if expected is None:
+        with pytest.raises(HandoffDagError):
+            airflow_schedule(expression)
+    else:
+        assert airflow_schedule(expression) == expected
+
+
+def _schedule(dag: DAG) -> str | None:
+    """The cron expression of a DAG's timetable (None when unscheduled), on both lines."""
+    timetable = dag.timetable
+    for attribute in ("expression", "_expression"):  # 3.x sdk / 2.x core timetables
+        value = getattr(timetable, attribute, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def test_schedule_from_project_first_entry_and_note(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path,
+        PIPELINE
+        + textwrap.dedent(
+            """
+            schedules:
+              - cron: "0 6 ? * 2-6 *"
+              - cron: "0 18 * * ? *"
+            """
+        ),
+        files={"a.txt": "x\n"},
+        name="sched",
+    )
+    dag = handoff_dag(project, bucket="b")
+    assert _schedule(dag) == "0 6 * * 1-5"
+    assert "`0 18 * * ? *`" in dag.doc_md and "not scheduled" in dag.doc_md
+    assert _schedule(handoff_dag(project, dag_id="other", schedule="@hourly")) == "0 * * * *"
+    unscheduled = write_project(tmp_path, PIPELINE, name="plain")
+    assert _schedule(handoff_dag(unscheduled)) is None
+
+
+def test_modes_build_the_expected_tasks(tmp_path: Path) -> None:
+    project = write_project(tmp_path, PIPELINE, files={"a.txt": "x\n"}, name="my_proj")
+    push = handoff_dag(project, bucket="bkt", schedule=None)
+    assert push.dag_id == "handoff_my_proj"
+    assert [t.task_id for t in push.tasks] == ["push_config", "push_files", "run"]
+    assert push.get_task("run").upstream_task_ids == {"push_files"}
+    assert push.get_task("push_files").upstream_task_ids == {"push_config"}
+    run = push.get_task("run")
+    assert isinstance(run, HandoffRunOperator)
+    assert run.project_dir is None  # runs what was pushed, like any other worker would
+    assert (run.stack, run.bucket) == ("my-proj", "bkt")
+    assert [o.uri for o in run.outlets] == ["s3://bkt/my-proj/last"]
+
+    remote = handoff_dag(project, dag_id="r", mode="run_remote", stack="s1", schedule=None)
+    assert [t.task_id for t in remote.tasks] == ["run"]
+    local = handoff_dag(project, dag_id="l", mode="run_local", schedule=None)
+    assert local.get_task("run").project_dir == str(project)
+
+    with pytest.raises(HandoffDagError, match="mode"):
+        handoff_dag(project, dag_id="x", mode="push")
+    with pytest.raises(HandoffDagError, match="ecs"):
+        handoff_dag(project, dag_id="y", mode="run_local", execution="ecs", ecs={})
+
+
+def test_ecs_execution_builds_the_ecs_operator(tmp_path: Path) -> None:
+    project = write_project(tmp_path, PIPELINE, name="on_fargate")
+    dag = handoff_dag(
+        project,
+        stack="etl",
+        bucket="bkt",
+        schedule=None,
+        execution="ecs",
+        ecs={"cluster": "c1", "task_definition": "handoff:3", "subnets": ["subnet-1"]},
+        vars={"start_date": "{{ ds }}"},
+    )
+    from handoff_provider.operators.ecs import HandoffEcsRunOperator
+
+    run = dag.get_task("run")
+    assert isinstance(run, HandoffEcsRunOperator)
+    assert (run.cluster, run.task_definition, run.stack, run.bucket) == (
+        "c1",
+        "handoff:3",
+        "etl",
+        "bkt",
+    )
+    assert run.vars == {"start_date": "{{ ds }}"}
+    assert [t.task_id for t in dag.tasks] == ["push_config", "push_files", "run"]
+    with pytest.raises(HandoffDagError, match="cluster"):
+        handoff_dag(project, dag_id="z", execution="ecs", ecs={"cluster": "c1"})
+
+
+def test_task_group_inside_an_existing_dag(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    project = write_project(tmp_path, PIPELINE, name="grouped")
+    with DAG("host", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)) as dag:
+        group = HandoffTaskGroup(project, stack="g", bucket="b")
+    assert group.group_id == "grouped"
+    assert sorted(dag.task_ids) == ["grouped.push_config", "grouped.push_files", "grouped.run"]
+
+
+def test_relative_project_path_is_relative_to_the_dag_file(tmp_path: Path) -> None:
+    write_project(tmp_path / "projects", PIPELINE, name="rel")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "rel_dag.py").write_text(
+        "# airflow DAG\n"
+        "from handoff_provider.dag_factory import handoff_dag\n"
+        "dag = handoff_dag('../projects/rel', bucket='b', schedule=None)\n"
+    )
+    cwd = os.getcwd()
+    os.chdir("/")  # the DAG processor's working directory is not the DAG folder
+    try:
+        bag = dag_bag(dags)
+    finally:
+        os.chdir(cwd)
+    assert not bag.import_errors
+    assert bag.dags["handoff_rel"].get_task("push_config").project_dir == str(
+        (tmp_path / "projects" / "rel").resolve()
+    )
+
+
+def test_broken_project_is_an_import_error_naming_the_file(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path, "commands:\n  - command: cat\n    descriptoin: typo\n", name="broken"
+    )
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "broken_dag.py").write_text(
+        "# airflow DAG\n"
+        "from handoff_provider.dag_factory import handoff_dag\n"
+        f"dag = handoff_dag({str(project)!r}, bucket='b')\n"
+    )
+    bag = dag_bag(dags)
+    assert not bag.dags
+    ((path, error),) = bag.import_errors.items()
+    assert path.endswith("broken_dag.py")
+    assert str(project / "project.yml") in error and "descriptoin" in error
+
+
+def test_project_info_is_cached_until_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = write_project(tmp_path, PIPELINE, config={"c.json": "{}"}, name="cached")
+    from handoff_provider.core import project as core_project
+
+    calls: list[Path] = []
+    real = core_project.load_project
+    monkeypatch.setattr(core_project, "load_project", lambda p: calls.append(p) or real(p))
+
+    first = project_info(project)
+    assert project_info(project) is first and len(calls) == 1
+    config = project / "config" / "c.json"
+    config.write_text('{"a": 1}')
+    os.utime(config, ns=(1, 1))  # a different mtime even on coarse clocks
+    assert project_info(project) is not first and len(calls) == 2
+
+
+def test_folder_factory_one_dag_per_project(tmp_path: Path) -> None:
+    write_project(tmp_path, PIPELINE, name="alpha")
+    write_project(tmp_path, PIPELINE, name="beta")
+    (tmp_path / "not_a_project").mkdir()
+    dags = handoff_dags_for_folder(tmp_path, stack_prefix="team-", bucket="b", schedule=None)
+    assert sorted(dags) == ["handoff_alpha", "handoff_beta"]
+    assert dags["handoff_beta"].get_task("run").stack == "team-beta"
+
+
+def test_example_dags_parse_without_errors_clients_or_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3.session
+    import botocore.client
+    import botocore.session
+
+    calls: list[str] = []
+
+    def forbidden(what: str) -> Any:
+        def raiser(*args: Any, **kwargs: Any) -> Any:
+            calls.append(what)
+            raise AssertionError(f"{what} while parsing DAGs")
+
+        return raiser
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", forbidden("botocore client"))
+    monkeypatch.setattr(botocore.client.ClientCreator, "create_client", forbidden("client"))
+    monkeypatch.setattr(boto3.session.Session, "client", forbidden("boto3 client"))
+    monkeypatch.setattr(boto3.session.Session, "resource", forbidden("boto3 resource"))
+    monkeypatch.setattr(socket.socket, "connect", forbidden("network connection"))
+    dag_factory._CACHE.clear()
+
+    bag = dag_bag(DAGS)
+
+    assert bag.import_errors == {}
+    assert set(bag.dags) == EXAMPLE_DAG_IDS
+    assert calls == []
+    singer = bag.dags["handoff_singer_csv"]
+    assert _schedule(singer) == "0 6 * * *"  # from the project's "0 6 * * ? *"
