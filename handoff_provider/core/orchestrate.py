@@ -12,11 +12,29 @@ A run (:class:`HandoffRun`) goes through these phases, in order:
    file may be older than the last published run. With no published state the local
    file (if any) is kept. A purely local run (no remote) never touches the state;
 3. **install** the venvs (cached by spec: a no-op when unchanged);
-4. **run** the tasks (``ProjectRunner``) with the template variables (project ``vars``,
-   run context, overrides) and the environment ``context.as_env()`` + ``extra_env`` +
-   ``secret_env``;
+4. **run** (``ProjectRunner``) with the template variables (project ``vars``, run
+   context, overrides; plus ``stack`` and ``bucket`` of the remote unless the project or
+   an override defines them) and the environment ``context.as_env()`` + ``extra_env`` +
+   ``secret_env``. Within the run, in this order: ``files/`` templates are rendered; the
+   project's ``transfers.inputs`` are downloaded into ``files/<dest>/`` (never rendered);
+   the tasks run (``lambda``/``s3_touch`` tasks included); only if all succeeded, the
+   ``transfers.outputs`` are uploaded, then their flag files written, then the inputs'
+   post-copy actions (move/delete) applied. A failure at any step stops there: no flag, no
+   post-copy, and the run fails with a message naming the transfer (``transfers.outputs[0]:
+   ...``);
 5. **archive** (``push_artifacts``): ``artifacts/`` to ``runs/<run-key>/`` whatever the
    outcome; ``last/`` replaced only after a success whose upload completed.
+
+**AWS inside a run.** A run with a ``remote`` (or a ``client_factory``) gets AWS clients
+from it (the remote's factory: boto3's chain for the CLI and the container, the
+connection for Airflow) for the transfers, the ``lambda``/``s3_touch`` tasks and the
+``ssm('/name')`` template function (usable in ``vars``, ``envs``, ``args``, ``files/``
+templates, step and transfer fields). ``ssm()`` reads a parameter lazily, once per run;
+each value is registered **before** the template gets it: with the run's own redactor
+(every line of ``log``/``on_stderr_line`` and the errors recorded in ``run.json`` are
+redacted) and with ``RunRequest.on_secret`` (the Airflow operator passes its masker).
+Without AWS access these features fail with a :class:`ConfigurationError` /
+``ssm()`` error saying so, before any command starts.
 
 A failed stage, a failed archive after a successful run (the run is then reported failed:
 nothing downstream should trust an unpublished state) and a termination raise
@@ -39,6 +57,11 @@ from typing import TYPE_CHECKING, Any
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
 from handoff_provider.core.run_key import new_run_key
+from handoff_provider.core.ssm_lookup import (
+    SecretRedactor,
+    make_ssm_function,
+    unavailable_ssm_function,
+)
 
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project
@@ -48,6 +71,8 @@ if TYPE_CHECKING:
 
 LogFn = Callable[[str], None]
 StderrLineFn = Callable[[str, int, str, str], None]
+#: ``client_factory(service_name, config=None) -> botocore client``.
+ClientFactory = Callable[..., Any]
 
 
 def stderr_log(line: str) -> None:
@@ -72,6 +97,11 @@ class RunRequest:
     log: LogFn = stderr_log
     on_stderr_line: StderrLineFn | None = None
     template_functions: Mapping[str, Callable[..., Any]] | None = None
+    #: Called with each secret value (``ssm()`` lookups) before any template receives it,
+    #: e.g. the Airflow operator's ``mask_values([value])``.
+    on_secret: Callable[[str], None] | None = None
+    #: AWS clients for ssm()/transfers/lambda/s3_touch; default: the remote's factory.
+    client_factory: ClientFactory | None = None
 
     def validate(self) -> None:
         if self.project_dir is None and self.remote is None:
@@ -128,13 +158,20 @@ class RunOutcome:
         return data
 
     def describe(self) -> str:
-        """One line: status, duration, tasks and where the artifacts are."""
+        """One line: status, duration, tasks, transfers and where the artifacts are."""
         tasks = ", ".join(f"{task.name} {task.status}" for task in self.summary.tasks)
         seconds = self.summary.seconds
         took = f" in {seconds:.1f} s" if seconds is not None else ""
         text = f"run {self.run_key}: {self.summary.status}{took}"
         if tasks:
             text += f" ({tasks})"
+        transfers = self.summary.transfers
+        if transfers:
+            counts = ", ".join(
+                f"{len(transfers.get(kind) or [])} {kind.replace('_', '-')}"
+                for kind in ("inputs", "outputs", "flags", "post_copy")
+            )
+            text += f"; transfers: {counts}"
         if self.artifacts is not None:
             text += f"; artifacts: {self.artifacts}"
         elif self.artifacts_error:
@@ -157,6 +194,8 @@ class HandoffRun:
         self._lock = threading.RLock()
         self._runner: ProjectRunner | None = None
         self._terminate_reason: str | None = None
+        #: ssm() values seen by this run, redacted from every line it logs.
+        self.redactor = SecretRedactor()
 
     def terminate(self, reason: str = "terminated") -> None:
         """Stop the run: kill the running commands, or keep them from starting."""
@@ -181,7 +220,7 @@ class HandoffRun:
 
         request = self.request
         request.validate()
-        log = request.log
+        log = self._redacting_log(request.log)
         run_key = new_run_key(request.run_key or request.context.run_key)
         context = dataclasses.replace(request.context, run_key=run_key)
         workspace = Workspace(request.workspace)
@@ -197,7 +236,7 @@ class HandoffRun:
             self._checkpoint("installing the venvs")
             venvs = _install(project, workspace, request.venv_cache_dir, log)
             self._checkpoint("starting the commands")
-            runner = self._make_runner(project, workspace, venvs, context)
+            runner = self._make_runner(project, workspace, venvs, context, log)
         except _Terminated as exc:
             summary = RunSummary(status="failed", error=str(exc))
             summary.ended_at = summary.started_at
@@ -228,7 +267,8 @@ class HandoffRun:
                 outcome.artifacts_error = str(exc)
                 log(f"artifacts: archiving failed: {exc}")
         if error is not None:
-            raise RunFailed(f"{error}; {_where_artifacts(outcome)}", outcome=outcome) from error
+            message = self.redactor(f"{error}; {_where_artifacts(outcome)}")
+            raise RunFailed(message, outcome=outcome) from error
         if outcome.artifacts_error is not None:
             raise RunFailed(
                 f"the commands succeeded but archiving the artifacts failed "
@@ -237,20 +277,57 @@ class HandoffRun:
             )
         return outcome
 
+    def _redacting_log(self, log: LogFn) -> LogFn:
+        redact = self.redactor
+
+        def redacted(line: str) -> None:
+            log(redact(line))
+
+        return redacted
+
+    def _stderr_callback(self) -> StderrLineFn | None:
+        on_line = self.request.on_stderr_line
+        if on_line is None:
+            return None  # the runner's default goes through the (redacting) log
+        redact = self.redactor
+
+        def redacted(task: str, stage: int, command: str, line: str) -> None:
+            on_line(task, stage, command, redact(line))
+
+        return redacted
+
+    def _on_secret(self, value: str) -> None:
+        self.redactor.add(value)
+        if self.request.on_secret is not None:
+            self.request.on_secret(value)
+
+    def _template_functions(self, factory: ClientFactory | None) -> dict[str, Callable[..., Any]]:
+        """``ssm()`` (lazy; values registered before use), then the request's functions."""
+        if factory is not None:
+            ssm = make_ssm_function(factory, on_value=self._on_secret)
+        else:
+            ssm = unavailable_ssm_function(
+                "this run has no AWS access: run with a stack/bucket (e.g. `handoff run -a`) "
+                "or, in Airflow, with an AWS connection"
+            )
+        return {"ssm": ssm, **(self.request.template_functions or {})}
+
     def _make_runner(
         self,
         project: Project,
         workspace: Workspace,
         venvs: Mapping[str, Path],
         context: RunContext,
+        log: LogFn,
     ) -> ProjectRunner:
         from handoff_provider.core.runner import ProjectRunner
         from handoff_provider.core.templating import build_variables
 
         request = self.request
-        variables = build_variables(
-            project, context, request.variables, functions=request.template_functions
-        )
+        factory = run_client_factory(request)
+        functions = self._template_functions(factory)
+        overrides = {**_remote_variables(request.remote, project), **request.variables}
+        variables = build_variables(project, context, overrides, functions=functions)
         env = {**context.as_env(), **request.extra_env, **request.secret_env}
         runner = ProjectRunner(
             project,
@@ -258,14 +335,46 @@ class HandoffRun:
             venvs,
             variables=variables,
             env=env,
-            log=request.log,
-            on_stderr_line=request.on_stderr_line,
-            template_functions=request.template_functions,
+            log=log,
+            on_stderr_line=self._stderr_callback(),
+            template_functions=functions,
+            client_factory=factory,
+            redact=self.redactor,
         )
         with self._lock:
             self._checkpoint("starting the commands")
             self._runner = runner
         return runner
+
+
+def run_client_factory(request: RunRequest) -> ClientFactory | None:
+    """The AWS client factory of a run: ``request.client_factory``, else the remote's
+    (plain clients shared with the stores; a client with its own botocore ``config``, e.g.
+    Lambda's long read timeout, made fresh from the remote's factory). ``None``: no AWS."""
+    if request.client_factory is not None:
+        return request.client_factory
+    remote = request.remote
+    if remote is None:
+        return None
+    from handoff_provider.core.stores._aws import make_client
+
+    base = getattr(remote, "client_factory", None) or remote._factory
+
+    def factory(service_name: str, config: Any = None) -> Any:
+        if config is None:
+            return remote.client(service_name)
+        return make_client(base, service_name, config)
+
+    return factory
+
+
+def _remote_variables(remote: Remote | None, project: Project) -> dict[str, str]:
+    """``stack``/``bucket`` for templates (``directory: "{{ stack }}/inbox"``), unless the
+    project declares a var of that name (then it keeps its own)."""
+    if remote is None:
+        return {}
+    values = {"stack": remote.stack, "bucket": remote.bucket}
+    return {key: value for key, value in values.items() if value and key not in project.vars}
 
 
 def _summary_after_failure(workspace: Workspace, error: HandoffError) -> RunSummary:

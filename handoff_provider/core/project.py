@@ -5,11 +5,14 @@ document, which is stored as an SSM SecureString) and ``files/`` (synced to S3, 
 handled here). ``project.yml`` comes in two forms:
 
 * seed form: top-level ``commands:`` is one pipeline; it becomes the task ``default``;
-* task form: top-level ``tasks:``, each with a ``pipeline:`` (stages joined by pipes) or
-  ``commands:`` (run one after the other).
+* task form: top-level ``tasks:``, each with a ``pipeline:`` (stages joined by pipes),
+  ``commands:`` (run one after the other), ``lambda:`` (invoke an AWS Lambda function,
+  :class:`~handoff_provider.core.lambda_invoke.LambdaStep`) or ``s3_touch:`` (write an
+  empty flag object, :class:`~handoff_provider.core.transfers.TouchStep`).
 
-Both forms may also have ``description``, ``installs``, ``envs``, ``vars``, ``schedules``
-and ``deploy``; every stage may have ``args``, ``venv`` and ``installs``.
+Both forms may also have ``description``, ``installs``, ``envs``, ``vars``, ``transfers``
+(S3 inputs/outputs around the run, :class:`~handoff_provider.core.transfers.TransfersSpec`),
+``schedules`` and ``deploy``; every stage may have ``args``, ``venv`` and ``installs``.
 
 Validation is in two layers. The structure (keys, types, patterns) is the JSON Schema in
 ``project_schema.json``: adding a top-level key or a stage property is a local change
@@ -31,6 +34,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -44,8 +48,21 @@ from jsonschema.exceptions import ValidationError
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ProjectError
+from handoff_provider.core.lambda_invoke import LambdaStep
+from handoff_provider.core.s3_watch import normalize_prefix
+from handoff_provider.core.transfers import (
+    OTF_KEY_HINTS,
+    InputSpec,
+    OutputSpec,
+    TouchStep,
+    TransfersSpec,
+)
 
-TaskKind = Literal["pipeline", "commands"]
+TaskKind = Literal["pipeline", "commands", "lambda", "s3_touch"]
+#: Task kinds that run processes (``commands`` holds their stages) and those that are one
+#: AWS call (``step`` holds it).
+PROCESS_KINDS = ("pipeline", "commands")
+STEP_KINDS = ("lambda", "s3_touch")
 StateFrom = Literal["stdout", "stderr", "none"]
 
 #: The task name a seed-form project (top-level ``commands:``) gets.
@@ -81,7 +98,9 @@ class Command:
 
 @dataclass(frozen=True)
 class Task:
-    """A named pipeline (stages joined by OS pipes) or a list of commands run in order."""
+    """A named pipeline (stages joined by OS pipes), a list of commands run in order, or
+    one AWS step (``kind`` ``lambda`` / ``s3_touch``: ``step`` holds its unrendered spec
+    and ``commands`` is empty)."""
 
     name: str
     kind: TaskKind
@@ -90,6 +109,7 @@ class Task:
     timeout: float | None = None
     state_from: StateFrom = "stdout"
     description: str | None = None
+    step: LambdaStep | TouchStep | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +157,7 @@ class Project:
     files: tuple[ConfigFile, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     deploy: Mapping[str, Any] = field(default_factory=dict)
-    transfers: tuple[Any, ...] = ()
+    transfers: TransfersSpec = field(default_factory=TransfersSpec)
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     description: str | None = None
     source: str = field(default=PROJECT_FILE, compare=False)
@@ -154,6 +174,12 @@ class Project:
         known = ", ".join(repr(t.name) for t in self.tasks)
         raise ProjectError(f"{self.source}: no task {name!r} (tasks: {known})")
 
+    def uses_aws(self) -> bool:
+        """Whether a run needs AWS clients of its own (transfers, lambda, s3_touch)."""
+        return bool(self.transfers.inputs or self.transfers.outputs) or any(
+            task.active and task.step is not None for task in self.tasks
+        )
+
     def shell_lines(self) -> list[str]:
         """The tasks as shell lines, for ``handoff show commands``.
 
@@ -161,9 +187,14 @@ class Project:
         line per command. With several tasks (or an inactive/limited one) each gets a
         ``# task: name`` header. A stage in a venv is shown as ``venvs/<name>/bin/<cmd>``,
         or, when the command is a path, with the venv's ``bin`` put first on ``PATH``
-        (which is what the runner does). ``args`` are shown unrendered.
+        (which is what the runner does). ``args`` are shown unrendered. A ``lambda`` /
+        ``s3_touch`` task is shown as the equivalent AWS CLI command; ``transfers`` as
+        ``#`` comment lines, inputs before the tasks and outputs after them.
         """
-        lines: list[str] = []
+        lines: list[str] = [
+            f"# transfers.inputs[{index}]: {_input_line(spec)}"
+            for index, spec in enumerate(self.transfers.inputs)
+        ]
         with_headers = len(self.tasks) > 1 or any(
             not t.active or t.timeout is not None for t in self.tasks
         )
@@ -175,11 +206,18 @@ class Project:
                 if task.timeout is not None:
                     notes.append(f"timeout {task.timeout:g}s")
                 lines.append(f"# task: {task.name} ({', '.join(notes)})")
+            if task.step is not None:
+                lines.append(_step_line(task))
+                continue
             shown = [_shell_word(command) for command in task.commands]
             if task.kind == "pipeline":
                 lines.append(" | ".join(shown))
             else:
                 lines.extend(shown)
+        lines.extend(
+            f"# transfers.outputs[{index}]: {_output_line(spec)}"
+            for index, spec in enumerate(self.transfers.outputs)
+        )
         return lines
 
     def secret_values(self) -> list[str]:
@@ -211,6 +249,55 @@ def _shell_word(command: Command) -> str:
         else:
             program = f"venvs/{command.venv}/bin/{program}"
     return f"{program} {command.args}" if command.args else program
+
+
+def _step_line(task: Task) -> str:
+    """A lambda / s3_touch task as the AWS CLI command doing the same (unrendered)."""
+    step = task.step
+    if isinstance(step, LambdaStep):
+        words = ["aws lambda invoke --function-name", shlex.quote(step.function)]
+        words += ["--invocation-type", step.invocation_type]
+        if step.qualifier:
+            words += ["--qualifier", shlex.quote(step.qualifier)]
+        if step.payload is not None:
+            payload = step.payload  # a string is JSON text already (encode_payload)
+            if not isinstance(payload, str):
+                payload = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+            words += ["--cli-binary-format raw-in-base64-out --payload", shlex.quote(payload)]
+        words.append(f"artifacts/lambda-{task.name}.json")
+        return " ".join(words)
+    assert isinstance(step, TouchStep)
+    words = ["aws s3api put-object --bucket", shlex.quote(step.bucket)]
+    words += ["--key", shlex.quote(step.key)]
+    if not step.disable_bucket_owner_acl:
+        words.append("--acl bucket-owner-full-control")
+    return " ".join(words)
+
+
+def _s3_folder(bucket: str, directory: str) -> str:
+    return f"s3://{bucket}/{normalize_prefix(directory)}"
+
+
+def _input_line(spec: InputSpec) -> str:
+    dest = f"files/{spec.dest.strip('/')}/" if spec.dest else "files/"
+    text = f"{_s3_folder(spec.bucket, spec.directory)} =~ {spec.file_regex} -> {dest}"
+    post = spec.post_copy
+    if post is not None and post.action == "move":
+        where = post.archive_directory or ""
+        if post.archive_bucket:
+            where = f"s3://{post.archive_bucket}/{where}"
+        text += f" (after success: move to {where})"
+    elif post is not None:
+        text += " (after success: delete)"
+    return text
+
+
+def _output_line(spec: OutputSpec) -> str:
+    text = spec.source + (f" =~ {spec.file_regex}" if spec.file_regex else "")
+    text += f" -> {_s3_folder(spec.bucket, spec.directory)}"
+    if spec.flag:
+        text += f" (then flag s3://{spec.bucket}/{spec.flag})"
+    return text
 
 
 def _string_leaves(value: Any) -> Iterator[str]:
@@ -506,13 +593,18 @@ def _describe(error: ValidationError) -> str:
         return f"{prefix}{error.instance!r} is not {hint}"
     if kind == "enum":
         return f"{prefix}must be one of " + ", ".join(repr(v) for v in schema["enum"])
+    if kind == "minimum":
+        return f"{prefix}must be at least {schema['minimum']:g}"
     if kind == "exclusiveMinimum":
         return f"{prefix}must be greater than {schema['exclusiveMinimum']:g}"
     return f"{prefix}invalid value ({kind})"
 
 
 def _unknown_key(key: Any, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    # Users coming from Open Task Framework write its camelCase names (fileRegex, ...).
+    otf = OTF_KEY_HINTS.get(str(key))
+    close = [otf] if otf in allowed else []
+    close = close or difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{key}' (did you mean '{close[0]}'?)"
     return f"unknown key '{key}' (allowed: {', '.join(allowed)})"
@@ -537,15 +629,24 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
     seen_tasks: dict[str, int] = {}
     for index, task in enumerate(document.get("tasks", [])):
         where = f"tasks[{index}]"
-        kinds = [kind for kind in ("pipeline", "commands") if kind in task]
+        kinds = [kind for kind in (*PROCESS_KINDS, *STEP_KINDS) if kind in task]
         if len(kinds) != 1:
-            fail(where, "needs exactly one of 'pipeline' (stages joined by pipes) or 'commands'")
+            fail(
+                where,
+                "needs exactly one of 'pipeline' (stages joined by pipes), 'commands', "
+                "'lambda' or 's3_touch'",
+            )
         if task["name"] in seen_tasks:
             fail(
                 f"{where}.name",
                 f"duplicate task name {task['name']!r} (also tasks[{seen_tasks[task['name']]}])",
             )
         seen_tasks[task["name"]] = index
+        if kinds[0] in STEP_KINDS:
+            if "state_from" in task:
+                fail(f"{where}.state_from", "only applies to pipeline/commands tasks")
+            _step_from_document(task, kinds[0], f"{where}.{kinds[0]}", source)
+            continue
         stage_lists.append((f"{where}.{kinds[0]}", task[kinds[0]]))
 
     venvs = [(f"installs[{i}].venv", e["venv"]) for i, e in enumerate(document.get("installs", []))]
@@ -574,6 +675,8 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
         _check_unique_keys(schedule.get("envs", []), f"schedules[{index}].envs", fail)
         _check_unique_keys(schedule.get("vars", []), f"schedules[{index}].vars", fail)
 
+    _transfers_from_document(document, source)
+
     seen_files: set[str] = set()
     for index, config_file in enumerate(document.get("files", [])):
         name = config_file["name"]
@@ -583,6 +686,25 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
         if name in seen_files:
             fail(f"files[{index}].name", f"duplicate file name {name!r}")
         seen_files.add(name)
+
+
+def _step_from_document(
+    task: Mapping[str, Any], kind: str, where: str, source: str
+) -> LambdaStep | TouchStep:
+    """The step of a ``lambda`` / ``s3_touch`` task (the step classes check what the
+    schema can't: payload JSON, key shape); errors prefixed with ``source``."""
+    step_class = LambdaStep if kind == "lambda" else TouchStep
+    try:
+        return step_class.from_mapping(task[kind], path=where)
+    except ProjectError as exc:
+        raise ProjectError(f"{source}: {exc}") from None
+
+
+def _transfers_from_document(document: Mapping[str, Any], source: str) -> TransfersSpec:
+    try:
+        return TransfersSpec.from_mapping(document.get("transfers"), path="transfers")
+    except ProjectError as exc:
+        raise ProjectError(f"{source}: {exc}") from None
 
 
 def _check_unique_keys(entries: list[dict[str, Any]], where: str, fail: Any) -> None:
@@ -638,18 +760,25 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
             Task(DEFAULT_TASK_NAME, "pipeline", _commands(document["commands"], "commands"))
         )
     for index, entry in enumerate(document.get("tasks", [])):
-        kind: TaskKind = "pipeline" if "pipeline" in entry else "commands"
-        stage_lists.append(entry[kind])
+        kind: TaskKind = next(k for k in (*PROCESS_KINDS, *STEP_KINDS) if k in entry)  # type: ignore[assignment]
         timeout = entry.get("timeout")
+        common = {
+            "name": entry["name"],
+            "kind": kind,
+            "active": entry.get("active", True),
+            "timeout": float(timeout) if timeout is not None else None,
+            "description": entry.get("description"),
+        }
+        if kind in STEP_KINDS:
+            step = _step_from_document(entry, kind, f"tasks[{index}].{kind}", source)
+            tasks.append(Task(**common, commands=(), state_from="none", step=step))
+            continue
+        stage_lists.append(entry[kind])
         tasks.append(
             Task(
-                name=entry["name"],
-                kind=kind,
+                **common,
                 commands=_commands(entry[kind], f"tasks[{index}].{kind}"),
-                active=entry.get("active", True),
-                timeout=float(timeout) if timeout is not None else None,
                 state_from=entry.get("state_from", "stdout"),
-                description=entry.get("description"),
             )
         )
     for stages in stage_lists:
@@ -676,6 +805,7 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
             for s in document.get("schedules", [])
         ),
         deploy=document.get("deploy", {}),
+        transfers=_transfers_from_document(document, source),
         document=document,
         description=document.get("description"),
         source=source,

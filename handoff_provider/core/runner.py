@@ -11,6 +11,25 @@ Per task, in project order (``active: false`` tasks are recorded as ``skipped``)
 * ``commands:`` — each command alone, in order, stopping at the first failure; command
   *n*'s stdout goes to ``artifacts/<task>.<n>.stdout.log``; the task's ``timeout``
   covers all of them.
+* ``lambda:`` — one Lambda invocation (:class:`~handoff_provider.core.lambda_invoke.LambdaStep`,
+  its strings rendered like ``args``), recorded as one stage. The response (status,
+  request id, payload) is saved to ``artifacts/lambda-<task>.json``, also when the
+  function reports an error, which fails the task with the function's own message. The
+  client has a 900 s read timeout and no retries for ``RequestResponse``
+  (:func:`~handoff_provider.core.lambda_invoke.lambda_client_config`); the task's
+  ``timeout`` and :meth:`ProjectRunner.terminate` stop waiting for it.
+* ``s3_touch:`` — one empty flag object (:class:`~handoff_provider.core.transfers.TouchStep`),
+  recorded as one stage.
+
+The project's ``transfers:`` (:mod:`handoff_provider.core.run_transfers`) wrap the tasks:
+``files/`` templates are rendered, every template is rendered (args, envs, steps, the
+transfer locations), **then** the inputs are downloaded into ``files/<dest>/`` (so a
+dropped file is never rendered as a template), the tasks run, and only when all of them
+succeeded the outputs are uploaded, their flag files written and the inputs' post-copy
+actions applied. What was transferred is recorded in the summary (``transfers``: URIs and
+statuses). ``lambda``/``s3_touch``/``transfers`` need the runner's ``client_factory``
+(``factory(service_name, config=None)``); without one the run fails before anything
+starts with a :class:`ConfigurationError`.
 
 The last stage's (last command's) output becomes ``artifacts/state`` according to the
 task's ``state_from``:
@@ -53,6 +72,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -60,7 +80,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from handoff_provider.core.errors import HandoffError, StageError
+from handoff_provider.core.errors import ConfigurationError, HandoffError, StageError
+from handoff_provider.core.lambda_invoke import (
+    LAMBDA_MAX_SECONDS,
+    LambdaFunctionError,
+    LambdaResult,
+    LambdaStep,
+    lambda_client_config,
+    save_lambda_response,
+)
 from handoff_provider.core.pipeline import (
     DEFAULT_KILL_GRACE,
     PipelineControl,
@@ -70,13 +98,20 @@ from handoff_provider.core.pipeline import (
     run_pipeline,
 )
 from handoff_provider.core.project import Command, Project, Task
+from handoff_provider.core.run_transfers import TransferPhase
 from handoff_provider.core.templating import render_text, render_workspace_files, split_args
+from handoff_provider.core.transfers import TouchStep
 from handoff_provider.core.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
 
 LogFn = Callable[[str], None]
 StderrLineFn = Callable[[str, int, str, str], None]
+#: ``client_factory(service_name, config=None) -> botocore client`` (see stores/_aws.py).
+ClientFactory = Callable[..., Any]
+
+#: How often a lambda / s3_touch wait checks for terminate() and the task timeout.
+_STEP_POLL_SECONDS = 0.05
 
 
 # --------------------------------------------------------------------------- summary
@@ -138,13 +173,17 @@ class TaskResult:
 
 @dataclass
 class RunSummary:
-    """What a run did; :meth:`to_dict` is JSON-safe and holds no config value."""
+    """What a run did; :meth:`to_dict` is JSON-safe and holds no config value.
+
+    ``transfers`` (only for a project with ``transfers:``): ``{"inputs", "outputs",
+    "flags", "post_copy"}``, lists of ``{"uri", "status", ...}``."""
 
     status: str = "running"
     error: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     ended_at: datetime | None = None
     tasks: list[TaskResult] = field(default_factory=list)
+    transfers: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -157,7 +196,7 @@ class RunSummary:
         return round((self.ended_at - self.started_at).total_seconds(), 3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "status": self.status,
             "error": self.error,
             "started_at": self.started_at.isoformat(),
@@ -165,6 +204,9 @@ class RunSummary:
             "seconds": self.seconds,
             "tasks": [asdict(task) for task in self.tasks],
         }
+        if self.transfers is not None:
+            data["transfers"] = self.transfers
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
@@ -186,6 +228,7 @@ class RunSummary:
             started_at=datetime.fromisoformat(data["started_at"]),
             ended_at=datetime.fromisoformat(ended) if ended else None,
             tasks=tasks,
+            transfers=data.get("transfers"),
         )
 
 
@@ -211,6 +254,18 @@ def command_label(command: Command) -> str:
 class _TaskPlan:
     task: Task
     stages: list[StageSpec]
+    step: LambdaStep | TouchStep | None = None  # rendered (lambda / s3_touch tasks)
+    label: str = ""
+
+
+def step_label(task: Task) -> str:
+    """A lambda / s3_touch step as written (unrendered): safe to show and record."""
+    step = task.step
+    if isinstance(step, LambdaStep):
+        return f"lambda {step.function} ({step.invocation_type})"
+    if isinstance(step, TouchStep):
+        return f"s3_touch s3://{step.bucket}/{step.key}"
+    return task.kind
 
 
 def _stage_env(base: Mapping[str, str], venv_dir: Path | None) -> dict[str, str]:
@@ -220,6 +275,16 @@ def _stage_env(base: Mapping[str, str], venv_dir: Path | None) -> dict[str, str]
         env["VIRTUAL_ENV"] = str(venv_dir)
         env["PATH"] = str(venv_dir / "bin") + os.pathsep + env.get("PATH", os.defpath)
     return env
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item, redact) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, redact) for item in value]
+    return value
 
 
 def _is_executable_file(path: Path) -> bool:
@@ -234,6 +299,9 @@ class ProjectRunner:
     environment for every command; ``log`` receives progress lines;
     ``on_stderr_line(task, stage_number, command_name, line)`` every stderr line.
     ``kill_grace`` is the time between SIGTERM and SIGKILL on timeout/terminate.
+    ``client_factory(service_name, config=None)`` makes the AWS clients of ``lambda``/
+    ``s3_touch`` tasks and ``transfers``; ``redact(text)`` is applied to the error messages
+    and transfer URIs recorded in the summary (e.g. to hide ``ssm()`` values).
     A runner runs once; :meth:`terminate` may be called any time, from any thread.
     """
 
@@ -250,6 +318,8 @@ class ProjectRunner:
         template_functions: Mapping[str, Callable[..., Any]] | None = None,
         kill_grace: float = DEFAULT_KILL_GRACE,
         render_files: bool = True,
+        client_factory: ClientFactory | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.project = project
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -261,7 +331,11 @@ class ProjectRunner:
         self.template_functions = template_functions
         self.kill_grace = kill_grace
         self.render_files = render_files
+        self.client_factory = client_factory
+        self.redact: Callable[[str], str] = redact or (lambda text: text)
         self._control = PipelineControl()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._transfers: TransferPhase | None = None
 
     # -- public
 
@@ -292,30 +366,44 @@ class ProjectRunner:
         failure: BaseException | None = None
         try:
             self.workspace.prepare()
+            self._check_aws()
             if self.render_files:
                 render_workspace_files(
                     self.workspace.files_dir, self.variables, functions=self.template_functions
                 )
+            self._transfers = self._transfer_phase()
             base_env = self._base_env()
             plans = [
                 (result, self._plan(task, base_env))
                 for task, result in zip(self.project.tasks, summary.tasks, strict=True)
                 if task.active
             ]
+            if self._transfers is not None:
+                self._checkpoint("downloading the inputs")
+                self._transfers.download()
             for result, plan in plans:
                 self._run_task(plan, result)
+            if self._transfers is not None:
+                self._checkpoint("uploading the outputs")
+                self._transfers.publish()
         except HandoffError as exc:
             failure = exc
         except BaseException as exc:  # a bug or KeyboardInterrupt: still leave run.json
             failure = exc
             summary.error = f"internal error ({type(exc).__name__})"
         summary.ended_at = datetime.now(timezone.utc)
+        if self._transfers is not None:
+            summary.transfers = _redacted(self._transfers.to_dict(), self.redact)
         if failure is None:
             summary.status = "success"
         else:
             summary.status = "failed"
             if summary.error is None:
                 summary.error = str(failure)
+            summary.error = self.redact(summary.error)
+            for task_result in summary.tasks:
+                if task_result.error:
+                    task_result.error = self.redact(task_result.error)
         self._write_summary(summary)
         if failure is not None:
             self.log(f"run failed: {summary.error}")
@@ -324,6 +412,65 @@ class ProjectRunner:
         return summary
 
     # -- internals
+
+    def _check_aws(self) -> None:
+        if self.client_factory is None and self.project.uses_aws():
+            users = [f"task '{t.name}' ({t.kind})" for t in self.project.active_tasks() if t.step]
+            if self.project.transfers.inputs or self.project.transfers.outputs:
+                users.insert(0, "transfers")
+            raise ConfigurationError(
+                f"{self.project.source}: {', '.join(users)} need AWS access, but this run has "
+                "no AWS client factory: run with a stack/bucket (e.g. `handoff run -a` with "
+                "HANDOFF_STACK/HANDOFF_BUCKET) or, in Airflow, with an AWS connection"
+            )
+
+    def _checkpoint(self, phase: str) -> None:
+        if self._control.terminated:
+            raise StageError(
+                f"run terminated ({self._control.reason}) before {phase}",
+                task="",
+                stage_index=0,
+                command="",
+                exit_code=None,
+            )
+
+    def _client(self, service: str, config: Any = None, *, key: str = "") -> Any:
+        """A cached client per (service, key) from the client factory."""
+        from handoff_provider.core.stores._aws import make_client
+
+        cache_key = (service, key)
+        client = self._clients.get(cache_key)
+        if client is None:
+            assert self.client_factory is not None  # checked by _check_aws
+            client = make_client(self.client_factory, service, config)
+            self._clients[cache_key] = client
+        return client
+
+    def _render(self, where: str) -> Callable[[str, str], str]:
+        """``render(text, field_path)`` for specs (steps, transfers), naming the source."""
+
+        def render(text: str, path: str) -> str:
+            return render_text(
+                text,
+                self.variables,
+                source=f"{self.project.source}: {where}{path}",
+                functions=self.template_functions,
+            )
+
+        return render
+
+    def _transfer_phase(self) -> TransferPhase | None:
+        spec = self.project.transfers
+        if not (spec.inputs or spec.outputs):
+            return None
+        return TransferPhase.rendered(
+            spec,
+            self._render(""),
+            s3_client=lambda: self._client("s3"),
+            workspace_root=self.workspace.root,
+            files_dir=self.workspace.files_dir,
+            log=self.log,
+        )
 
     def _default_stderr_line(self, task: str, stage: int, command: str, line: str) -> None:
         self.log(f"[{task}:{stage} {command}] {line}")
@@ -342,6 +489,11 @@ class ProjectRunner:
         return env
 
     def _plan(self, task: Task, base_env: Mapping[str, str]) -> _TaskPlan:
+        if task.step is not None:
+            index = self.project.tasks.index(task)
+            render = self._render(f"tasks[{index}].")
+            step = task.step.render(render, path=task.kind)
+            return _TaskPlan(task=task, stages=[], step=step, label=step_label(task))
         stages = []
         for number, command in enumerate(task.commands, start=1):
             label = command_label(command)
@@ -440,6 +592,9 @@ class ProjectRunner:
                 command="",
                 exit_code=None,
             )
+        if plan.step is not None:
+            self._run_step_task(plan, result)
+            return
         artifacts = self.workspace.artifacts_dir
         stages_text = f"{len(plan.stages)} stage" + ("s" if len(plan.stages) != 1 else "")
         self.log(f"task '{task.name}': starting ({task.kind}, {stages_text})")
@@ -525,6 +680,102 @@ class ProjectRunner:
             raise error
         result.status = "success"
         self.log(f"task '{task.name}': succeeded in {result.seconds} s")
+
+    def _run_step_task(self, plan: _TaskPlan, result: TaskResult) -> None:
+        """A ``lambda`` / ``s3_touch`` task: one AWS call, recorded as stage 1."""
+        task, step, label = plan.task, plan.step, plan.label
+        self.log(f"task '{task.name}': starting ({task.kind}: {label})")
+        stage = StageResult(index=1, command=label)
+        result.stages = [stage]
+        started = time.monotonic()
+        error: StageError | None = None
+        try:
+            if isinstance(step, LambdaStep):
+                client = self._lambda_client(step.invocation_type, task.timeout)
+                lambda_result = self._wait(task, label, lambda: step.invoke(client))
+                self._save_lambda(task, lambda_result)
+                stage.bytes_out = len(lambda_result.payload_bytes)
+                self.log(
+                    f"task '{task.name}': lambda {step.invocation_type} call returned "
+                    f"{lambda_result.status_code} (request id {lambda_result.request_id}); "
+                    f"response in artifacts/lambda-{task.name}.json"
+                )
+            else:
+                assert isinstance(step, TouchStep)
+                s3 = self._client("s3")
+                uri = self._wait(task, label, lambda: step.run(s3))
+                self.log(f"task '{task.name}': flag {uri}")
+            stage.exit_code, stage.status = 0, "ok"
+        except StageError as exc:
+            error = exc
+        except HandoffError as exc:
+            if isinstance(exc, LambdaFunctionError):
+                self._save_lambda(task, exc.result)
+            error = StageError(
+                f"task '{task.name}': {exc}",
+                task=task.name,
+                stage_index=1,
+                command=label,
+                exit_code=1,
+            )
+        finally:
+            stage.seconds = round(time.monotonic() - started, 3)
+            result.seconds = stage.seconds
+        if error is not None:
+            stage.status = "failed"
+            stage.exit_code = error.exit_code
+            result.status, result.error, result.timed_out = "failed", str(error), error.timed_out
+            raise error
+        result.status = "success"
+        self.log(f"task '{task.name}': succeeded in {result.seconds} s")
+
+    def _lambda_client(self, invocation_type: str, timeout: float | None) -> Any:
+        overrides: dict[str, Any] = {}
+        if timeout is not None and timeout < LAMBDA_MAX_SECONDS:
+            overrides["read_timeout"] = max(1, int(timeout) + 1)  # the wait below enforces it
+        config = lambda_client_config(invocation_type, **overrides)
+        return self._client("lambda", config, key=f"{invocation_type}:{overrides}")
+
+    def _save_lambda(self, task: Task, lambda_result: LambdaResult) -> None:
+        save_lambda_response(self.workspace.artifacts_dir, task.name, lambda_result)
+
+    def _wait(self, task: Task, label: str, call: Callable[[], Any]) -> Any:
+        """Run ``call`` in a thread; give up on the task's timeout or on terminate().
+
+        A boto3 call can't be interrupted: on timeout/terminate the thread is left to
+        finish on its own (daemon) and its result is ignored."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["value"] = call()
+            except BaseException as exc:  # re-raised in the runner's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=target, name=f"handoff-{task.name}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + task.timeout if task.timeout is not None else None
+        while not done.wait(_STEP_POLL_SECONDS):
+            why, timed_out = None, False
+            if self._control.terminated:
+                why = f"terminated ({self._control.reason})"
+            elif deadline is not None and time.monotonic() >= deadline:
+                why, timed_out = f"timed out after {task.timeout:g} s", True
+            if why is not None:
+                raise StageError(
+                    f"task '{task.name}' ('{label}'): {why}",
+                    task=task.name,
+                    stage_index=1,
+                    command=label,
+                    exit_code=None,
+                    timed_out=timed_out,
+                )
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def _state_temp(self) -> tuple[int, Path]:
         artifacts = self.workspace.artifacts_dir

@@ -29,7 +29,12 @@ from typing import Any
 
 from handoff_provider.core.errors import TemplateError
 
-__all__ = ["SsmLookupError", "make_ssm_function"]
+__all__ = [
+    "SecretRedactor",
+    "SsmLookupError",
+    "make_ssm_function",
+    "unavailable_ssm_function",
+]
 
 # Parameter names are at most 2048 characters (fully qualified) per the SSM API.
 _MAX_NAME_LENGTH = 2048
@@ -87,6 +92,57 @@ def make_ssm_function(
 
     ssm.__doc__ = "Read an SSM parameter (decrypted), once per run: {{ ssm('/path/param') }}"
     return ssm
+
+
+def unavailable_ssm_function(reason: str) -> Callable[[str], str]:
+    """An ``ssm()`` for runs without AWS access: calling it fails with ``reason``
+    (instead of Jinja's "'ssm' is undefined")."""
+
+    def ssm(name: str) -> str:
+        raise SsmLookupError(f"template function ssm({name!r}): {reason}", parameter=str(name))
+
+    return ssm
+
+
+class SecretRedactor:
+    """Values to hide from the log lines a run writes itself (the CLI has no Airflow
+    masker): :meth:`add` a value (``make_ssm_function(on_value=redactor.add)``), then
+    :meth:`redact` (or call the redactor) on any text before it is shown.
+
+    A multi-line value is also registered line by line (logs are written per line). Values
+    shorter than ``min_length`` are not redacted (as Airflow's ``min_length_masked_secret``:
+    replacing ``1`` or ``true`` everywhere would garble every line and protect nothing).
+    Thread-safe.
+    """
+
+    REPLACEMENT = "***"
+
+    def __init__(self, min_length: int = 5) -> None:
+        self.min_length = min_length
+        self._values: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        candidates = [value, *(line.strip() for line in value.splitlines())]
+        with self._lock:
+            for candidate in candidates:
+                if len(candidate.strip()) >= self.min_length and candidate not in self._values:
+                    self._values.append(candidate)
+            # Longest first, so a value containing another is replaced whole.
+            self._values.sort(key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            values = list(self._values)
+        for value in values:
+            if value in text:
+                text = text.replace(value, self.REPLACEMENT)
+        return text
+
+    __call__ = redact
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 def _fetch(client: Any, name: str) -> str:

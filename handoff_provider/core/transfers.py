@@ -46,6 +46,7 @@ from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria, no
 
 __all__ = [
     "BUCKET_OWNER_FULL_CONTROL",
+    "OTF_KEY_HINTS",
     "InputSpec",
     "OutputSpec",
     "PostCopy",
@@ -79,7 +80,7 @@ def _fail(path: str, message: str) -> ProjectError:
 
 
 # OTF spells these in camelCase; point users coming from it at our names.
-_OTF_NAMES = {
+OTF_KEY_HINTS = {
     "fileRegex": "file_regex",
     "fileWatch": "a watch task (HandoffS3FileSensor / handoff watch)",
     "postCopyAction": "post_copy",
@@ -106,7 +107,7 @@ def check_mapping_keys(
     allowed = tuple(allowed)
     for key in data:
         if key not in allowed:
-            hint = _OTF_NAMES.get(str(key)) or next(
+            hint = OTF_KEY_HINTS.get(str(key)) or next(
                 iter(difflib.get_close_matches(str(key), allowed, n=1)), None
             )
             suggestion = f" (did you mean {hint!r}?)" if hint else ""

@@ -11,6 +11,7 @@ error code is ever shown.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,11 @@ from typing import Any, NoReturn
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
 
-#: ``client_factory(service_name) -> botocore client``; the Airflow hook passes its own.
-ClientFactory = Callable[[str], Any]
+#: ``client_factory(service_name, config=None) -> botocore client``; the Airflow hook passes
+#: its own. ``config`` (a ``botocore.config.Config``) is merged over the factory's own
+#: settings: Lambda clients need a long read timeout and no retries (``lambda_invoke``).
+#: Factories that take only ``service_name`` are still accepted (see :func:`make_client`).
+ClientFactory = Callable[..., Any]
 
 #: Threads the transfer manager uses; the default client's connection pool is sized to match.
 MAX_CONCURRENCY = 16
@@ -56,23 +60,47 @@ _KMS_CODES = {
 
 
 def default_client_factory() -> ClientFactory:
-    """One ``boto3.session.Session`` shared by every client, with standard-mode retries."""
+    """One ``boto3.session.Session`` shared by every client, with standard-mode retries;
+    ``factory(service_name, config=None)`` merges ``config`` over those defaults."""
     import boto3
     import botocore.config
 
     session = boto3.session.Session()
-    config = botocore.config.Config(
+    base = botocore.config.Config(
         retries={"mode": "standard"},
         max_pool_connections=MAX_CONCURRENCY + 4,
     )
     lock = threading.Lock()
 
-    def factory(service_name: str) -> Any:
+    def factory(service_name: str, config: Any = None) -> Any:
         # Session.client is not thread-safe; clients themselves are.
+        merged = base.merge(config) if config is not None else base
         with lock:
-            return session.client(service_name, config=config)
+            return session.client(service_name, config=merged)
 
     return factory
+
+
+def accepts_config(factory: ClientFactory) -> bool:
+    """Whether ``factory`` takes a ``config`` keyword (or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins / C callables: assume the simple form
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "config" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in parameters
+    )
+
+
+def make_client(factory: ClientFactory, service_name: str, config: Any = None) -> Any:
+    """``factory(service_name, config=config)``; a factory without a ``config`` parameter
+    (an older custom factory) is called with the service name alone and its own settings
+    apply (for Lambda: botocore's 60 s read timeout and retries)."""
+    if config is not None and accepts_config(factory):
+        return factory(service_name, config=config)
+    return factory(service_name)
 
 
 def error_code(exc: BaseException) -> str:
