@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from handoff_provider.core.s3_watch import normalize_prefix
 from handoff_provider.core.transfers import (
     PostCopyResult,
     TransferError,
@@ -98,7 +99,8 @@ class TransferPhase:
             except TransferError as exc:
                 raise TransferError(f"{where}: {exc}; no flag file written") from None
             self.uploaded.extend(items)
-            self.log(f"{where}: uploaded {len(items)} file(s) to s3://{spec.bucket}/")
+            folder = f"s3://{spec.bucket}/{normalize_prefix(spec.directory)}"
+            self.log(f"{where}: uploaded {len(items)} file(s) to {folder}")
             if spec.flag:
                 flags.append((index, spec.bucket, spec.flag, not spec.disable_bucket_owner_acl))
         for index, bucket, key, acl in flags:

@@ -684,7 +684,7 @@ class ProjectRunner:
     def _run_step_task(self, plan: _TaskPlan, result: TaskResult) -> None:
         """A ``lambda`` / ``s3_touch`` task: one AWS call, recorded as stage 1."""
         task, step, label = plan.task, plan.step, plan.label
-        self.log(f"task '{task.name}': starting ({task.kind}: {label})")
+        self.log(f"task '{task.name}': starting ({label})")
         stage = StageResult(index=1, command=label)
         result.stages = [stage]
         started = time.monotonic()
