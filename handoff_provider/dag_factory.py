@@ -31,17 +31,21 @@ A project without ``schedules`` gives an unscheduled (manual/backfill only) DAG.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
+import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from handoff_provider._compat import DAG, TaskGroup
+from handoff_provider._compat import DAG, TaskGroup, provider_setting
 
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project
@@ -145,51 +149,140 @@ class ProjectInfo:
 
 
 _CACHE: dict[Path, tuple[tuple[Any, ...], ProjectInfo]] = {}
+_CACHE_FORMAT = 1
 
 
 def _signature(project_dir: Path) -> tuple[Any, ...]:
-    """mtime/size of project.yml and every entry of config/ (what compile reads)."""
+    """mtime/size of project.yml and of everything under config/ (what compiling reads)."""
     parts: list[Any] = []
-    for path in (project_dir / "project.yml", project_dir / "config"):
+    try:
+        stat = os.stat(project_dir / "project.yml")
+        parts.append((stat.st_mtime_ns, stat.st_size))
+    except OSError:
+        parts.append(None)
+    pending = [str(project_dir / "config")]
+    while pending:
+        directory = pending.pop()
         try:
-            stat = path.stat()
+            entries = os.scandir(directory)
         except OSError:
-            parts.append((path.name, None))
             continue
-        parts.append((path.name, stat.st_mtime_ns, stat.st_size))
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    try:
-                        st = os.stat(os.path.join(root, name))
-                    except OSError:
-                        continue
-                    parts.append((os.path.join(root, name), st.st_mtime_ns, st.st_size))
+        with entries:
+            for entry in entries:
+                try:
+                    stat = entry.stat()
+                except OSError:
+                    continue
+                parts.append((entry.path, stat.st_mtime_ns, stat.st_size))
+                if entry.is_dir():
+                    pending.append(entry.path)
+    parts.sort(key=repr)
     return tuple(parts)
 
 
+@functools.lru_cache(maxsize=1)
+def _disk_cache_dir() -> Path | None:
+    """Where validated projects are remembered across processes (None: disabled).
+
+    ``[handoff] parse_cache_dir``; default ``$AIRFLOW_HOME/.cache/handoff-parse``; ``none``
+    disables it. DAG processors parse every file in a fresh process, so without it each
+    parse would re-read and re-validate every project.
+    """
+    configured = (provider_setting("parse_cache_dir") or "").strip()
+    if configured.lower() in ("none", "off", "false", "-"):
+        return None
+    if configured:
+        return Path(os.path.expanduser(configured))
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return Path(home) / ".cache" / "handoff-parse"
+
+
+def _cache_key(path: Path, signature: tuple[Any, ...]) -> str:
+    """What a cached validation depends on: the project files, this package, its schema."""
+    from handoff_provider import __version__
+
+    schema = Path(__file__).parent / "core" / "project_schema.json"
+    try:
+        schema_stat: Any = (schema.stat().st_mtime_ns, schema.stat().st_size)
+    except OSError:
+        schema_stat = None
+    payload = json.dumps([_CACHE_FORMAT, __version__, schema_stat, str(path), signature])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _read_disk_cache(path: Path, key: str) -> ProjectInfo | None:
+    directory = _disk_cache_dir()
+    if directory is None:
+        return None
+    entry = directory / f"{hashlib.sha256(str(path).encode()).hexdigest()[:32]}.json"
+    try:
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        if data.get("key") != key:
+            return None
+        info = data["info"]
+        return ProjectInfo(
+            path=path,
+            name=path.name,
+            description=info["description"],
+            schedules=tuple(info["schedules"]),
+            shell_lines=tuple(info["shell_lines"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_disk_cache(info: ProjectInfo, key: str) -> None:
+    directory = _disk_cache_dir()
+    if directory is None:
+        return
+    entry = directory / f"{hashlib.sha256(str(info.path).encode()).hexdigest()[:32]}.json"
+    data = {
+        "key": key,
+        "project": str(info.path),
+        "info": {
+            "description": info.description,
+            "schedules": list(info.schedules),
+            "shell_lines": list(info.shell_lines),
+        },
+    }
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, entry)
+    except OSError:
+        pass  # a cache: never fail a parse over it
+
+
 def project_info(project_dir: str | os.PathLike[str]) -> ProjectInfo:
-    """Validate a project directory and return what a DAG needs (cached by mtime).
+    """Validate a project directory and return what a DAG needs.
 
     Raises ``ProjectError`` naming the file at fault, which makes the DAG file fail to
-    import with that message.
+    import with that message. A project validated before and unchanged since (same
+    mtimes and sizes of ``project.yml`` and ``config/``, same package version) is not
+    validated again: the result is kept in memory and in ``[handoff] parse_cache_dir``.
+    Only valid projects are remembered, so a broken one fails every parse.
     """
-    from handoff_provider.core.project import load_project
-
-    path = Path(project_dir).expanduser().absolute()
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(project_dir))))
     signature = _signature(path)
     cached = _CACHE.get(path)
     if cached is not None and cached[0] == signature:
         return cached[1]
-    project: Project = load_project(path)
-    info = ProjectInfo(
-        path=path,
-        name=path.name,
-        description=project.description,
-        schedules=tuple(s.cron for s in project.schedules),
-        shell_lines=tuple(project.shell_lines()),
-    )
+    key = _cache_key(path, signature)
+    info = _read_disk_cache(path, key)
+    if info is None:
+        from handoff_provider.core.project import load_project
+
+        project: Project = load_project(path)
+        info = ProjectInfo(
+            path=path,
+            name=path.name,
+            description=project.description,
+            schedules=tuple(s.cron for s in project.schedules),
+            shell_lines=tuple(project.shell_lines()),
+        )
+        _write_disk_cache(info, key)
     _CACHE[path] = (signature, info)
     return info
 
@@ -197,14 +290,21 @@ def project_info(project_dir: str | os.PathLike[str]) -> ProjectInfo:
 def _caller_dir(depth: int) -> Path:
     """Directory of the file that called the public function (the DAG file)."""
     frame = sys._getframe(depth + 1)
-    filename = frame.f_globals.get("__file__") or frame.f_code.co_filename
-    return Path(filename).resolve().parent
+    return _dir_of(frame.f_globals.get("__file__") or frame.f_code.co_filename)
+
+
+@functools.lru_cache(maxsize=256)
+def _dir_of(filename: str) -> Path:
+    return Path(os.path.abspath(filename)).parent
 
 
 def resolve_project_dir(project_dir: str | os.PathLike[str], *, base: Path) -> Path:
-    """An absolute project path; a relative one is relative to the DAG file's folder."""
-    path = Path(project_dir).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+    """An absolute project path; a relative one is relative to the DAG file's folder.
+
+    Normalised without touching the file system (``..`` removed lexically).
+    """
+    path = os.path.expanduser(os.fspath(project_dir))
+    return Path(os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path)))
 
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -216,7 +316,7 @@ def _safe_id(text: str) -> str:
 
 def default_stack(project: ProjectInfo) -> str:
     """A project's stack when none is given: its directory name, made safe."""
-    return _safe_id(project.name).replace("_", "-")
+    return _safe_id(project.name).replace("_", "-")  # same rule in handoff_dags_for_folder
 
 
 def _doc_md(project: ProjectInfo, *, mode: str, execution: str, notes: Sequence[str]) -> str:
@@ -460,7 +560,7 @@ def handoff_dags_for_folder(
         dag = handoff_dag(
             project_dir,
             dag_id=f"{dag_id_prefix}{name}",
-            stack=f"{stack_prefix}{default_stack(project_info(project_dir))}",
+            stack=f"{stack_prefix}{_safe_id(project_dir.name).replace('_', '-')}",
             **kwargs,
         )
         dags[dag.dag_id] = dag

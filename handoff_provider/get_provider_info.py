@@ -90,6 +90,13 @@ def get_provider_info() -> dict[str, Any]:
                         "~/.cache/handoff/venvs.",
                         example="/usr/local/airflow/handoff-venvs",
                     ),
+                    "parse_cache_dir": _option(
+                        "Where the DAG factory remembers validated projects across DAG "
+                        "parsing processes (keyed by the mtimes/sizes of project.yml and "
+                        "config/, so an unchanged project is not re-validated on every "
+                        "parse). Empty: $AIRFLOW_HOME/.cache/handoff-parse; 'none' disables.",
+                        example="none",
+                    ),
                     "keep_workspace": _option(
                         "Keep temporary workspaces after the run (for debugging).",
                         type_="boolean",

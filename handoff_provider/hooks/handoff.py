@@ -59,19 +59,21 @@ class HandoffHook(AwsBaseHook):
         get_config = getattr(self, "_get_config", None)
         return get_config(config) if callable(get_config) else config
 
-    def get_client(self, service_name: str) -> Any:
+    def get_client(self, service_name: str, config: Config | None = None) -> Any:
         """A botocore client for ``service_name`` from this connection (one session per hook).
 
+        ``config`` (e.g. Lambda's longer read timeout) is merged over :meth:`client_config`.
         The endpoint is the connection's ``endpoint_url`` (or its per-service one); when
         the connection has none, boto3 resolves it (``AWS_ENDPOINT_URL`` etc.).
         """
         with self._factory_lock:  # boto3 sessions are not thread-safe; clients are
             if self._session is None:
                 self._session = self.get_session(region_name=self.region_name)
+            base = self.client_config()
             return self._session.client(
                 service_name=service_name,
                 endpoint_url=self.conn_config.get_service_endpoint_url(service_name=service_name),
-                config=self.client_config(),
+                config=base.merge(config) if config is not None else base,
                 verify=self.verify,
             )
 

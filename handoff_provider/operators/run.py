@@ -120,8 +120,8 @@ class _HandoffAwsMixin:
             kwargs["config"] = Config(**self.botocore_config)
         return HandoffHook(aws_conn_id=self.aws_conn_id, **kwargs)
 
-    def remote(self) -> Remote:
-        return self.hook().get_remote(
+    def remote(self, hook: HandoffHook | None = None) -> Remote:
+        return (hook or self.hook()).get_remote(
             stack=self.stack or None,
             bucket=self.bucket or None,
             config_name=self.config_name or None,
@@ -257,7 +257,8 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             if project_dir is not None:
                 # Validates too: a broken project fails here, before any AWS call.
                 mask_values(load_project(project_dir).secret_values())
-            remote = self.remote() if self._needs_remote() else None
+            hook = self.hook()  # no AWS call until a client is needed
+            remote = self.remote(hook) if self._needs_remote() else None
         except HandoffError as exc:
             raise AirflowException(str(exc)) from None
         if remote is not None and project_dir is None:
@@ -284,6 +285,11 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             venv_cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
             log=self._log_line,
             on_stderr_line=self._log_stderr_line,
+            # ssm('/name') values: masked before any template (or log line) gets them
+            on_secret=_mask_one,
+            # AWS clients of ssm(), transfers and lambda/s3_touch steps: the remote's
+            # (made by the hook), or the hook's for a local project without a remote
+            client_factory=None if remote is not None else hook.get_client,
         )
         self.log.info(
             "handoff run %s: %s, workspace %s",
@@ -345,6 +351,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             context["ti"].xcom_push(key="handoff_outcome", value=summary)
         except Exception as exc:  # never hide the run's own failure behind this
             self.log.warning("could not push the failed run's summary to XCom: %s", exc)
+
+
+def _mask_one(value: str) -> None:
+    mask_values([value])
 
 
 def _keep_workspace() -> bool:
