@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import boto3
 import pytest
 from af_helpers import (
     asset_event_count,
@@ -238,15 +239,23 @@ def test_secrets_are_masked_in_log_xcom_and_rendered_fields(
     # Fresh values per test: the masker of the test process remembers earlier ones.
     password = f"pw-{uuid.uuid4().hex}"
     token = f"tok-{uuid.uuid4().hex}"
+    looked_up = f"ssm-{uuid.uuid4().hex}"
+    parameter = f"/handoff-test/{stack}/db-password"
     monkeypatch.setenv("AIRFLOW_VAR_HANDOFF_TEST_TOKEN", token)
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=parameter, Value=looked_up, Type="SecureString"
+    )
     project = write_project(
         tmp_path,
-        """
+        f"""
+        envs:
+          - key: DB_PASSWORD
+            value: "{{{{ ssm('{parameter}') }}}}"
         tasks:
           - name: main
             pipeline:
               - command: sh
-                args: "-c 'cat config/secret.json >&2; echo token=$API_TOKEN >&2; echo done'"
+                args: "-c 'cat config/secret.json >&2; echo token=$API_TOKEN db=$DB_PASSWORD >&2'"
         """,
         config={"secret.json": json.dumps({"user": "someone", "password": password})},
     )
@@ -271,9 +280,9 @@ def test_secrets_are_masked_in_log_xcom_and_rendered_fields(
 
     assert task_states(dag_run) == {"run": "success"}
     log = task_log.text()
-    assert "[main:1 sh]" in log and "token=***" in log  # the lines were logged, masked
-    assert password not in log and token not in log
+    assert "[main:1 sh]" in log and "token=*** db=***" in log  # logged, masked
+    assert password not in log and token not in log and looked_up not in log
     dumped = json.dumps(xcom_value(dag_run, "run"), default=str)
-    assert password not in dumped and token not in dumped
+    assert password not in dumped and token not in dumped and looked_up not in dumped
     rendered = json.dumps(rendered_fields(dag_run, "run"), default=str)
     assert "secret_envs" in rendered and token not in rendered
