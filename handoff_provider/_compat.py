@@ -57,6 +57,14 @@ else:
     from airflow.models.dag import DAG  # type: ignore[no-redef,assignment]
     from airflow.utils.task_group import TaskGroup  # type: ignore[no-redef,assignment]
 
+try:  # interval timetables: the data interval is the whole period (2.x cron semantics)
+    from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+except ImportError:  # 2.x, 3.0
+    from airflow.timetables.interval import (  # type: ignore[no-redef,assignment]
+        CronDataIntervalTimetable,
+        DeltaDataIntervalTimetable,
+    )
+
 if AIRFLOW_V_3_1_PLUS:
     from airflow.sdk import BaseHook
 else:  # airflow.sdk.BaseHook does not exist before 3.1
@@ -198,6 +206,8 @@ __all__ = [
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
+    "CronDataIntervalTimetable",
+    "DeltaDataIntervalTimetable",
     "TaskGroup",
     "airflow_mask_secret",
     "airflow_setting",

@@ -25,8 +25,10 @@ re-parsing an unchanged folder costs a few ``stat()`` calls per project.
 
 Schedules: when ``schedule`` is not given, the first entry of the project's ``schedules``
 is used (AWS EventBridge 6-field cron converted to Airflow's 5-field cron, ``rate(...)``
-to a timedelta); further entries are listed in the DAG's documentation, not scheduled.
-A project without ``schedules`` gives an unscheduled (manual/backfill only) DAG.
+to a timedelta) as an *interval* timetable in UTC, so each run's ``start_at``/``end_at``
+is the whole period since the previous run, on Airflow 2 and 3 alike (see
+:func:`interval_timetable`); further entries are listed in the DAG's documentation, not
+scheduled. A project without ``schedules`` gives an unscheduled (manual/backfill) DAG.
 """
 
 from __future__ import annotations
@@ -45,7 +47,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from handoff_provider._compat import DAG, TaskGroup, provider_setting
+from handoff_provider._compat import (
+    DAG,
+    CronDataIntervalTimetable,
+    DeltaDataIntervalTimetable,
+    TaskGroup,
+    provider_setting,
+)
 
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project
@@ -132,6 +140,22 @@ def airflow_schedule(expression: str, *, source: str = "schedule") -> str | time
     dom = "*" if dom == "?" else dom
     dow = "*" if dow == "?" else _convert_dow(dow, source=source)
     return " ".join((minute, hour, dom, month, dow))
+
+
+def interval_timetable(schedule: str | timedelta) -> Any:
+    """A timetable whose runs cover whole periods, on every Airflow line.
+
+    Airflow 3 turns a cron string into a ``CronTriggerTimetable`` whose data interval is
+    empty (start == end); handoff projects read ``start_at``/``end_at`` as the period to
+    process, so project schedules get ``CronDataIntervalTimetable`` (the 2.x behaviour:
+    the 06:00 run processes the previous day) or ``DeltaDataIntervalTimetable``. AWS
+    schedules are UTC. Presets without a period (``@once``, ``@continuous``) stay as given.
+    """
+    if isinstance(schedule, timedelta):
+        return DeltaDataIntervalTimetable(schedule)
+    if schedule in ("@once", "@continuous", "@none"):
+        return schedule
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
 
 
 # --------------------------------------------------------------------------- projects
@@ -463,8 +487,11 @@ def handoff_dag(
         schedule = None
         if project.schedules:
             source = f"{project.path / 'project.yml'}: schedules[0].cron"
-            schedule = airflow_schedule(project.schedules[0], source=source)
-            notes.append(f"schedule `{schedule}` from project.yml (`{project.schedules[0]}`)")
+            converted = airflow_schedule(project.schedules[0], source=source)
+            schedule = interval_timetable(converted)
+            notes.append(
+                f"schedule `{converted}` (UTC) from project.yml (`{project.schedules[0]}`)"
+            )
             for extra in project.schedules[1:]:
                 notes.append(f"not scheduled (one schedule per DAG): `{extra}`")
     dag = DAG(
@@ -575,5 +602,6 @@ __all__ = [
     "airflow_schedule",
     "handoff_dag",
     "handoff_dags_for_folder",
+    "interval_timetable",
     "project_info",
 ]

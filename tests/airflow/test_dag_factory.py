@@ -99,6 +99,8 @@ def test_schedule_from_project_first_entry_and_note(tmp_path: Path) -> None:
     )
     dag = handoff_dag(project, bucket="b")
     assert _schedule(dag) == "0 6 * * 1-5"
+    # whole periods as data intervals (Airflow 3 would make empty ones from a cron string)
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert "`0 18 * * ? *`" in dag.doc_md and "not scheduled" in dag.doc_md
     assert _schedule(handoff_dag(project, dag_id="other", schedule="@hourly")) == "0 * * * *"
     unscheduled = write_project(tmp_path, PIPELINE, name="plain")
