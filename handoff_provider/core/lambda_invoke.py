@@ -237,7 +237,7 @@ def save_lambda_response(artifacts_dir: Path, step: str, result: LambdaResult) -
 
 @dataclass(frozen=True)
 class LambdaStep:
-    """A project task step invoking a Lambda function (phase 2 of the project format)::
+    """A project task step invoking a Lambda function (task kind ``lambda`` in project.yml)::
 
     tasks:
       - name: notify

@@ -277,6 +277,10 @@ def _stage_env(base: Mapping[str, str], venv_dir: Path | None) -> dict[str, str]
     return env
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -332,7 +336,7 @@ class ProjectRunner:
         self.kill_grace = kill_grace
         self.render_files = render_files
         self.client_factory = client_factory
-        self.redact: Callable[[str], str] = redact or (lambda text: text)
+        self.redact: Callable[[str], str] = redact if redact is not None else _same
         self._control = PipelineControl()
         self._clients: dict[tuple[str, str], Any] = {}
         self._transfers: TransferPhase | None = None

@@ -141,9 +141,6 @@ class SecretRedactor:
 
     __call__ = redact
 
-    def __len__(self) -> int:
-        return len(self._values)
-
 
 def _fetch(client: Any, name: str) -> str:
     from botocore.exceptions import BotoCoreError, ClientError

@@ -401,7 +401,7 @@ def _require(value: str, path: str) -> None:
 class TouchStep:
     """OTF's "touch a file as an execution": a task step writing one empty flag object.
 
-    project.yml (phase 2): ``tasks: [{name, s3_touch: {bucket, key}}]``."""
+    project.yml: ``tasks: [{name, s3_touch: {bucket, key}}]``."""
 
     bucket: str
     key: str

@@ -29,7 +29,7 @@ from handoff_provider.core.orchestrate import HandoffRun, RunRequest
 from handoff_provider.core.project import load_project
 from handoff_provider.core.runner import ProjectRunner
 from handoff_provider.core.stores import Remote
-from handoff_provider.core.stores._aws import default_client_factory
+from handoff_provider.core.stores._aws import default_client_factory, make_client
 from handoff_provider.core.workspace import Workspace
 from tests.aws.conftest import WRITES, Recorder, keys, read
 from tests.aws.test_lambda_invoke import StubbedLambda
@@ -287,6 +287,34 @@ def test_ssm_missing_parameter_and_no_aws_access(
         HandoffRun(RunRequest(workspace=tmp_path / "b", project_dir=project)).execute()
 
 
+def test_ssm_values_in_transfer_locations_are_redacted_from_the_summary(
+    aws: str, bucket: str, stack: str, ssm: Any, s3: Any, tmp_path: Path
+) -> None:
+    ssm.put_parameter(Name=f"/{stack}/dir", Value="hidden-folder", Type="SecureString")
+    project = write_project(
+        tmp_path / "p",
+        f"""\
+        transfers:
+          outputs:
+            - source: artifacts/out.txt
+              bucket: "{{{{ bucket }}}}"
+              directory: "{{{{ ssm('/{stack}/dir') }}}}"
+        tasks:
+          - name: write
+            commands:
+              - command: python3
+                args: -c "open('artifacts/out.txt', 'w').write('x')"
+        """,
+    )
+    remote = Remote(stack, bucket, client_factory=default_client_factory())
+    outcome = HandoffRun(RunRequest(tmp_path / "ws", project_dir=project, remote=remote)).execute()
+    assert keys(s3, bucket, "hidden-folder/") == ["out.txt"]
+    assert outcome.to_dict()["transfers"]["outputs"] == [
+        {"uri": f"s3://{bucket}/***/out.txt", "status": "uploaded"}
+    ]
+    assert "hidden-folder" not in (tmp_path / "ws" / "artifacts" / "run.json").read_text()
+
+
 # ----------------------------------------------------------------- lambda, s3_touch
 
 STEPS_PROJECT = """\
@@ -349,6 +377,7 @@ def test_lambda_and_s3_touch_tasks(
     sync_config = factory.configs[0]
     assert sync_config.read_timeout == 900
     assert sync_config.retries["total_max_attempts"] == 1
+    assert sync_config.max_pool_connections == 20  # the stores' own settings are kept
     (request,) = factory.stubs[0].requests
     assert "/functions/etl-2024-05-01/invocations" in request.url
     assert "Qualifier=live" in request.url
@@ -455,3 +484,26 @@ def test_example_copy_runs_from_the_remote_config(
     assert handoff("run", "-w", tmp_path / "ws", "-a") == 0
     assert keys(s3, bucket, f"{stack}/inbox/") == []
     assert "_SUCCESS.flg" in keys(s3, bucket, f"{stack}/outbox/")
+
+
+def test_make_client_passes_a_config_only_to_factories_that_take_one() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    def simple(service: str) -> str:  # an older custom factory
+        calls.append((service, None))
+        return "simple"
+
+    def with_config(service: str, config: Any = None) -> str:
+        calls.append((service, config))
+        return "with-config"
+
+    def with_kwargs(service: str, **kwargs: Any) -> str:
+        calls.append((service, kwargs.get("config")))
+        return "kwargs"
+
+    config = object()
+    assert make_client(simple, "lambda", config) == "simple"
+    assert make_client(with_config, "lambda", config) == "with-config"
+    assert make_client(with_kwargs, "lambda", config) == "kwargs"
+    assert make_client(with_config, "s3") == "with-config"
+    assert calls == [("lambda", None), ("lambda", config), ("lambda", config), ("s3", None)]
