@@ -12,7 +12,8 @@ The operator is a thin shell over ``core.orchestrate.HandoffRun`` (the same flow
 * secrets masking before anything is logged: ``secret_envs`` values right after the
   templates are rendered (so they are masked in the rendered-fields view too), the
   config values of a local project before the run starts, those of a remote config as
-  soon as it is fetched (:class:`handoff_provider.masking.MaskingConfigStore`);
+  soon as it is fetched (:class:`handoff_provider.masking.MaskingConfigStore`), and
+  ``ssm('/name')`` template lookups before a template receives them (``on_secret``);
 * every stage's stderr streamed to the task log line by line, prefixed with its stage;
 * the summary (``RunOutcome.to_dict()``) as XCom, the S3-console extra link, the outlet
   ``s3://<bucket>/<stack>/last/`` for data-aware scheduling, and ``on_kill``.

@@ -286,3 +286,49 @@ def test_secrets_are_masked_in_log_xcom_and_rendered_fields(
     assert password not in dumped and token not in dumped and looked_up not in dumped
     rendered = json.dumps(rendered_fields(dag_run, "run"), default=str)
     assert "secret_envs" in rendered and token not in rendered
+
+
+def test_execution_timeout_kills_the_pipeline(tmp_path: Path) -> None:
+    """A task timing out (Airflow's execution_timeout) leaves no stage process behind."""
+    import random
+
+    import psutil
+
+    # Durations nobody else uses, to recognise the stages among all processes.
+    durations = [f"{n}.{random.randrange(10**6, 10**7)}" for n in (300, 301)]
+    project = write_project(
+        tmp_path,
+        f"""
+        tasks:
+          - name: main
+            pipeline:
+              - command: sleep
+                args: "{durations[0]}"
+              - command: sleep
+                args: "{durations[1]}"
+        """,
+    )
+    with _daily_dag(_dag_id("timeout")) as dag:
+        HandoffRunOperator(
+            task_id="run",
+            project_dir=project,
+            push_artifacts=False,
+            execution_timeout=timedelta(seconds=3),
+        )
+
+    started = datetime.now(timezone.utc)
+    try:
+        dag_run = run_dag(dag, DAY1)
+    except BaseException as exc:  # 2.x: AirflowTaskTimeout is a BaseException that
+        # dag.test() lets through (`airflow tasks run` fails the task with it)
+        assert type(exc).__name__ == "AirflowTaskTimeout"
+    else:
+        assert task_states(dag_run) == {"run": "failed"}
+    elapsed = (datetime.now(timezone.utc) - started).total_seconds()
+    assert 3 <= elapsed < 60  # it ran until the timeout, and no longer
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if set(durations) & set(p.info["cmdline"] or ())
+    ]
+    assert leftovers == []
