@@ -358,7 +358,7 @@ def run_client_factory(request: RunRequest) -> ClientFactory | None:
         return None
     from handoff_provider.core.stores._aws import make_client
 
-    base = getattr(remote, "client_factory", None) or remote._factory
+    base = remote.client_factory
 
     def factory(service_name: str, config: Any = None) -> Any:
         if config is None:

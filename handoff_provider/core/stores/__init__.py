@@ -88,6 +88,12 @@ class Remote:
             kms_key_id=kms_key_id,
         )
 
+    @property
+    def client_factory(self) -> ClientFactory:
+        """The factory this remote makes its clients with (runs reuse it for ``ssm()``,
+        transfers and Lambda steps)."""
+        return self._factory
+
     @classmethod
     def from_options(
         cls,

@@ -330,7 +330,12 @@ def run_transfers(client: Any, bucket: str, transfers: list[Transfer]) -> None:
                 future.result()
         failed = False
     finally:
-        manager.shutdown(cancel=failed, cancel_msg="another transfer failed")
+        if failed:
+            # Cancel through the futures: s3transfer 0.19's shutdown(cancel=True) passes its
+            # arguments to _shutdown in the wrong order and raises a TypeError of its own.
+            for _item, future in submitted:
+                future.cancel()
+        manager.shutdown()
 
 
 def _submit(manager: Any, bucket: str, item: Transfer) -> Any:
