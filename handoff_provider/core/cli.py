@@ -163,6 +163,20 @@ def _remote(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Any:
     )
 
 
+def _lazy_client_factory() -> Any:
+    """A client factory that imports boto3 and makes its session on first use only."""
+    made: list[Any] = []
+
+    def factory(service_name: str, config: Any = None) -> Any:
+        if not made:
+            from handoff_provider.core.stores._aws import default_client_factory
+
+            made.append(default_client_factory())
+        return made[0](service_name, config=config)
+
+    return factory
+
+
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
 
@@ -224,10 +238,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from handoff_provider.core.templating import parse_var_overrides
 
     needs_remote = args.project is None or args.push_artifacts
+    remote = _remote(args) if needs_remote else None
     request = RunRequest(
         workspace=args.workspace,
         project_dir=args.project,
-        remote=_remote(args) if needs_remote else None,
+        remote=remote,
+        # A local run without a remote still reaches AWS for ssm(), transfers and Lambda
+        # steps, through boto3's default chain, created only if the project uses them.
+        client_factory=None if remote is not None else _lazy_client_factory(),
         push_artifacts=args.push_artifacts,
         variables=parse_var_overrides(args.vars),
         context=RunContext.from_strings(start_at=args.start_at, end_at=args.end_at),

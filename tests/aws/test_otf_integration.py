@@ -247,6 +247,17 @@ def test_ssm_values_reach_the_commands_but_no_log_or_summary(
     assert "{{ ssm('/" + stack + "/api/token') }}" in text  # the command as written
 
 
+def test_local_cli_run_without_a_remote_reads_ssm_through_the_default_chain(
+    aws: str, stack: str, ssm: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``handoff run -p`` without ``-a`` has no remote, yet ``ssm()`` works (boto3's chain)."""
+    project = ssm_project(tmp_path / "p", stack, ssm)
+    ws = tmp_path / "ws"
+    assert handoff("run", "-w", ws, "-p", project) == 0
+    assert (ws / "artifacts" / "state").read_text() == f"len={len(TOKEN)}\n"
+    assert TOKEN not in capsys.readouterr().err
+
+
 def test_ssm_on_secret_is_called_once_per_value_before_use(
     aws: str, bucket: str, stack: str, ssm: Any, tmp_path: Path
 ) -> None:
