@@ -6,7 +6,7 @@ VENV := .venv
 VENV_AF2 := .venv-af2
 UV = $(VENV)/bin/uv
 
-.PHONY: venv venv-af2 demo test test-core test-af3 test-af2 bench lint clean
+.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean
 
 venv: $(VENV)/.ready
 venv-af2: $(VENV_AF2)/.ready
@@ -23,7 +23,7 @@ $(VENV_AF2)/.ready: pyproject.toml requirements/airflow2.txt $(VENV)/.ready
 	touch $@
 
 demo: venv
-	$(VENV)/bin/python scripts/demo.py
+	$(VENV)/bin/python scripts/demo_airflow.py
 
 test: test-af3 test-af2
 
@@ -44,3 +44,7 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) $(VENV_AF2) build *.egg-info .pytest_cache
+
+# The CLI-only walk-through (no Airflow): push, run twice from remote config, show state.
+demo-cli: venv
+	$(VENV)/bin/python scripts/demo.py
