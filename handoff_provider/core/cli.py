@@ -198,12 +198,19 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace(path: Path) -> Any:
+    """The workspace at ``path``, its directories created (a clear error if it can't be)."""
+    from handoff_provider.core.workspace import Workspace
+
+    return Workspace(path).prepare()
+
+
 def _cmd_files(args: argparse.Namespace) -> int:
     remote = _remote(args)
     if args.action == "push":
         result = remote.files.push(args.project / "files")
     else:
-        result = remote.files.get(args.workspace / "files")
+        result = remote.files.get(_workspace(args.workspace).files_dir)
     print(f"files {args.action}: {result}", file=sys.stderr)
     return 0
 
@@ -215,7 +222,7 @@ def _cmd_artifacts(args: argparse.Namespace) -> int:
 
         location = push_workspace_artifacts(args.workspace, remote, run_key=args.run_key)
     else:
-        location = remote.artifacts.get_last(args.workspace / "artifacts")
+        location = remote.artifacts.get_last(_workspace(args.workspace).artifacts_dir)
     print(f"artifacts {args.action}: {location}", file=sys.stderr)
     return 0
 

@@ -50,6 +50,7 @@ from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ProjectError
 from handoff_provider.core.lambda_invoke import LambdaStep
 from handoff_provider.core.s3_watch import normalize_prefix
+from handoff_provider.core.templating import has_markers
 from handoff_provider.core.transfers import (
     OTF_KEY_HINTS,
     InputSpec,
@@ -588,6 +589,9 @@ def _describe(error: ValidationError) -> str:
         return f"{prefix}must be {words} (got {_type_name(error.instance)}{hint})"
     if kind in ("minItems", "minLength"):
         return f"{prefix}must not be empty"
+    if kind == "maxLength":
+        # e.g. a task name: it names files (artifacts/<task>.<n>.stderr.log) and Airflow tasks
+        return f"{prefix}must be at most {schema['maxLength']} characters"
     if kind == "pattern":
         hint = schema.get("x-hint", f"matching {schema['pattern']}")
         return f"{prefix}{error.instance!r} is not {hint}"
@@ -654,6 +658,9 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
         for index, stage in enumerate(stages):
             if stage.get("installs") and "venv" not in stage:
                 fail(f"{where}[{index}].installs", "needs a 'venv' to install into")
+            problem = _args_problem(stage.get("args", ""))
+            if problem:
+                fail(f"{where}[{index}].args", problem)
         venvs += [(f"{where}[{i}].venv", s["venv"]) for i, s in enumerate(stages) if "venv" in s]
     for where, name in venvs:
         if not _VENV_NAME.fullmatch(name):
@@ -705,6 +712,20 @@ def _transfers_from_document(document: Mapping[str, Any], source: str) -> Transf
         return TransfersSpec.from_mapping(document.get("transfers"), path="transfers")
     except ProjectError as exc:
         raise ProjectError(f"{source}: {exc}") from None
+
+
+def _args_problem(args: str) -> str | None:
+    """Why ``args`` without templates can't be split into words (checked at load time, so
+    ``config push`` refuses it rather than the run failing later). Args with templates
+    are split after rendering (:func:`handoff_provider.core.templating.split_args`)."""
+    if not args or has_markers(args):
+        return None
+    try:
+        shlex.split(args, posix=True)
+    except ValueError as exc:
+        # shlex's messages ("No closing quotation", "No escaped character") hold no value.
+        return f"cannot split args into words: {exc}"
+    return None
 
 
 def _check_unique_keys(entries: list[dict[str, Any]], where: str, fail: Any) -> None:

@@ -51,7 +51,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from handoff_provider.core.errors import InstallError, ProjectError
+from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
 
 log_ = logging.getLogger(__name__)
 
@@ -125,12 +125,26 @@ class Workspace:
         return self.artifacts_dir / "run.json"
 
     def prepare(self) -> Workspace:
-        """Create the directories (idempotent); ``config/`` is 0700 even if it existed."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.config_dir.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.config_dir, 0o700)
-        self.files_dir.mkdir(exist_ok=True)
-        self.artifacts_dir.mkdir(exist_ok=True)
+        """Create the directories (idempotent); ``config/`` is 0700 even if it existed.
+
+        A path that can't be a workspace (a file in the way, no permission, a read-only
+        file system) is a :class:`ConfigurationError` naming the path, not a traceback.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.config_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(self.config_dir, 0o700)
+            self.files_dir.mkdir(exist_ok=True)
+            self.artifacts_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.root
+            problem = (
+                "is not a directory (a file is in the way)"
+                if isinstance(exc, FileExistsError | NotADirectoryError)
+                else f"cannot be created or written ({exc.strerror or type(exc).__name__})"
+            )
+            shown = f"{self.root}" if where == self.root else f"{self.root}: {where}"
+            raise ConfigurationError(f"workspace {shown} {problem}") from None
         return self
 
     def _config_target(self, name: str) -> Path:
