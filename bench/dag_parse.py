@@ -7,6 +7,8 @@ config file, files/) and DAG folders of one file each, parsed with Airflow's ``D
                   (push_config -> push_files -> run: 3 tasks per DAG);
 * ``run_remote``  the same with ``mode="run_remote"`` (1 task per DAG, like the baseline);
 * ``baseline``    50 DAGs of one ``EmptyOperator`` each;
+* ``baseline_3``  50 DAGs of three chained ``EmptyOperator`` each: the factory's default
+                  shape, so ``ratio_same_shape=`` is the factory's cost beyond its task count;
 * ``baseline_s3`` the baseline plus one ``s3://`` outlet Asset: what any DAG with an S3
                   asset pays once per process (Airflow imports the Amazon provider's S3
                   URI handler, hence boto3), to show which part of the cold cost is ours.
@@ -61,7 +63,7 @@ globals().update(handoff_dags_for_folder({projects!r}, bucket="bench-bucket"{ext
 """
 
 BASELINE = """\
-# Airflow DAG file: {n} minimal DAGs of one EmptyOperator each
+# Airflow DAG file: {n} minimal DAGs of {tasks} chained EmptyOperator(s) each
 from datetime import datetime, timezone
 
 try:
@@ -79,7 +81,12 @@ for i in range({n}):
         start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
         catchup=False,
     ) as dag:
-        EmptyOperator(task_id="noop"{outlet})
+        previous = None
+        for t in range({tasks}):
+            task = EmptyOperator(task_id=f"noop_{{t}}"{outlet})
+            if previous is not None:
+                previous >> task
+            previous = task
     globals()[dag.dag_id] = dag
 """
 
@@ -121,9 +128,12 @@ def generate(root: Path) -> dict[str, Path]:
     for name, text in {
         "factory": FACTORY.format(projects=str(projects), extra=""),
         "run_remote": FACTORY.format(projects=str(projects), extra=', mode="run_remote"'),
-        "baseline": BASELINE.format(n=PROJECTS, outlet=""),
+        "baseline": BASELINE.format(n=PROJECTS, tasks=1, outlet=""),
+        "baseline_3": BASELINE.format(n=PROJECTS, tasks=3, outlet=""),
         "baseline_s3": BASELINE.format(
-            n=PROJECTS, outlet=', outlets=[Asset("s3://bench-bucket/x/last/")] if i == 0 else []'
+            n=PROJECTS,
+            tasks=1,
+            outlet=', outlets=[Asset("s3://bench-bucket/x/last/")] if i == 0 else []',
         ),
     }.items():
         folder = root / name
@@ -199,6 +209,9 @@ def main() -> None:
     base = med["baseline"]
     print(f"ratio={med['factory']['warm'] / base['warm']:.2f}")
     print(f"ratio_run_remote={med['run_remote']['warm'] / base['warm']:.2f}")
+    # The default factory DAG has 3 tasks: against DAGs of 3 chained EmptyOperators, this is
+    # what the factory itself costs beyond the task count.
+    print(f"ratio_same_shape={med['factory']['warm'] / med['baseline_3']['warm']:.2f}")
     print(f"cold_ratio={med['factory']['cold'] / base['cold']:.2f}")
     print(
         f"cold_ratio_vs_s3_asset_baseline={med['factory']['cold'] / med['baseline_s3']['cold']:.2f}"
