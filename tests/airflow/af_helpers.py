@@ -6,9 +6,11 @@ folders.)
 
 from __future__ import annotations
 
+import logging
 import os
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,91 @@ def extra_link_url(dag_run: Any, dag: Any, task_id: str, link: Any) -> str:
         return xcom_value(dag_run, task_id, key=link.xcom_key)
     ti = task_instance(dag_run, task_id)
     return link.get_link(dag.get_task(task_id), ti_key=ti.key)
+
+
+# ------------------------------------------------------------------ task logs
+
+
+class TaskLog:
+    """The task log lines written during a capture, masked the way Airflow masks task logs."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _from(name: str | None, logger_name: str | None) -> bool:
+    return (
+        name is None
+        or logger_name == name
+        or bool(logger_name and logger_name.startswith(f"{name}."))
+    )
+
+
+@contextmanager
+def capture_task_log(name: str | None = None) -> Iterator[TaskLog]:
+    """Capture what is logged to the logger ``name`` (and its children; every logger when
+    None) from any thread, through Airflow's own secrets masking, as a real task log.
+
+    Independent of where the console output goes and of what earlier tests did to the
+    logging setup (``dag.test()``, Airflow's ``configure_logging``): pytest's ``caplog`` and
+    ``capsys`` depend on both, so they are not used for task logs.
+
+    * Airflow 3 (structlog): a processor in front of the renderer, added to the configured
+      processor list *in place* (as ``structlog.testing.capture_logs`` does), so loggers
+      already bound and cached (``cache_logger_on_first_use``) pass through it too. It
+      applies the supervisor's ``mask_logs`` processor to a copy of each event.
+    * Airflow 2 (stdlib logging): a handler on the logger itself (not on the root, so
+      ``propagate`` and the root's handlers don't matter) with the task handler's
+      ``mask_secrets`` filter, the logger pinned at INFO (the task log's default level)
+      and ``MASK_SECRETS_IN_LOGS`` set as ``airflow tasks run`` sets it.
+
+    Masking happens when each line is emitted, so a value registered too late shows.
+    """
+    from handoff_provider._compat import AIRFLOW_V_3_0_PLUS
+
+    captured = TaskLog()
+    if AIRFLOW_V_3_0_PLUS:
+        import structlog
+        from airflow.sdk.log import mask_logs
+
+        processors = structlog.get_config()["processors"]
+        renderer = processors[-1]
+
+        def tee(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+            if _from(name, getattr(logger, "name", None) or event_dict.get("logger")):
+                masked = mask_logs(logger, method, dict(event_dict))
+                captured.lines.append(str(renderer(logger, method, dict(masked))))
+            return event_dict
+
+        processors.insert(len(processors) - 1, tee)
+        try:
+            yield captured
+        finally:
+            processors.remove(tee)
+        return
+
+    from airflow import settings
+    from airflow.utils.log.secrets_masker import _secrets_masker
+
+    class _Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.lines.append(self.format(record))
+
+    logger = logging.getLogger(name or "airflow.task")
+    previous = (settings.MASK_SECRETS_IN_LOGS, logger.level, logger.disabled)
+    settings.MASK_SECRETS_IN_LOGS = True  # what `airflow tasks run` sets
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    handler = _Capture()
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s - %(message)s"))
+    handler.addFilter(_secrets_masker())  # the task handler's "mask_secrets" filter
+    logger.addHandler(handler)
+    try:
+        yield captured
+    finally:
+        logger.removeHandler(handler)
+        settings.MASK_SECRETS_IN_LOGS, level, logger.disabled = previous
+        logger.setLevel(level)

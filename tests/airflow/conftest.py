@@ -13,7 +13,6 @@ the Airflow 2.10 venv selects them); helpers here only import what exists on bot
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -74,65 +73,17 @@ def airflow_db() -> Path:
 # --------------------------------------------------------------------------- task logs
 
 
-class TaskLog:
-    """The task log lines written during a test, masked the way Airflow masks task logs."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
 @pytest.fixture
-def task_log(airflow_db: Path) -> Iterator[TaskLog]:
-    """Capture task log lines through Airflow's own secrets masking, as a real task run.
+def task_log(airflow_db: Path) -> Iterator[Any]:
+    """The task log lines of the test, masked as a real task run masks them.
 
     ``dag.test()`` runs tasks in-process with the test process's console logging, which
-    does not mask; a real task's log does: on 2.x the ``mask_secrets`` filter of the task
-    handler, active once ``airflow tasks run`` sets ``MASK_SECRETS_IN_LOGS``; on 3.x the
-    supervisor's ``mask_logs`` structlog processor. This adds that same masking in front
-    of a capture (at the moment each line is emitted, so a value registered too late
-    shows) and removes it afterwards, leaving the logging of other tests untouched.
+    does not mask; a real task's log does (on 2.x the ``mask_secrets`` filter of the task
+    handler, on 3.x the supervisor's ``mask_logs`` structlog processor).
+    :func:`af_helpers.capture_task_log` adds that same masking in front of a capture and
+    removes it afterwards, leaving the logging of other tests untouched.
     """
-    from handoff_provider._compat import AIRFLOW_V_3_0_PLUS
+    from af_helpers import capture_task_log  # after the environment above is set
 
-    captured = TaskLog()
-    if AIRFLOW_V_3_0_PLUS:
-        import structlog
-        from airflow.sdk.log import mask_logs
-
-        config = structlog.get_config()
-        processors = list(config["processors"])
-        renderer = processors[-1]
-
-        def tee(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-            masked = mask_logs(logger, method, dict(event_dict))
-            captured.lines.append(str(renderer(logger, method, dict(masked))))
-            return event_dict
-
-        structlog.configure(processors=[*processors[:-1], tee, renderer])
-        try:
-            yield captured
-        finally:
-            structlog.configure(processors=processors)
-    else:
-        from airflow import settings
-        from airflow.utils.log.secrets_masker import _secrets_masker
-
-        class _Capture(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                captured.lines.append(self.format(record))
-
-        previous = settings.MASK_SECRETS_IN_LOGS
-        settings.MASK_SECRETS_IN_LOGS = True  # what `airflow tasks run` sets
-        handler = _Capture()
-        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s - %(message)s"))
-        handler.addFilter(_secrets_masker())  # the task handler's "mask_secrets" filter
-        task_logger = logging.getLogger("airflow.task")
-        task_logger.addHandler(handler)
-        try:
-            yield captured
-        finally:
-            task_logger.removeHandler(handler)
-            settings.MASK_SECRETS_IN_LOGS = previous
+    with capture_task_log() as captured:
+        yield captured

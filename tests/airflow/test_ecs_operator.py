@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ import pytest
 
 pytest.importorskip("airflow.providers.amazon")
 
+from af_helpers import capture_task_log
 from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 
@@ -224,12 +224,6 @@ def make_operator(
     )
 
 
-def task_log(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> str:
-    """What the task logged: stdlib logging (Airflow 2) or structlog's console (Airflow 3)."""
-    out, err = capsys.readouterr()
-    return caplog.text + out + err
-
-
 def env_of(override: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in override["environment"]}
 
@@ -343,8 +337,6 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     stack: str,
     tmp_path: Path,
     runtime_handoff: Path,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """execute() sends run_task with the handoff command/env; that exact request, run as the
     container would run it, archives the word-count artifacts to runs/<key>/ and last/."""
@@ -365,8 +357,8 @@ def test_contract_operator_request_runs_the_project_like_the_container(
         make_operator(ecs_world, stack=stack, bucket=bucket, vars={"greeting": "hello world"})
     )
     context = make_context()
-    caplog.set_level(logging.INFO)
-    summary = op.execute(context)
+    with capture_task_log(op.log.name) as task_log:  # the operator's log, from any thread
+        summary = op.execute(context)
 
     # The request on the wire: Fargate, awsvpc network, the reattach token, our override.
     assert len(fargate.requests) == 1
@@ -436,7 +428,7 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     # The Airflow task log shows the container's log (forwarded from CloudWatch).
     container_lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert container_lines
-    assert container_lines[-1] in task_log(caplog, capsys)
+    assert container_lines[-1] in task_log.text()
     # The CloudWatch link points at the container's stream.
     link = ti.xcom["cloudwatch_events"]
     assert link["awslogs_group"] == ecs_world.log_group
@@ -475,8 +467,6 @@ def test_nonzero_exit_fails_the_task_with_the_log_tail(
     ecs_world: EcsWorld,
     bucket: str,
     stack: str,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     lines = [f"line {i}" for i in range(1, 13)] + [
         "handoff: run failed: task default, stage 2 (wc) exited with 3"
@@ -485,15 +475,14 @@ def test_nonzero_exit_fails_the_task_with_the_log_tail(
     op = fargate.attach(
         make_operator(ecs_world, stack=stack, bucket=bucket, number_logs_exception=4)
     )
-    caplog.set_level(logging.INFO)
     context = make_context()
-    with pytest.raises(AirflowException) as failure:
+    with capture_task_log(op.log.name) as task_log, pytest.raises(AirflowException) as failure:
         op.execute(context)
     message = str(failure.value)
     assert "not in success state" in message
     assert "stage 2 (wc) exited with 3" in message  # the tail of the container log...
     assert "line 10" in message and "line 9" not in message  # ...the last 4 lines only
-    log = task_log(caplog, capsys)
+    log = task_log.text()
     assert f"s3://{bucket}/{stack}/runs/" in log  # where the failed run's artifacts are
     outcome = context["ti"].xcom["handoff_outcome"]  # as the local run: the failed summary
     assert outcome["status"] == "failed" and outcome["task_arn"] in fargate.exit_codes
