@@ -24,6 +24,9 @@ class _HandoffPushOperator(_HandoffAwsMixin, BaseOperator):
 
     ui_color = "#f4f0e8"
 
+    #: what the operator pushes, in its log line and failure message
+    _what: str
+
     def _set_common(
         self,
         project_dir: str | os.PathLike[str],
@@ -33,8 +36,8 @@ class _HandoffPushOperator(_HandoffAwsMixin, BaseOperator):
         region_name: str | None,
         verify: bool | str | None,
         botocore_config: dict[str, Any] | None,
-        config_name: str | None,
-        kms_key_id: str | None,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
     ) -> None:
         self.project_dir = os.fspath(project_dir)
         self.stack = stack
@@ -45,6 +48,21 @@ class _HandoffPushOperator(_HandoffAwsMixin, BaseOperator):
         self.botocore_config = botocore_config
         self.config_name = config_name
         self.kms_key_id = kms_key_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from handoff_provider.core.errors import HandoffError
+
+        project_dir = Path(self.project_dir).expanduser()
+        try:
+            result = self._push(project_dir)
+        except HandoffError as exc:
+            raise AirflowException(f"handoff {self._what} push failed: {exc}") from None
+        self.log.info("%s of %s pushed: %s", self._what, project_dir, result)
+        return result.to_dict()
+
+    def _push(self, project_dir: Path) -> Any:
+        """Push ``project_dir``; returns the store's result (``to_dict()`` is the XCom)."""
+        raise NotImplementedError
 
 
 class HandoffConfigPushOperator(_HandoffPushOperator):
@@ -65,6 +83,7 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
     """
 
     template_fields: Sequence[str] = ("project_dir", "stack", "bucket", "config_name")
+    _what = "config"
 
     def __init__(
         self,
@@ -83,33 +102,18 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
     ) -> None:
         super().__init__(**kwargs)
         self._set_common(
-            project_dir,
-            stack,
-            bucket,
-            aws_conn_id,
-            region_name,
-            verify,
-            botocore_config,
-            config_name,
-            kms_key_id,
-        )
+            project_dir, stack, bucket, aws_conn_id, region_name, verify, botocore_config,
+            config_name, kms_key_id,
+        )  # fmt: skip
         self.allow_advanced_tier = allow_advanced_tier
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from handoff_provider.core.errors import HandoffError
+    def _push(self, project_dir: Path) -> Any:
         from handoff_provider.core.project import compile_document, project_from_document
 
-        project_dir = Path(self.project_dir).expanduser()
-        try:
-            document = compile_document(project_dir)
-            project = project_from_document(document, source=str(project_dir / "project.yml"))
-            mask_values(project.secret_values())
-            remote = self.remote()
-            result = remote.config.push(document, allow_advanced_tier=self.allow_advanced_tier)
-        except HandoffError as exc:
-            raise AirflowException(f"handoff config push failed: {exc}") from None
-        self.log.info("config of %s pushed: %s", project_dir, result)
-        return result.to_dict()
+        document = compile_document(project_dir)
+        project = project_from_document(document, source=str(project_dir / "project.yml"))
+        mask_values(project.secret_values())
+        return self.remote().config.push(document, allow_advanced_tier=self.allow_advanced_tier)
 
 
 class HandoffFilesPushOperator(_HandoffPushOperator):
@@ -122,6 +126,7 @@ class HandoffFilesPushOperator(_HandoffPushOperator):
     """
 
     template_fields: Sequence[str] = ("project_dir", "stack", "bucket")
+    _what = "files"
 
     def __init__(
         self,
@@ -137,24 +142,8 @@ class HandoffFilesPushOperator(_HandoffPushOperator):
     ) -> None:
         super().__init__(**kwargs)
         self._set_common(
-            project_dir,
-            stack,
-            bucket,
-            aws_conn_id,
-            region_name,
-            verify,
-            botocore_config,
-            None,
-            None,
+            project_dir, stack, bucket, aws_conn_id, region_name, verify, botocore_config
         )
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from handoff_provider.core.errors import HandoffError
-
-        files_dir = Path(self.project_dir).expanduser() / "files"
-        try:
-            result = self.remote().files.push(files_dir)
-        except HandoffError as exc:
-            raise AirflowException(f"handoff files push failed: {exc}") from None
-        self.log.info("files of %s pushed: %s", self.project_dir, result)
-        return result.to_dict()
+    def _push(self, project_dir: Path) -> Any:
+        return self.remote().files.push(project_dir / "files")
