@@ -83,6 +83,10 @@ def _seconds(value: Seconds | None, name: str) -> float | None:
     return seconds
 
 
+#: The fields of :class:`WatchCriteria`, as the attributes :meth:`WatchCriteria.from_fields` reads.
+_CRITERIA_FIELDS = ("bucket", "prefix", "file_regex", "min_size", "max_size", "min_age", "max_age")
+
+
 @dataclass(frozen=True)
 class WatchCriteria:
     """What makes an object a match (validated once, reused on every poke)."""
@@ -107,6 +111,7 @@ class WatchCriteria:
         min_age: Seconds | None = None,
         max_age: Seconds | None = None,
     ) -> WatchCriteria:
+        """Validated criteria (:class:`ConfigurationError` naming the bad field)."""
         if not bucket:
             raise ConfigurationError("file watch: bucket is required")
         try:
@@ -131,6 +136,18 @@ class WatchCriteria:
             max_size=None if max_size is None else int(max_size),
             min_age=low,
             max_age=high,
+        )
+
+    @classmethod
+    def from_fields(cls, source: Any, **overrides: Any) -> WatchCriteria:
+        """:meth:`build` from the same-named attributes of ``source`` (a sensor, a trigger,
+        an input spec), ``overrides`` (e.g. ``prefix=``) taking precedence."""
+        values = {
+            name: overrides[name] if name in overrides else getattr(source, name)
+            for name in _CRITERIA_FIELDS
+        }
+        return cls.build(
+            values.pop("bucket"), values.pop("prefix"), values.pop("file_regex"), **values
         )
 
     def accepts(self, key: str, size: int, last_modified: datetime, now: datetime) -> bool:

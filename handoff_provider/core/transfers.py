@@ -264,15 +264,7 @@ class InputSpec:
         return spec
 
     def criteria(self) -> WatchCriteria:
-        return WatchCriteria.build(
-            self.bucket,
-            self.directory,
-            self.file_regex,
-            min_size=self.min_size,
-            max_size=self.max_size,
-            min_age=self.min_age,
-            max_age=self.max_age,
-        )
+        return WatchCriteria.from_fields(self, prefix=self.directory)
 
 
 @dataclass(frozen=True)

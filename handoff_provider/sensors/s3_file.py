@@ -26,7 +26,7 @@ from typing import Any
 
 from handoff_provider._compat import AIRFLOW_V_3_0_PLUS, AirflowException, airflow_setting
 from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria
-from handoff_provider.triggers.s3_file import HandoffS3FileTrigger
+from handoff_provider.triggers.s3_file import HandoffS3FileTrigger, s3_client
 
 # Sensor names are not (yet) in _compat; gated here the same way.
 if AIRFLOW_V_3_0_PLUS:
@@ -113,20 +113,10 @@ class HandoffS3FileSensor(BaseSensorOperator):
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
 
     def _criteria(self) -> WatchCriteria:
-        return WatchCriteria.build(
-            self.bucket,
-            self.prefix,
-            self.file_regex,
-            min_size=self.min_size,
-            max_size=self.max_size,
-            min_age=self.min_age,
-            max_age=self.max_age,
-        )
+        return WatchCriteria.from_fields(self)
 
     def _s3_client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).get_conn()
+        return s3_client(self.aws_conn_id, self.region_name)
 
     def poke(self, context: Any) -> PokeReturnValue:
         criteria = self._criteria()

@@ -24,7 +24,14 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria, normalize_prefix
 
-__all__ = ["HandoffS3FileTrigger"]
+__all__ = ["HandoffS3FileTrigger", "s3_client"]
+
+
+def s3_client(aws_conn_id: str | None, region_name: str | None) -> Any:
+    """The S3 client of an Airflow AWS connection (the trigger's and the sensor's polls)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id, region_name=region_name).get_conn()
 
 
 class HandoffS3FileTrigger(BaseTrigger):
@@ -80,20 +87,10 @@ class HandoffS3FileTrigger(BaseTrigger):
         )
 
     def _criteria(self) -> WatchCriteria:
-        return WatchCriteria.build(
-            self.bucket,
-            self.prefix,
-            self.file_regex,
-            min_size=self.min_size,
-            max_size=self.max_size,
-            min_age=self.min_age,
-            max_age=self.max_age,
-        )
+        return WatchCriteria.from_fields(self)
 
     def _client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).get_conn()
+        return s3_client(self.aws_conn_id, self.region_name)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
