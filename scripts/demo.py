@@ -22,6 +22,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,23 @@ def start_local_aws() -> LocalAws:
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     print(f"moto server: {endpoint} (AWS_ENDPOINT_URL)")
     return LocalAws(endpoint=endpoint, server=server)
+
+
+@contextmanager
+def local_session(prefix: str, *, keep: bool, kept: str) -> Iterator[Path]:
+    """A temporary directory and the local AWS (:func:`start_local_aws`) for a demo: the
+    server is stopped and the directory removed at the end, unless ``keep`` (then its
+    path is printed as ``kept``)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    aws = start_local_aws()
+    try:
+        yield workdir
+    finally:
+        aws.stop()
+        if keep:
+            print(f"\n{kept} kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def create_bucket(bucket: str = BUCKET) -> None:
@@ -179,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="handoff-demo-"))
-    aws = start_local_aws()
-    try:
+    with local_session("handoff-demo-", keep=args.keep, kept="work directory") as workdir:
         create_bucket()
         use_stack(workdir)
         push_project()
@@ -196,12 +213,6 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("demo: the state did not advance between the runs")
         print("\nthe second run resumed from the state the first one published under last/")
         show_locations()
-    finally:
-        aws.stop()
-        if args.keep:
-            print(f"\nwork directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     print("\ndemo: OK")
     return 0
 

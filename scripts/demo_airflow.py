@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -91,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="handoff-airflow-demo-"))
-    aws = demo.start_local_aws()
-    try:
+    with demo.local_session("handoff-airflow-demo-", keep=args.keep, kept="AIRFLOW_HOME") as home:
         demo.create_bucket(BUCKET)
         env = airflow_env(home)
         print(f"AIRFLOW_HOME={home} (SQLite), DAGs from {ROOT / 'dags'}")
@@ -117,12 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print("the second run resumed from the state the first one published under last/")
         demo.show_locations(stack=STACK, bucket=BUCKET)
         print(f"task logs : {home / 'logs'}")
-    finally:
-        aws.stop()
-        if args.keep:
-            print(f"\nAIRFLOW_HOME kept: {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
     print("\ndemo (Airflow): OK")
     return 0
 
