@@ -67,6 +67,21 @@ def _add_run_variables(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _command(
+    verbs: Any, name: str, help: str, *, workspace: bool = False, project: bool | None = None
+) -> argparse.ArgumentParser:
+    """The sub-command ``name`` with its option groups, in this order: ``-w`` (when
+    ``workspace``), ``-p`` (required when ``project`` is True, optional when False, absent
+    when None) and the remote options (every sub-command made here takes them)."""
+    parser = verbs.add_parser(name, help=help)
+    if workspace:
+        _add_workspace(parser)
+    if project is not None:
+        _add_project(parser, required=project)
+    _add_remote_options(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handoff",
@@ -77,14 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = verbs.add_parser("config", help="compiled project config (SSM)")
     config_verbs = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    config_print = config_verbs.add_parser(
-        "print", help="print the compiled config document (local with -p, else from SSM)"
+    _command(
+        config_verbs,
+        "print",
+        "print the compiled config document (local with -p, else from SSM)",
+        project=False,
     )
-    _add_project(config_print, required=False)
-    _add_remote_options(config_print)
-    config_push = config_verbs.add_parser("push", help="compile the project and store it in SSM")
-    _add_project(config_push, required=True)
-    _add_remote_options(config_push)
+    config_push = _command(
+        config_verbs, "push", "compile the project and store it in SSM", project=True
+    )
     config_push.add_argument(
         "--allow-advanced-tier",
         action="store_true",
@@ -94,43 +110,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     files = verbs.add_parser("files", help="run-time files (S3)")
     files_verbs = files.add_subparsers(dest="action", required=True, metavar="ACTION")
-    files_push = files_verbs.add_parser(
-        "push", help="sync PROJECT/files/ to s3://BUCKET/STACK/files/"
+    _command(files_verbs, "push", "sync PROJECT/files/ to s3://BUCKET/STACK/files/", project=True)
+    _command(
+        files_verbs, "get", "sync s3://BUCKET/STACK/files/ to WORKSPACE/files/", workspace=True
     )
-    _add_project(files_push, required=True)
-    _add_remote_options(files_push)
-    files_get = files_verbs.add_parser(
-        "get", help="sync s3://BUCKET/STACK/files/ to WORKSPACE/files/"
-    )
-    _add_workspace(files_get)
-    _add_remote_options(files_get)
 
     artifacts = verbs.add_parser("artifacts", help="run artifacts (S3)")
     artifacts_verbs = artifacts.add_subparsers(dest="action", required=True, metavar="ACTION")
-    artifacts_push = artifacts_verbs.add_parser(
-        "push", help="upload WORKSPACE/artifacts/ to STACK/runs/<run-key>/ (and last/ on success)"
+    artifacts_push = _command(
+        artifacts_verbs,
+        "push",
+        "upload WORKSPACE/artifacts/ to STACK/runs/<run-key>/ (and last/ on success)",
+        workspace=True,
     )
-    _add_workspace(artifacts_push)
-    _add_remote_options(artifacts_push)
     artifacts_push.add_argument("--run-key", help="run key (default: timestamp + random suffix)")
-    artifacts_get = artifacts_verbs.add_parser(
-        "get", help="download STACK/last/ into WORKSPACE/artifacts/"
+    _command(
+        artifacts_verbs, "get", "download STACK/last/ into WORKSPACE/artifacts/", workspace=True
     )
-    _add_workspace(artifacts_get)
-    _add_remote_options(artifacts_get)
 
     workspace = verbs.add_parser("workspace", help="workspace set-up")
     workspace_verbs = workspace.add_subparsers(dest="action", required=True, metavar="ACTION")
-    install = workspace_verbs.add_parser("install", help="create the venvs and run their installs")
-    _add_workspace(install)
-    _add_project(install, required=False)
-    _add_remote_options(install)
+    install = _command(
+        workspace_verbs,
+        "install",
+        "create the venvs and run their installs",
+        workspace=True,
+        project=False,
+    )
     install.add_argument("--venv-cache", type=Path, help="venv cache directory")
 
-    run = verbs.add_parser("run", help="run the project's tasks in the workspace")
-    _add_workspace(run)
-    _add_project(run, required=False)
-    _add_remote_options(run)
+    run = _command(
+        verbs, "run", "run the project's tasks in the workspace", workspace=True, project=False
+    )
     _add_run_variables(run)
     run.add_argument(
         "-a",
@@ -144,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = verbs.add_parser("show", help="inspect a project")
     show_verbs = show.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show_commands = show_verbs.add_parser("commands", help="print the pipelines as shell lines")
-    _add_project(show_commands, required=False)
-    _add_remote_options(show_commands)
+    _command(show_verbs, "commands", "print the pipelines as shell lines", project=False)
 
     add_watch_parser(verbs)
     return parser
