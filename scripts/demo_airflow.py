@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"state after run 2: {demo._state_text(states[1])}")
         print("the second run resumed from the state the first one published under last/")
         demo.show_locations(stack=STACK, bucket=BUCKET)
-        print(f"task logs : {home / 'logs'}")
+        if args.keep:
+            print(f"task logs : {home / 'logs'}")
+        else:
+            print("task logs : removed with the temporary AIRFLOW_HOME (run with --keep to look)")
     print("\ndemo (Airflow): OK")
     return 0
 
