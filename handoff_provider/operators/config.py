@@ -108,12 +108,13 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
         self.allow_advanced_tier = allow_advanced_tier
 
     def _push(self, project_dir: Path) -> Any:
-        from handoff_provider.core.project import compile_document, project_from_document
+        from handoff_provider.core.project import load_project
 
-        document = compile_document(project_dir)
-        project = project_from_document(document, source=str(project_dir / "project.yml"))
+        project = load_project(project_dir)
         mask_values(project.secret_values())
-        return self.remote().config.push(document, allow_advanced_tier=self.allow_advanced_tier)
+        return self.remote().config.push(
+            project.document, allow_advanced_tier=self.allow_advanced_tier
+        )
 
 
 class HandoffFilesPushOperator(_HandoffPushOperator):
