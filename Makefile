@@ -6,7 +6,7 @@ VENV := .venv
 VENV_AF2 := .venv-af2
 UV = $(VENV)/bin/uv
 
-.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean
+.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean project-validator
 
 venv: $(VENV)/.ready
 venv-af2: $(VENV_AF2)/.ready
@@ -41,6 +41,11 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check handoff_provider tests bench dags
 	$(VENV)/bin/ruff format --check handoff_provider tests bench dags
+
+# project_schema.json compiled ahead of time (see the script's docstring for why 2.20.0)
+project-validator: venv
+	$(UV) run -q --isolated --no-project -p $(VENV)/bin/python --with fastjsonschema==2.20.0 \
+		python scripts/generate_project_validator.py
 
 clean:
 	rm -rf $(VENV) $(VENV_AF2) build *.egg-info .pytest_cache

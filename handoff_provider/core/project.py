@@ -30,21 +30,17 @@ through exactly the same validation when it comes back from SSM.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ProjectError
@@ -477,22 +473,16 @@ def _load_yaml(path: Path, *, source: str) -> dict[str, Any]:
 
 @cache
 def _schema() -> dict[str, Any]:
-    text = resources.files("handoff_provider.core").joinpath("project_schema.json").read_text()
+    # Next to this module (package data); importlib.resources would cost more to import.
+    text = Path(__file__).with_name("project_schema.json").read_text(encoding="utf-8")
     return json.loads(text)
-
-
-@cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(_schema())
 
 
 def _normalise(document: dict[str, Any], *, source: str) -> dict[str, Any]:
     """Validate ``document`` and return its canonical form (a new dict)."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: _error_order(document, e))
-    if errors:
-        shown = "; ".join(_describe(error) for error in errors[:_MAX_ERRORS])
-        more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
-        raise ProjectError(f"{source}: {shown}{more}")
+    problems = _schema_problems(document)
+    if problems:
+        raise ProjectError(f"{source}: {problems}")
     canonical = _canonical(document, _schema())
     _check_semantics(canonical, source=source)
     return canonical
@@ -520,11 +510,47 @@ def _canonical(value: Any, schema: Mapping[str, Any]) -> Any:
     return copy.deepcopy(value)
 
 
-def _error_order(document: Any, error: ValidationError) -> list[int]:
-    """Position of the error in document order (keys in the order they were written)."""
+def _schema_problems(document: Any) -> str | None:
+    """``None`` when ``document`` follows the schema, else one line describing the errors.
+
+    The check is the schema compiled ahead of time by fastjsonschema
+    (``_project_validator.py``, see scripts/generate_project_validator.py): it costs a few
+    milliseconds, where importing jsonschema costs a third of a second. It stops at the
+    first error, so a rejected document is validated again by jsonschema, which reports
+    every error (the first few are shown, in document order). The compiled check is the
+    stricter one in a corner (its ``$`` doesn't match before a trailing newline): when
+    jsonschema finds nothing, its own first error is described.
+    """
+    from fastjsonschema import JsonSchemaValueException
+
+    from handoff_provider.core._project_validator import validate
+
+    try:
+        validate(document)
+        return None
+    except JsonSchemaValueException as exc:
+        first = exc
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(
+        Draft202012Validator(_schema()).iter_errors(document),
+        key=lambda e: _error_order(document, e.absolute_path),
+    )
+    if not errors:
+        path = [int(p) if p.isdigit() else p for p in first.path[1:]]  # [0] is "data"
+        return _describe(path, first.rule, first.definition, first.value)
+    shown = "; ".join(
+        _describe(e.absolute_path, e.validator, e.schema, e.instance) for e in errors[:_MAX_ERRORS]
+    )
+    more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
+    return f"{shown}{more}"
+
+
+def _error_order(document: Any, error_path: Iterable[Any]) -> list[int]:
+    """Position of an error in document order (keys in the order they were written)."""
     order: list[int] = []
     node = document
-    for step in error.absolute_path:
+    for step in error_path:
         if isinstance(node, dict):
             order.append(list(node).index(step))
         elif isinstance(node, list):
@@ -567,26 +593,29 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(error: ValidationError) -> str:
-    """One line for a schema error: key path + what is wrong, never the offending value."""
-    where = _path(error.absolute_path)
+def _describe(path: Iterable[Any], kind: Any, schema: Any, instance: Any) -> str:
+    """One line for a schema error: key path + what is wrong, never the offending value.
+
+    ``kind`` is the failing keyword (``type``, ``required``, ...), ``schema`` the
+    (sub)schema holding it and ``instance`` the part of the document it rejects.
+    """
+    where = _path(path)
     prefix = f"{where}: " if where else ""
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
-    kind = error.validator
+    schema = schema if isinstance(schema, Mapping) else {}
     if kind == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        unknown = [key for key in error.instance if key not in allowed]
+        unknown = [key for key in instance if key not in allowed]
         return prefix + "; ".join(_unknown_key(key, allowed) for key in unknown)
     if kind == "required":
-        missing = [key for key in schema.get("required", []) if key not in error.instance]
+        missing = [key for key in schema.get("required", []) if key not in instance]
         return prefix + ", ".join(f"missing key '{key}'" for key in missing)
     if kind == "type":
         wanted = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
         hint = ""
-        if isinstance(error.instance, bool) and "string" in wanted:
+        if isinstance(instance, bool) and "string" in wanted:
             hint = "; quote it if you meant the text"
-        return f"{prefix}must be {words} (got {_type_name(error.instance)}{hint})"
+        return f"{prefix}must be {words} (got {_type_name(instance)}{hint})"
     if kind in ("minItems", "minLength"):
         return f"{prefix}must not be empty"
     if kind == "maxLength":
@@ -594,7 +623,7 @@ def _describe(error: ValidationError) -> str:
         return f"{prefix}must be at most {schema['maxLength']} characters"
     if kind == "pattern":
         hint = schema.get("x-hint", f"matching {schema['pattern']}")
-        return f"{prefix}{error.instance!r} is not {hint}"
+        return f"{prefix}{instance!r} is not {hint}"
     if kind == "enum":
         return f"{prefix}must be one of " + ", ".join(repr(v) for v in schema["enum"])
     if kind == "minimum":
@@ -605,6 +634,8 @@ def _describe(error: ValidationError) -> str:
 
 
 def _unknown_key(key: Any, allowed: list[str]) -> str:
+    import difflib  # error path only
+
     # Users coming from Open Task Framework write its camelCase names (fileRegex, ...).
     otf = OTF_KEY_HINTS.get(str(key))
     close = [otf] if otf in allowed else []
