@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from handoff_provider.core.s3_watch import WatchTimeout, wait_for_files
-
 __all__ = ["EXIT_TIMEOUT", "add_watch_parser", "run_watch"]
 
 EXIT_TIMEOUT = 3
@@ -80,6 +78,7 @@ def run_watch(args: argparse.Namespace, *, client: Any = None, out: TextIO | Non
     """Handler of ``handoff watch``; ``client`` (an S3 client) and ``out`` (default
     stdout, where only the JSON lines go) are injectable for tests."""
     from handoff_provider.core.errors import ConfigurationError
+    from handoff_provider.core.s3_watch import WatchTimeout, wait_for_files
 
     bucket = args.bucket or os.environ.get("HANDOFF_BUCKET") or os.environ.get("S3_BUCKET_NAME")
     if not bucket:

@@ -17,16 +17,16 @@ import re
 import shlex
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import HandoffError, TemplateError
 
 if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     from handoff_provider.core.project import Project
 
 _MARKERS = ("{{", "{%", "{#")
@@ -47,12 +47,18 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-    finalize=_finalize,
-)
+@cache
+def _environment() -> ImmutableSandboxedEnvironment:
+    """The sandboxed Jinja environment, made (and Jinja imported) on first use only: a
+    run whose texts hold no markers never pays for importing Jinja."""
+    import jinja2.sandbox
+
+    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        finalize=_finalize,
+    )
 
 
 def has_markers(text: str) -> bool:
@@ -87,6 +93,9 @@ def render_text(
     """
     if not has_markers(template):
         return template
+    import jinja2
+    from jinja2.sandbox import SecurityError
+
     multiline = "\n" in template.rstrip("\n")
 
     def fail(message: str, line: int | None) -> TemplateError:
@@ -94,7 +103,7 @@ def render_text(
         return TemplateError(f"{source}: {where}{message}")
 
     try:
-        compiled = _ENV.from_string(template, globals=dict(functions or {}))
+        compiled = _environment().from_string(template, globals=dict(functions or {}))
     except jinja2.TemplateSyntaxError as exc:
         raise fail(f"template syntax error: {exc.message}", exc.lineno) from None
     try:

@@ -31,7 +31,6 @@ No Airflow here: every function takes a plain boto3 S3 client.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tempfile
@@ -107,6 +106,8 @@ def check_mapping_keys(
     allowed = tuple(allowed)
     for key in data:
         if key not in allowed:
+            import difflib  # error path only
+
             hint = OTF_KEY_HINTS.get(str(key)) or next(
                 iter(difflib.get_close_matches(str(key), allowed, n=1)), None
             )

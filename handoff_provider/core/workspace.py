@@ -33,6 +33,7 @@ re-run as written. Anything else (``sh`` syntax, ``make``, scripts) runs as writ
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -48,8 +49,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock, Timeout
 
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
 
@@ -423,8 +422,13 @@ class VenvCache:
         self.cache_dir = self.cache_dir or default_cache_dir().absolute()
         self.python = python or sys.executable
         self._python_identity: dict[str, str] | None = None
-        want_uv = _use_uv_default() if use_uv is None else use_uv
-        self.uv = find_uv() if want_uv else None
+        self._want_uv = _use_uv_default() if use_uv is None else use_uv
+
+    @functools.cached_property
+    def uv(self) -> str | None:
+        """The uv binary, when wanted and found: looked up the first time a venv is built
+        (a run without venvs doesn't scan ``PATH`` for it)."""
+        return find_uv() if self._want_uv else None
 
     # -- keys
 
@@ -493,6 +497,8 @@ class VenvCache:
         venv_dir = self.path_for(installs, ws)
         if self.is_complete(venv_dir):
             return venv_dir
+        from filelock import FileLock, Timeout  # only when a venv is built (start-up cost)
+
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(venv_dir) + ".lock")
         try:
@@ -519,6 +525,8 @@ class VenvCache:
 
     def _clean_stale(self, *, keep: Path, log: LogFn) -> None:
         """Remove other incomplete venv dirs nobody is building (failed/killed builds)."""
+        from filelock import FileLock, Timeout
+
         for entry in self.cache_dir.iterdir():
             if entry == keep or not entry.is_dir() or entry.is_symlink():
                 continue
