@@ -8,14 +8,20 @@ downloaded, local files absent remotely are removed. Every key is checked before
 is written, so a key that would escape the destination aborts the get with nothing done.
 
 Permission bits travel in ``x-amz-meta-handoff-mode`` so an executable script in
-``files/`` (``command: files/collect.py``) stays executable after a get. A change of mode
-alone (same content) is not detected as a change.
+``files/`` (``command: files/collect.py``) stays executable after a get; a change of the
+executable bit alone is a change (uploaded, downloaded again).
+
+What a sync learned (local digests, objects' metadata) is kept next to the synced
+directory (``PROJECT/.handoff/``, ``WORKSPACE/.handoff/``, see :mod:`.sync_cache`): a
+re-sync with nothing changed lists the prefix once and hashes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,14 +32,15 @@ from handoff_provider.core.stores._aws import MAX_CONCURRENCY, s3_uri
 from handoff_provider.core.stores.s3sync import (
     META_MODE,
     META_SHA256,
+    Candidate,
     FileDigest,
     RemoteObject,
     Stopwatch,
     SyncResult,
     Transfer,
+    cached_digest,
     delete_keys,
     digest_file,
-    digests_of,
     find_unchanged,
     head_object,
     is_directory_marker,
@@ -43,9 +50,9 @@ from handoff_provider.core.stores.s3sync import (
     remove_empty_dirs,
     run_transfers,
     safe_relative_key,
-    sha256_file,
     upload_extra_args,
 )
+from handoff_provider.core.stores.sync_cache import RemoteRecord, SyncCache
 
 log = logging.getLogger(__name__)
 
@@ -76,33 +83,65 @@ class FilesStore:
         clock = Stopwatch()
         result = SyncResult(source=str(local_dir), target=self.uri)
         local = local_files(local_dir)
-        digests = digests_of(local)
-        client = self._client()
-        remote = list_objects(client, self.bucket, self.prefix)
-        unchanged = find_unchanged(
-            client,
-            self.bucket,
-            ((rel, remote[rel], digests[rel]) for rel in local if rel in remote),
-        )
-        transfers = [
-            Transfer(
-                kind="upload",
-                key=self.prefix + relative,
-                path=path,
-                extra_args=upload_extra_args(path, digests[relative].sha256),
+        cache = SyncCache.for_sync(local_dir, self.uri)
+        try:
+            stats = {rel: path.stat() for rel, path in local.items()}
+            digests = {rel: cached_digest(cache, rel, local[rel], stats[rel]) for rel in local}
+            client = self._client()
+            remote = list_objects(client, self.bucket, self.prefix)
+            candidates = (
+                Candidate(rel, remote[rel], digests[rel], stats[rel].st_mode)
+                for rel in local
+                if rel in remote
             )
-            for relative, path in local.items()
-            if relative not in unchanged
-        ]
-        run_transfers(client, self.bucket, transfers)
-        stale = [obj.key for rel, obj in remote.items() if rel not in local]
-        delete_keys(client, self.bucket, stale)
-        result.uploaded = [item.key[len(self.prefix) :] for item in transfers]
+            unchanged = find_unchanged(client, self.bucket, candidates, cache)
+            uploads = [rel for rel in local if rel not in unchanged]
+            run_transfers(
+                client,
+                self.bucket,
+                [
+                    Transfer(
+                        kind="upload",
+                        key=self.prefix + rel,
+                        path=local[rel],
+                        extra_args=upload_extra_args(
+                            local[rel], digests[rel].sha256, stats[rel].st_mode
+                        ),
+                    )
+                    for rel in uploads
+                ],
+            )
+            if uploads:
+                self._remember_uploads(client, cache, uploads, digests, stats)
+            stale = [obj.key for rel, obj in remote.items() if rel not in local]
+            delete_keys(client, self.bucket, stale)
+        finally:
+            cache.save()
+        result.uploaded = uploads
         result.deleted = sorted(key[len(self.prefix) :] for key in stale)
         result.unchanged = sorted(unchanged)
         result.bytes_transferred = sum(digests[rel].size for rel in result.uploaded)
         result.seconds = clock.elapsed()
         return result
+
+    def _remember_uploads(
+        self,
+        client: Any,
+        cache: SyncCache,
+        uploads: list[str],
+        digests: dict[str, FileDigest],
+        stats: dict[str, os.stat_result],
+    ) -> None:
+        """Record the metadata just uploaded, for the objects that the listing shows with
+        the ETag we computed (one listing; the next sync then needs no HEAD for them)."""
+        listed = list_objects(client, self.bucket, self.prefix)
+        for rel in uploads:
+            obj, digest = listed.get(rel), digests[rel]
+            if obj is None or (obj.etag, obj.size) != (digest.etag, digest.size):
+                continue  # not ours after all, or not an MD5 ETag (SSE-KMS): ask next time
+            mode = f"{stat.S_IMODE(stats[rel].st_mode):o}"
+            record = RemoteRecord(obj.etag, obj.size, obj.last_modified, digest.sha256, mode)
+            cache.remember_remote(rel, record)
 
     def get(self, dest_dir: Path) -> SyncResult:
         """Mirror the remote prefix into ``dest_dir``: download changed, remove extra files."""
@@ -119,20 +158,23 @@ class FilesStore:
         _refuse_file_dir_clashes(remote)
 
         local = local_files(dest_dir, outside_links="skip")
-        digests: dict[str, FileDigest] = {
-            rel: digest_file(path)
-            for rel, path in local.items()
-            if rel in remote and remote[rel].size == path.stat().st_size
-        }
-        unchanged = find_unchanged(
-            client, self.bucket, ((rel, remote[rel], digests[rel]) for rel in digests)
-        )
-        stale = [path for rel, path in local.items() if rel not in remote]
-        for path in stale:
-            path.unlink()
-        remove_empty_dirs(dest_dir, stale)
-        changed = [rel for rel in sorted(remote) if rel not in unchanged]
-        self._download(client, dest_dir, {rel: remote[rel] for rel in changed})
+        cache = SyncCache.for_sync(dest_dir, self.uri)
+        try:
+            candidates = []
+            for rel, path in local.items():
+                st = path.stat()
+                if rel in remote and remote[rel].size == st.st_size:
+                    digest = cached_digest(cache, rel, path, st)
+                    candidates.append(Candidate(rel, remote[rel], digest, st.st_mode))
+            unchanged = find_unchanged(client, self.bucket, candidates, cache)
+            stale = [path for rel, path in local.items() if rel not in remote]
+            for path in stale:
+                path.unlink()
+            remove_empty_dirs(dest_dir, stale)
+            changed = [rel for rel in sorted(remote) if rel not in unchanged]
+            self._download(client, dest_dir, {rel: remote[rel] for rel in changed}, cache)
+        finally:
+            cache.save()
 
         result.downloaded = changed
         result.deleted = sorted(path.relative_to(dest_dir).as_posix() for path in stale)
@@ -141,7 +183,9 @@ class FilesStore:
         result.seconds = clock.elapsed()
         return result
 
-    def _download(self, client: Any, dest_dir: Path, objects: dict[str, RemoteObject]) -> None:
+    def _download(
+        self, client: Any, dest_dir: Path, objects: dict[str, RemoteObject], cache: SyncCache
+    ) -> None:
         if not objects:
             return
         # One HEAD per changed object: its SHA-256 (checked after the download), mode and
@@ -178,14 +222,18 @@ class FilesStore:
         for relative, obj in objects.items():
             target = dest_dir / relative
             meta = heads[relative].metadata
+            os.chmod(target, local_mode(meta.get(META_MODE)))
+            st = target.stat()
+            digest = digest_file(target)
             expected = meta.get(META_SHA256)
-            if expected and sha256_file(target) != expected:
+            if expected and digest.sha256 != expected:
                 target.unlink()
                 raise StoreError(
                     f"download {s3_uri(self.bucket, obj.key)}: content does not match its "
                     "recorded SHA-256; retry"
                 )
-            os.chmod(target, local_mode(meta.get(META_MODE)))
+            cache.remember_digest(relative, st, digest.sha256, digest.etag, time.time_ns())
+            cache.remember_remote(relative, heads[relative].record())
 
 
 def _refuse_file_dir_clashes(remote: dict[str, RemoteObject]) -> None:

@@ -10,7 +10,15 @@ How "unchanged" is decided without downloading or re-uploading anything:
 3. otherwise (an SSE-KMS bucket, whose ETags are not MD5s, or an object uploaded by
    another tool with another part size) one ``HeadObject`` reads the SHA-256 we store in
    every object's metadata (``x-amz-meta-handoff-sha256``); equal -> unchanged. No such
-   metadata -> changed (uploaded again, after which step 3 succeeds next time).
+   metadata -> changed (uploaded again, after which step 3 succeeds next time);
+4. the content being the same, the executable bit recorded in ``x-amz-meta-handoff-mode``
+   must match the local file's, or the file counts as changed (a ``chmod +x`` alone is
+   synced). A listing doesn't return metadata: what it said is remembered per object
+   (:mod:`.sync_cache`) and used while the listing shows the object unchanged (same ETag,
+   size and LastModified); otherwise one ``HeadObject`` asks.
+
+Local digests are remembered too (by ``size, mtime_ns, ctime_ns, inode``), so a re-sync
+with nothing changed is one listing and a ``stat`` per file: nothing is hashed.
 
 Transfers go through boto3's transfer manager (``s3transfer``) so uploads, downloads and
 server-side copies run in parallel with multipart handled for us; sizes known from the
@@ -25,9 +33,11 @@ import mimetypes
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,6 +46,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
 from handoff_provider.core.stores._aws import MAX_CONCURRENCY, aws_errors, s3_uri
+from handoff_provider.core.stores.sync_cache import RemoteRecord, SyncCache
 
 #: Object metadata holding the hex SHA-256 of the content (``x-amz-meta-handoff-sha256``).
 META_SHA256 = "handoff-sha256"
@@ -107,6 +118,17 @@ def digest_file(path: Path) -> FileDigest:
     return FileDigest(size=size, sha256=sha.hexdigest(), etag=etag)
 
 
+def cached_digest(cache: SyncCache, relative: str, path: Path, st: os.stat_result) -> FileDigest:
+    """The digest of ``path`` (whose stat is ``st``), from the cache if its stat is
+    unchanged, else hashed (and remembered)."""
+    entry = cache.digest(relative, st)
+    if entry is not None:
+        return FileDigest(size=entry.size, sha256=entry.sha256, etag=entry.etag)
+    digest = digest_file(path)
+    cache.remember_digest(relative, st, digest.sha256, digest.etag, time.time_ns())
+    return digest
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -123,6 +145,15 @@ class RemoteObject:
     key: str
     size: int
     etag: str
+    last_modified: str = ""  # ISO 8601, whole seconds (a listing's and a HEAD's agree)
+
+
+def timestamp(value: object) -> str:
+    """An S3 LastModified (datetime) as ISO 8601 UTC in whole seconds: listings give
+    milliseconds, ``HeadObject``'s HTTP header only seconds."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+    return str(value or "")
 
 
 def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, RemoteObject]:
@@ -134,7 +165,10 @@ def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, RemoteObjec
             for item in page.get("Contents", []):
                 key = item["Key"]
                 objects[key[len(prefix) :]] = RemoteObject(
-                    key=key, size=int(item["Size"]), etag=str(item.get("ETag", "")).strip('"')
+                    key=key,
+                    size=int(item["Size"]),
+                    etag=str(item.get("ETag", "")).strip('"'),
+                    last_modified=timestamp(item.get("LastModified")),
                 )
     return objects
 
@@ -229,48 +263,98 @@ class ObjectHead:
     size: int
     etag: str
     metadata: dict[str, str]
+    last_modified: str = ""
+    observed_at: str = ""  # the response's Date (S3's clock), as :func:`timestamp`
+
+    def record(self) -> RemoteRecord | None:
+        """What the object's metadata says, for the sync cache; None when the object was
+        changed in the very second S3 answered: another change within that second would
+        keep its LastModified, so a listing could not tell it from this one."""
+        if not self.last_modified or not self.observed_at > self.last_modified:
+            return None
+        return RemoteRecord(
+            etag=self.etag,
+            size=self.size,
+            last_modified=self.last_modified,
+            sha256=self.metadata.get(META_SHA256),
+            mode=self.metadata.get(META_MODE),
+        )
 
 
 def head_object(client: Any, bucket: str, key: str) -> ObjectHead:
     with aws_errors("read metadata of", s3_uri(bucket, key), service="s3"):
         response = client.head_object(Bucket=bucket, Key=key)
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     return ObjectHead(
         size=int(response["ContentLength"]),
         etag=str(response.get("ETag", "")).strip('"'),
         metadata=dict(response.get("Metadata", {})),
+        last_modified=timestamp(response.get("LastModified")),
+        observed_at=timestamp(parsedate_to_datetime(date)) if date else "",
     )
+
+
+def is_executable(recorded: object) -> bool:
+    """Whether a recorded octal mode (``"755"``; None or junk: no) is owner-executable."""
+    try:
+        return bool(int(str(recorded or "0"), 8) & 0o100)
+    except ValueError:
+        return False
 
 
 def local_mode(recorded: object) -> int:
     """Local permissions for a recorded octal mode: 0755 if it was executable, else 0644."""
-    try:
-        executable = bool(int(str(recorded or "0"), 8) & 0o100)
-    except ValueError:
-        executable = False
-    return 0o755 if executable else 0o644
+    return 0o755 if is_executable(recorded) else 0o644
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A local file that exists remotely too, to be compared: is it unchanged?"""
+
+    relative: str
+    remote: RemoteObject
+    digest: FileDigest
+    mode: int  # the local permission bits
+
+
+def _same(seen: RemoteRecord | ObjectHead, item: Candidate) -> bool:
+    """Same content (recorded SHA-256, else our ETag), size and executable bit."""
+    if isinstance(seen, ObjectHead):
+        sha256, mode = seen.metadata.get(META_SHA256), seen.metadata.get(META_MODE)
+    else:
+        sha256, mode = seen.sha256, seen.mode
+    content = sha256 == item.digest.sha256 or seen.etag == item.digest.etag
+    executable = is_executable(mode) == bool(item.mode & 0o100)
+    return content and executable and seen.size == item.digest.size
 
 
 def find_unchanged(
-    client: Any,
-    bucket: str,
-    pairs: Iterable[tuple[str, RemoteObject, FileDigest]],
+    client: Any, bucket: str, candidates: Iterable[Candidate], cache: SyncCache
 ) -> set[str]:
-    """The relative paths whose remote object has the same content as the local digest."""
+    """The relative paths whose object has the local content and executable bit.
+
+    Sizes differ: changed. Else the object's metadata as remembered by ``cache`` (valid
+    while the listing shows the same ETag, size and LastModified) or, failing that, as
+    one ``HeadObject`` (in parallel) reads it, which ``cache`` then remembers.
+    """
     unchanged: set[str] = set()
-    need_head: list[tuple[str, RemoteObject, FileDigest]] = []
-    for relative, obj, digest in pairs:
-        if obj.size != digest.size:
+    need_head: list[Candidate] = []
+    for item in candidates:
+        obj = item.remote
+        if obj.size != item.digest.size:
             continue
-        if obj.etag == digest.etag:
-            unchanged.add(relative)
-        else:
-            need_head.append((relative, obj, digest))
+        record = cache.record(item.relative, obj.etag, obj.size, obj.last_modified)
+        if record is None:
+            need_head.append(item)
+        elif _same(record, item):
+            unchanged.add(item.relative)
     if need_head:
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENCY) as pool:
-            heads = pool.map(lambda item: head_object(client, bucket, item[1].key), need_head)
-            for (relative, _obj, digest), head in zip(need_head, heads, strict=True):
-                if head.metadata.get(META_SHA256) == digest.sha256:
-                    unchanged.add(relative)
+            heads = pool.map(lambda item: head_object(client, bucket, item.remote.key), need_head)
+            for item, head in zip(need_head, heads, strict=True):
+                cache.remember_remote(item.relative, head.record())
+                if _same(head, item):
+                    unchanged.add(item.relative)
     return unchanged
 
 
@@ -291,9 +375,10 @@ class _KnownSize(BaseSubscriber):
             future.meta.provide_object_etag(f'"{self.etag}"')
 
 
-def upload_extra_args(path: Path, sha256: str) -> dict[str, Any]:
+def upload_extra_args(path: Path, sha256: str, mode: int | None = None) -> dict[str, Any]:
+    """Metadata (SHA-256, permission bits: ``mode`` or the file's) and content type."""
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    mode = stat.S_IMODE(path.stat().st_mode)
+    mode = stat.S_IMODE(path.stat().st_mode if mode is None else mode)
     return {
         "Metadata": {META_SHA256: sha256, META_MODE: f"{mode:o}"},
         "ContentType": content_type,
@@ -469,7 +554,3 @@ class Stopwatch:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
-
-
-def digests_of(files: Mapping[str, Path]) -> dict[str, FileDigest]:
-    return {relative: digest_file(path) for relative, path in files.items()}

@@ -1,0 +1,92 @@
+"""Which modules each ``handoff`` verb imports: start-up must not pay for what it doesn't use.
+
+The installed console script runs in a subprocess with ``PYTHONPROFILEIMPORTTIME=1``
+(the same as ``python -X importtime``), and the modules it imported are read from its
+stderr. The assertions are about modules, not time: boto3 costs half a second to import,
+jsonschema a third (its format checkers import arrow, isoduration, ...), Jinja a tenth,
+and a purely local run needs none of them. Timings live in bench/cli_startup.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).with_name("handoff")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "projects"
+
+AWS = {"boto3", "botocore", "s3transfer"}
+SCHEMA_ZOO = {"jsonschema", "jsonschema_specifications", "referencing", "arrow", "isoduration"}
+TEMPLATES = {"jinja2"}
+PROJECT_LOADING = {"yaml", "fastjsonschema", "handoff_provider.core.project"}
+
+pytestmark = pytest.mark.skipif(not SCRIPT.exists(), reason=f"no console script {SCRIPT}")
+
+
+def imported(*args: str, cwd: Path, expect_exit: int = 0) -> set[str]:
+    """Every module (and each of its parent packages) the console script imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDOFF_")}
+    env["PYTHONPROFILEIMPORTTIME"] = "1"
+    env["HANDOFF_VENV_CACHE"] = str(cwd / "venvs")
+    done = subprocess.run(
+        [str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == expect_exit, done.stderr[-2000:]
+    names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M))
+    assert "handoff_provider.core.cli" in names, "the import log was not read"
+    return names | {name.split(".")[0] for name in names}
+
+
+@pytest.fixture
+def local_project(make_project):
+    return make_project(
+        "tasks:\n  - name: t\n    pipeline:\n"
+        '      - command: "true"\n      - command: cat\n        args: files/in.txt\n',
+        files={"in.txt": "x\n"},
+    )
+
+
+def test_help_imports_no_project_loading_and_no_aws(tmp_path: Path) -> None:
+    names = imported("--help", cwd=tmp_path)
+    assert names & (AWS | SCHEMA_ZOO | TEMPLATES | PROJECT_LOADING | {"filelock"}) == set()
+
+
+def test_a_local_run_imports_no_aws_no_schema_zoo_no_jinja(local_project, tmp_path: Path) -> None:
+    names = imported("run", "-w", str(tmp_path / "ws"), "-p", str(local_project), cwd=tmp_path)
+    assert names & (AWS | SCHEMA_ZOO | TEMPLATES | {"filelock"}) == set()
+    assert names >= PROJECT_LOADING  # it did load and validate the project
+
+
+def test_a_templated_run_imports_jinja_only_then(make_project, tmp_path: Path) -> None:
+    project = make_project("commands:\n  - command: echo\n    args: '{{ run_key }}'\n")
+    names = imported("run", "-w", str(tmp_path / "ws"), "-p", str(project), cwd=tmp_path)
+    assert names >= TEMPLATES
+    assert names & (AWS | SCHEMA_ZOO) == set()
+
+
+def test_config_print_and_show_commands_import_no_aws_no_schema_zoo(tmp_path: Path) -> None:
+    singer = str(EXAMPLES / "02_singer_csv")
+    for verb in (("config", "print"), ("show", "commands")):
+        names = imported(*verb, "-p", singer, cwd=tmp_path)
+        assert names & (AWS | SCHEMA_ZOO | TEMPLATES | {"filelock"}) == set(), verb
+
+
+def test_jsonschema_explains_an_invalid_project(make_project, tmp_path: Path) -> None:
+    """The error path: the document is rejected, jsonschema words every error."""
+    project = make_project("tasks:\n  - name: t\n    pipelin: []\n")
+    names = imported("config", "print", "-p", str(project), cwd=tmp_path, expect_exit=1)
+    assert "jsonschema" in names
+    assert names & AWS == set()
+
+
+def test_files_push_imports_boto3(make_project, tmp_path: Path) -> None:
+    """The positive control: a verb that talks to AWS does import boto3 (here it then
+    stops for want of a bucket, before any request)."""
+    project = make_project("commands:\n  - command: cat\n")
+    args = ("files", "push", "-p", str(project), "--stack", "s")
+    assert "boto3" in imported(*args, cwd=tmp_path, expect_exit=2)
