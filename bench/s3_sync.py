@@ -1,47 +1,95 @@
-"""Benchmark: the files store's S3 sync against a naive sequential ``put_object`` loop.
+"""``handoff files push`` against ``aws s3 sync``: whole processes, the same moto server.
 
-Starts its own moto server (``ThreadedMotoServer`` on 127.0.0.1, in a child process so
-that the server and the client don't share one GIL, as with a real endpoint), writes
-1,000 files of 4 KB and 20 files of 5 MB, then prints:
+What a user would otherwise run to publish ``PROJECT/files/`` is ``aws s3 sync``. Both run
+as the real console scripts (``handoff`` of this venv; ``aws`` from awscli installed with
+uv in its own venv under ``bench/.cache/``), against one moto server started here (in a
+child process, so that the server doesn't share the GIL of the client), over
+1,000 files of 4 KB and 20 files of 5 MB:
 
-* ``first_sync_ours`` / ``first_sync_naive`` and ``ratio=ours/naive`` (lower is better):
-  our content sync (hash, list, parallel uploads through boto3's transfer manager) vs one
-  ``put_object`` after another;
-* ``resync_seconds`` and ``resync_puts`` for a second sync with nothing changed (target 0
-  PUTs: one paginated listing, no per-object request).
+* first sync, into an empty prefix: ``ratio_first=`` (target <= 1.0);
+* re-sync with nothing changed: ``ratio_resync=`` (target <= 0.5) and the requests each
+  made (``resync_writes=`` target 0; handoff also reads no object metadata: HEADs 0).
 
-Usage: ``.venv/bin/python bench/s3_sync.py [--small N] [--large N]``
+Rounds alternate which tool goes first; medians are printed. Requests are counted by a
+WSGI wrapper around moto's own app (``/__bench__/counts``).
+
+Usage: ``python bench/s3_sync.py [--rounds 3] [--small N] [--large N]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from _util import REPO, clean_env, compile_bytecode, handoff_script
+
 SMALL_SIZE = 4 * 1024
 LARGE_SIZE = 5 * 1024 * 1024
-WRITES = {"PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject", "UploadPartCopy"}
+CACHE = REPO / "bench" / ".cache"
+BUCKET = "handoff-bench"
+COUNTS_PATH = "/__bench__/counts"
+
+
+# ------------------------------------------------------------------- moto server
+
+
+class CountingApp:
+    """Counts S3 requests by kind (``PUT``/``POST`` are writes) before moto serves them."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == COUNTS_PATH:
+            with self.lock:
+                body = json.dumps(self.counts).encode()
+                if "reset" in environ.get("QUERY_STRING", ""):
+                    self.counts.clear()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        method = environ.get("REQUEST_METHOD", "")
+        query = environ.get("QUERY_STRING", "")
+        kind = method
+        if method == "GET" and (
+            "list-type" in query or environ.get("PATH_INFO", "").count("/") < 2
+        ):
+            kind = "LIST"
+        with self.lock:
+            self.counts[kind] += 1
+        return self.app(environ, start_response)
 
 
 def _serve(ready: Any, stop: Any) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    ready.put(server.get_host_and_port())
+    app = CountingApp(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    ready.put(server.server_address[:2])
     stop.wait()
-    server.stop()
+    server.shutdown()
 
 
-def start_server() -> tuple[str, Any]:
+def start_server() -> tuple[str, Callable[[], None]]:
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Queue(), context.Event()
     process = context.Process(target=_serve, args=(ready, stop), daemon=True)
@@ -53,6 +101,33 @@ def start_server() -> tuple[str, Any]:
         process.join(timeout=10)
 
     return f"http://{host}:{port}", shutdown
+
+
+def counts(endpoint: str, *, reset: bool = False) -> Counter[str]:
+    url = endpoint + COUNTS_PATH + ("?reset=1" if reset else "")
+    with urllib.request.urlopen(url, timeout=30) as response:  # loopback only
+        return Counter(json.loads(response.read()))
+
+
+# ----------------------------------------------------------------------- setup
+
+
+def aws_cli() -> str:
+    """``aws`` from awscli in ``bench/.cache/awscli`` (installed with uv on first use)."""
+    venv = CACHE / "awscli"
+    script = venv / "bin" / "aws"
+    if script.exists():
+        return str(script)
+    uv = Path(sys.executable).with_name("uv")
+    if not uv.exists():
+        raise SystemExit("uv not found next to the interpreter: run make venv")
+    print(f"installing awscli into {venv} (once)", flush=True)
+    subprocess.run([str(uv), "venv", "-q", "-p", sys.executable, str(venv)], check=True)
+    subprocess.run(
+        [str(uv), "pip", "install", "-q", "--compile-bytecode", "-p", str(venv), "awscli"],
+        check=True,
+    )
+    return str(script)
 
 
 def make_files(root: Path, small: int, large: int) -> int:
@@ -70,89 +145,102 @@ def make_files(root: Path, small: int, large: int) -> int:
     return total
 
 
-def naive_upload(client: Any, bucket: str, prefix: str, root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            key = prefix + path.relative_to(root).as_posix()
-            with open(path, "rb") as handle:
-                client.put_object(Bucket=bucket, Key=key, Body=handle)
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-2000:] + done.stderr[-3000:])
+        raise SystemExit(f"{argv[0]} failed (exit {done.returncode})")
+    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small", type=int, default=1000, help="number of 4 KB files")
     parser.add_argument("--large", type=int, default=20, help="number of 5 MB files")
     args = parser.parse_args(argv)
 
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[key] = value
-    os.environ.pop("AWS_PROFILE", None)
+    compile_bytecode()
+    aws = aws_cli()
+    handoff = handoff_script()
     endpoint, shutdown = start_server()
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-
-    import boto3
-
-    from handoff_provider.core.stores import Remote
-    from handoff_provider.core.stores._aws import default_client_factory
-
-    puts: list[str] = []
-
-    def counting_factory() -> Any:
-        base = default_client_factory()
-
-        def make(service: str) -> Any:
-            client = base(service)
-
-            def count(model: Any, **_kwargs: Any) -> None:
-                if model.name in WRITES:
-                    puts.append(model.name)
-
-            client.meta.events.register("before-parameter-build", count)
-            return client
-
-        return make
-
+    env = clean_env(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
+    env.pop("AWS_PROFILE", None)
     try:
-        bucket = "handoff-bench"
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=bucket)
-        with tempfile.TemporaryDirectory(prefix="handoff-bench-") as tmp:
-            root = Path(tmp) / "files"
-            total = make_files(root, args.small, args.large)
-            count = args.small + args.large
+        timed([aws, "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", endpoint], env)
+        with tempfile.TemporaryDirectory(prefix="handoff-bench-sync-") as tmp:
+            project = Path(tmp) / "project"
+            total = make_files(project / "files", args.small, args.large)
             print(
-                f"files={count} ({args.small} x 4 KB + {args.large} x 5 MB, "
-                f"{total / 1024 / 1024:.1f} MB) endpoint={endpoint}"
+                f"files={args.small + args.large} ({args.small} x 4 KB + {args.large} x 5 MB, "
+                f"{total / 1024 / 1024:.1f} MB) endpoint={endpoint} rounds={args.rounds}"
             )
 
-            started = time.perf_counter()
-            naive_upload(client, bucket, "naive/files/", root)
-            naive = time.perf_counter() - started
-            print(f"first_sync_naive={naive:.2f}s (sequential put_object)")
+            def ours(stack: str) -> list[str]:
+                return [handoff, "files", "push", "-p", str(project), "--stack", stack]
 
-            remote = Remote("ours", bucket, client_factory=counting_factory())
-            started = time.perf_counter()
-            first = remote.files.push(root)
-            ours = time.perf_counter() - started
-            assert len(first.uploaded) == count, first
-            print(f"first_sync_ours={ours:.2f}s ({first})")
-            print(f"ratio={ours / naive:.3f} (first sync, ours/naive; lower is better)")
+            def theirs(stack: str) -> list[str]:
+                target = f"s3://{BUCKET}/{stack}/files/"
+                return [
+                    aws,
+                    "s3",
+                    "sync",
+                    str(project / "files"),
+                    target,
+                    "--endpoint-url",
+                    endpoint,
+                ]
 
-            puts.clear()
-            started = time.perf_counter()
-            again = remote.files.push(root)
-            resync = time.perf_counter() - started
-            assert len(again.unchanged) == count, again
-            print(f"resync_seconds={resync:.2f}s ({again})")
-            print(f"resync_puts={len(puts)}")
-            print(f"resync_ratio={resync / naive:.3f} (no-change re-sync vs naive first upload)")
-            return 0 if not puts else 1
+            env["HANDOFF_BUCKET"] = BUCKET
+            tools = {"handoff": ours, "aws": theirs}
+            first: dict[str, list[float]] = {name: [] for name in tools}
+            resync: dict[str, list[float]] = {name: [] for name in tools}
+            requests: dict[str, Counter[str]] = {}
+            for number in range(args.rounds):
+                order = list(tools) if number % 2 == 0 else list(reversed(tools))
+                for name in order:
+                    first[name].append(timed(tools[name](f"{name}-{number}"), env))
+                print(
+                    f"first sync round {number + 1}: handoff={first['handoff'][-1]:.2f}s "
+                    f"aws={first['aws'][-1]:.2f}s",
+                    flush=True,
+                )
+            for number in range(args.rounds + 2):
+                order = list(tools) if number % 2 == 0 else list(reversed(tools))
+                for name in order:
+                    counts(endpoint, reset=True)
+                    resync[name].append(timed(tools[name](f"{name}-0"), env))
+                    requests[name] = counts(endpoint)
+                print(
+                    f"re-sync round {number + 1}: handoff={resync['handoff'][-1]:.2f}s "
+                    f"aws={resync['aws'][-1]:.2f}s",
+                    flush=True,
+                )
     finally:
         shutdown()
+
+    med = {name: statistics.median(values) for name, values in first.items()}
+    med_re = {name: statistics.median(values) for name, values in resync.items()}
+    print(f"first_sync_handoff_s={med['handoff']:.2f} first_sync_aws_s={med['aws']:.2f}")
+    print(f"resync_handoff_s={med_re['handoff']:.2f} resync_aws_s={med_re['aws']:.2f}")
+    for name, seen in requests.items():
+        writes = seen["PUT"] + seen["POST"]
+        print(
+            f"resync_requests_{name}: lists={seen['LIST']} heads={seen['HEAD']} "
+            f"gets={seen['GET']} writes={writes}"
+        )
+    writes = requests["handoff"]["PUT"] + requests["handoff"]["POST"]
+    print(f"ratio_first={med['handoff'] / med['aws']:.2f}  (handoff / aws s3 sync; target <= 1.0)")
+    print(f"ratio_resync={med_re['handoff'] / med_re['aws']:.2f}  (target <= 0.5)")
+    print(f"resync_writes={writes}  (target 0)")
+    return 0 if writes == 0 else 1
 
 
 if __name__ == "__main__":
