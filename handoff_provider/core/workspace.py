@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -435,6 +434,8 @@ class VenvCache:
     def python_identity(self) -> dict[str, str]:
         """Implementation, version and base installation of ``self.python`` (cached)."""
         if self._python_identity is None:
+            import platform  # only for projects with venvs (start-up cost otherwise)
+
             if self.python == sys.executable:
                 self._python_identity = {
                     "implementation": sys.implementation.name,
