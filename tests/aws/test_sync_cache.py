@@ -70,12 +70,15 @@ def test_a_no_change_resync_is_one_listing_and_hashes_nothing(
     first = remote.files.push(project / "files")
     assert len(first.uploaded) == 3 and len(hashed) == 3
 
+    (cache,) = (project / ".handoff" / "sync").glob("*.json")
+    written = cache.stat().st_mtime_ns
     hashed.clear()
     recorder.clear()
     again = remote.files.push(project / "files")
     assert len(again.unchanged) == 3 and again.uploaded == []
     assert hashed == []
     assert [call.operation for call in recorder.calls] == ["ListObjectsV2"]
+    assert cache.stat().st_mtime_ns == written, "nothing learned: the cache is not rewritten"
 
 
 def test_the_cache_lives_beside_files_and_git_ignores_it(remote: Remote, project: Path) -> None:
