@@ -6,7 +6,7 @@ VENV := .venv
 VENV_AF2 := .venv-af2
 UV = $(VENV)/bin/uv
 
-.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean project-validator
+.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean test-container project-validator
 
 venv: $(VENV)/.ready
 venv-af2: $(VENV_AF2)/.ready
@@ -34,6 +34,14 @@ test-af3: venv
 # Airflow tests again on the Airflow 2.10 line
 test-af2: venv-af2
 	$(VENV_AF2)/bin/python -m pytest -q -m airflow
+
+# The runtime image built from the Dockerfile and run against moto with a Docker engine of
+# its own (installed if missing, started and stopped by the tests); images and the stand-in
+# base are cached in ~/.cache/handoff-test-container. The tests take /tmp/heavy.lock around
+# debootstrap and docker build themselves: do not run this target under that lock.
+test-container: venv
+	scripts/container-prereqs.sh
+	$(VENV)/bin/python -m pytest -q -m container tests/container
 
 # Whole processes against the baseline a user would pick (see each script's docstring);
 # about 5 minutes on 2 cores. bench/_util.py is shared, not a bench.

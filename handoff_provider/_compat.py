@@ -57,6 +57,14 @@ else:
     from airflow.models.dag import DAG  # type: ignore[no-redef,assignment]
     from airflow.utils.task_group import TaskGroup  # type: ignore[no-redef,assignment]
 
+try:  # Airflow 3.1+: the Task SDK's exceptions (airflow.exceptions keeps deprecated aliases)
+    from airflow.sdk.exceptions import AirflowSkipException, AirflowTaskTimeout
+except ImportError:  # 2.x, 3.0
+    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
+        AirflowSkipException,
+        AirflowTaskTimeout,
+    )
+
 try:  # interval timetables: the data interval is the whole period (2.x cron semantics)
     from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 except ImportError:  # 2.x, 3.0
@@ -202,6 +210,8 @@ __all__ = [
     "DAG",
     "PROVIDER_SECTION",
     "AirflowException",
+    "AirflowSkipException",
+    "AirflowTaskTimeout",
     "Asset",
     "BaseHook",
     "BaseOperator",

@@ -72,7 +72,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": _existing(_OPERATOR_MODULES)}
         ],
-        "extra-links": ["handoff_provider.links.artifacts.HandoffArtifactsLink"],
+        "extra-links": [
+            "handoff_provider.links.artifacts.HandoffArtifactsLink",
+            "handoff_provider.links.ecs.HandoffEcsTaskLink",
+        ],
         "config": {
             "handoff": {
                 "description": "Settings of the handoff provider (runs on the worker).",

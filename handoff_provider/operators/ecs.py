@@ -15,15 +15,21 @@ console, so they must not be secrets either.
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.amazon.aws.exceptions import EcsOperatorError, EcsTaskFailToStart
 from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
+from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 
 from handoff_provider._compat import (
     AirflowException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
     airflow_setting,
     context_data_interval,
     context_logical_date,
@@ -39,11 +45,21 @@ from handoff_provider.core.container import (
     container_environment,
 )
 from handoff_provider.core.context import ENV_RUN_KEY
+from handoff_provider.core.ecs_failures import capacity_failure, transient_stop
 from handoff_provider.links.artifacts import HandoffArtifactsLink, artifacts_prefix
+from handoff_provider.links.ecs import HandoffEcsTaskLink
 from handoff_provider.operators.run import resolve_bucket, resolve_stack, with_last_outlet
 
 if TYPE_CHECKING:
     from airflow.utils.context import Context
+
+
+#: Whether the installed Amazon provider's operator takes ``skip_on_exit_code`` (else: ours).
+UPSTREAM_SKIP_ON_EXIT_CODE = (
+    "skip_on_exit_code" in inspect.signature(EcsRunTaskOperator.__init__).parameters
+)
+#: XCom key counting the ECS tasks a try started (survives a deferral).
+_ATTEMPT_KEY = "handoff_ecs_attempt"
 
 
 def _default_deferrable() -> bool:
@@ -81,8 +97,21 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     :param awslogs_region: region of that log group (default: ``region_name``).
     :param awslogs_stream_prefix: the ``awslogs-stream-prefix`` of the task definition.
     :param workspace: the workspace directory inside the image.
+    :param start_attempts: how many ECS tasks a try may start when AWS fails it before the
+        container ran: a capacity failure of ``RunTask``, or a task stopped by a transient
+        start problem (network interface or ephemeral storage timeout, image pull i/o
+        timeout/EOF, secrets retrieval timeout; see :mod:`handoff_provider.core.ecs_failures`).
+        A container that ran and failed is never started again here (that is Airflow's
+        ``retries``).
+    :param start_retry_delay: seconds between those attempts (doubled each time).
+    :param skip_on_exit_code: container exit code(s) that skip the task instead of failing
+        it (passed to the Amazon operator when it supports it, else handled here).
     :param ecs_kwargs: anything else ``EcsRunTaskOperator`` takes (``overrides`` for cpu/memory,
         ``deferrable``, ``reattach``, ``number_logs_exception``, ``waiter_delay``, ...).
+
+    The ECS task is stopped when the Airflow task is killed (``on_kill``), times out
+    (``execution_timeout``) or its deferral times out. Links: the run's artifacts (S3), the
+    ECS task (console) and its CloudWatch log stream.
 
     Returns (XCom) a summary: the ECS task ARN, the run key and the artifacts URIs, plus the
     container's run record (``runs/<key>/run.json``: per task and stage the command, exit
@@ -100,7 +129,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         "security_groups",
     )
     template_fields_renderers = {**EcsRunTaskOperator.template_fields_renderers, "vars": "json"}
-    operator_extra_links = (HandoffArtifactsLink(), CloudWatchEventsLink())
+    operator_extra_links = (HandoffArtifactsLink(), HandoffEcsTaskLink(), CloudWatchEventsLink())
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -122,8 +151,13 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         awslogs_region: str | None = None,
         awslogs_stream_prefix: str | None = None,
         workspace: str = WORKSPACE,
+        start_attempts: int = 3,
+        start_retry_delay: float = 30,
+        skip_on_exit_code: int | Collection[int] | None = None,
         **ecs_kwargs: Any,
     ) -> None:
+        if start_attempts < 1:
+            raise ValueError("start_attempts: at least 1")
         if subnets and ecs_kwargs.get("network_configuration") is not None:
             raise ValueError(
                 "pass either subnets/security_groups or network_configuration, not both"
@@ -134,6 +168,15 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         ecs_kwargs.setdefault("overrides", {})
         # Same data-aware scheduling as the local run: the stack's last/ is an outlet.
         ecs_kwargs["outlets"] = with_last_outlet(ecs_kwargs.get("outlets") or [], stack, bucket)
+        codes: list[int] = (
+            []
+            if skip_on_exit_code is None
+            else [skip_on_exit_code]
+            if isinstance(skip_on_exit_code, int)
+            else list(skip_on_exit_code)
+        )
+        if UPSTREAM_SKIP_ON_EXIT_CODE:
+            ecs_kwargs["skip_on_exit_code"] = codes or None
         super().__init__(
             cluster=cluster,
             task_definition=task_definition,
@@ -153,7 +196,13 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self.config_name = config_name
         self.vars = dict(vars or {})
         self.workspace = workspace
+        self.start_attempts = start_attempts
+        self.start_retry_delay = start_retry_delay
+        #: exit codes this class turns into a skip (the Amazon operator does when it can)
+        self.handoff_skip_exit_codes = [] if UPSTREAM_SKIP_ON_EXIT_CODE else codes
         self._handoff_context: Context | None = None
+        self._watching_client = False
+        self._stopped_arn: str | None = None
 
     # -- what the operator sends ---------------------------------------------------------
 
@@ -230,33 +279,183 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self.network_configuration = self.build_network_configuration()
         stack, bucket = self.resolve_remote()
         self._persist_artifacts_link(bucket, stack, run_key_from_context(context))
-        # Returns once the task stopped successfully, else raises; in deferrable mode it
-        # defers, and the try continues in execute_complete on a new operator instance.
-        super().execute(context)
+        self._watch_task_arns()
+        attempt = self._attempts_so_far(context)
+        while True:
+            attempt += 1
+            self._record_attempt(context, attempt)
+            try:
+                # Returns once the task stopped successfully, else raises; in deferrable mode
+                # it defers, and the try continues in execute_complete on a new instance.
+                super().execute(context)
+            except AirflowSkipException:
+                raise
+            except AirflowTaskTimeout:
+                self._stop_task("Airflow task timed out (execution_timeout)")
+                raise
+            except (AirflowException, EcsOperatorError, EcsTaskFailToStart) as exc:
+                if not self._retry_start(exc, attempt):
+                    self._on_failure(exc)
+                continue
+            break
+        self._on_success()
         return self._summary()
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         self._handoff_context = context
-        super().execute_complete(context, event)
+        self._watch_task_arns()
+        try:
+            super().execute_complete(context, event)
+        except AirflowSkipException:
+            raise
+        except (AirflowException, EcsTaskFailToStart) as exc:
+            if not self._retry_start(exc, self._attempts_so_far(context)):
+                self._on_failure(exc)
+            # a new task, and a new deferral (execute counts the attempts in XCom)
+            self.arn = None
+            return self.execute(context)
+        self._on_success()
         return self._summary()
 
-    def _after_execution(self) -> None:
-        """The Amazon operator's check of the stopped task (exit code, log tail), plus the
-        links and, on failure, where the failed run's artifacts are."""
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """A deferral that failed or timed out (``next_method == "__fail__"``) leaves the ECS
+        task running: stop it before Airflow fails the try."""
+        if next_method == "__fail__":
+            self._handoff_context = context
+            self._stop_started_tasks(context, "Airflow deferral failed or timed out")
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def on_kill(self) -> None:
+        """The Amazon operator stops the task (unless the timeout handler just did)."""
+        if self.arn and self.arn == self._stopped_arn:
+            return
+        if self.arn:
+            self.log.warning("Stopping ECS task %s (the Airflow task was killed)", self.arn)
+        super().on_kill()
+
+    # -- retries of tasks AWS failed to start -----------------------------------------------
+
+    def _retry_reason(self, exc: BaseException) -> str | None:
+        """Why a failure is AWS's, worth a new task: a capacity failure or a transient stop."""
+        if isinstance(exc, EcsOperatorError):
+            return capacity_failure(exc.failures)
+        if not self.arn:
+            return None
+        try:
+            response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])
+        except Exception as error:  # keep the task's own failure as the one raised
+            self.log.warning("Could not describe ECS task %s: %s", self.arn, error)
+            return None
+        for task in response.get("tasks", []):
+            reason = transient_stop(task)
+            if reason:
+                return reason
+        return None
+
+    def _retry_start(self, exc: BaseException, attempt: int) -> bool:
+        """True when a new task should be started (logged), False when ``exc`` is final."""
+        reason = self._retry_reason(exc)
+        if reason is None:
+            return False
+        if attempt >= self.start_attempts:
+            self.log.error(
+                "ECS task %s failed to start (%s); giving up after %d attempts",
+                self.arn or "(not started)",
+                reason,
+                attempt,
+            )
+            return False
+        delay = self.start_retry_delay * 2 ** (attempt - 1)
+        self.log.warning(
+            "ECS task %s failed to start (%s): starting a new task in %.0f s (attempt %d of %d)",
+            self.arn or "(not started)",
+            reason,
+            delay,
+            attempt + 1,
+            self.start_attempts,
+        )
+        self.arn = None
+        time.sleep(delay)
+        return True
+
+    def _attempts_so_far(self, context: Context) -> int:
+        """Tasks this try started before (XCom of the try; 0 on a fresh try)."""
+        try:
+            value = context["ti"].xcom_pull(task_ids=self.task_id, key=_ATTEMPT_KEY)
+        except Exception:  # no XCom backend (a bare context): count from here
+            return 0
+        return value if isinstance(value, int) else 0
+
+    def _record_attempt(self, context: Context, attempt: int) -> None:
+        if attempt > 1 or self.deferrable:
+            context["ti"].xcom_push(key=_ATTEMPT_KEY, value=attempt)
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def _stop_task(self, reason: str) -> None:
+        if not self.arn:
+            return
+        self.log.warning("Stopping ECS task %s: %s", self.arn, reason)
+        self._stopped_arn = self.arn
+        try:
+            self.client.stop_task(cluster=self.cluster, task=self.arn, reason=reason[:255])
+        except Exception as error:
+            self.log.error("Could not stop ECS task %s: %s", self.arn, error)
+
+    def _stop_started_tasks(self, context: Context, reason: str) -> None:
+        """Stop the running tasks this try started (found by the reattach ``startedBy``)."""
+        ti = context["ti"]
+        started_by = generate_uuid(*map(str, [ti.dag_id, ti.task_id, ti.run_id, ti.map_index]))
+        try:
+            arns = self.client.list_tasks(
+                cluster=self.cluster, desiredStatus="RUNNING", startedBy=started_by
+            )["taskArns"]
+        except Exception as error:
+            self.log.error("Could not list the ECS tasks of this try: %s", error)
+            return
+        for arn in arns:
+            self.arn = arn
+            self._stop_task(reason)
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    def _skip_for(self, exc: BaseException) -> bool:
+        """Our ``skip_on_exit_code`` (when the Amazon operator lacks it): the container's."""
+        if not self.handoff_skip_exit_codes or not self.arn or isinstance(exc, EcsOperatorError):
+            return False
+        try:
+            response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])
+        except Exception:
+            return False
+        for task in response.get("tasks", []):
+            for container in task.get("containers", []):
+                if container.get("name") == self.container_name:
+                    return container.get("exitCode") in self.handoff_skip_exit_codes
+        return False
+
+    def _on_failure(self, exc: BaseException) -> None:
+        """Links, where the failed run's artifacts are, the summary in XCom; then raise."""
         location = self._run_location()
+        self._persist_links(location)
+        if location is not None and self.arn:
+            self.log.error("Artifacts of the failed run: %s", location["artifacts"]["runs_uri"])
+            self._push_failed_summary(location)
+        if self._skip_for(exc):
+            raise AirflowSkipException(f"ECS container exited with a skip exit code: {exc}")
+        raise exc
+
+    def _on_success(self) -> None:
+        self._location = self._run_location()
+        self._persist_links(self._location)
+
+    def _persist_links(self, location: dict[str, Any] | None) -> None:
         if location is not None:
             self._persist_artifacts_link(location["bucket"], location["stack"], location["run_key"])
         self._persist_log_link()
-        try:
-            super()._after_execution()
-        except AirflowException:
-            if location is not None:
-                self.log.error("Artifacts of the failed run: %s", location["artifacts"]["runs_uri"])
-                self._push_failed_summary(location)
-            raise
-        self._location = location
 
     # -- the summary ------------------------------------------------------------------------
 
@@ -370,6 +569,33 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             bucket=bucket,
             prefix=artifacts_prefix(stack, run_key),
         )
+
+    def _watch_task_arns(self) -> None:
+        """Persist the ECS console link as soon as a task is started or reattached: botocore
+        reports the ARNs in this operator's own ``RunTask``/``ListTasks`` responses."""
+        if self._watching_client:
+            return
+        events = self.client.meta.events
+        events.register("after-call.ecs.RunTask", self._on_task_arns)
+        events.register("after-call.ecs.ListTasks", self._on_task_arns)
+        self._watching_client = True
+
+    def _on_task_arns(self, parsed: dict, **_: Any) -> None:
+        arns = [t.get("taskArn") for t in parsed.get("tasks", [])] + parsed.get("taskArns", [])
+        arns = [arn for arn in arns if arn]
+        if not arns or self._handoff_context is None:
+            return
+        try:
+            HandoffEcsTaskLink.persist(
+                context=self._handoff_context,
+                operator=self,
+                region_name=self._link_region(),
+                aws_partition=self.hook.conn_partition,
+                cluster=self.cluster,
+                task_arn=arns[0],
+            )
+        except Exception as error:  # a link must never fail the run
+            self.log.warning("Could not persist the ECS task link: %s", error)
 
     def _persist_log_link(self) -> None:
         if self._handoff_context is None or not self._aws_logs_enabled() or not self.arn:

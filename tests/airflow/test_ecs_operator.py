@@ -816,6 +816,7 @@ def test_serializes_with_its_links() -> None:
     task = Serializer.from_dict(Serializer.to_dict(dag)).get_task("run")
     assert {link.name for link in task.operator_extra_links} == {
         "Handoff artifacts (S3)",
+        "ECS task",
         "CloudWatch Events",
     }
     assert {"vars", "stack", "bucket", "overrides"} <= set(task.template_fields)
