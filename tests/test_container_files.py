@@ -1,12 +1,12 @@
 """Dockerfile, .dockerignore, docker-compose.yaml and the ECS templates, checked without Docker.
 
-No Docker engine runs on the development/CI machines, so these files are validated
-structurally: the image's ENTRYPOINT + CMD are the command the ECS operator sends
-(``core.container``, which the operator builds its override from), it runs as a non-root
-user and installs no Airflow; the compose file has its services, the AWS endpoint and
-credentials wired, and mounts paths that exist; the task definition template is a valid
-``RegisterTaskDefinition`` request; the task role policy grants what the container's run
-uses and no more. No Airflow import here.
+These checks need no Docker (``make test-container`` builds and runs the image for real,
+tests/container/); the files are validated structurally: the image's ENTRYPOINT + CMD are
+the command the ECS operator sends (``core.container``, which the operator builds its
+override from), it runs as a non-root user and installs no Airflow; the compose file has
+its services, the AWS endpoint and credentials wired, and mounts paths that exist; the
+task definition template is a valid ``RegisterTaskDefinition`` request; the task role
+policy grants what the container's run uses and no more. No Airflow import here.
 """
 
 from __future__ import annotations
@@ -157,7 +157,10 @@ def test_installs_the_core_without_airflow(dockerfile) -> None:
     for run in installs:
         assert "airflow" not in run.lower(), run
     # the package is installed from the copied sources, with the (empty) runtime extra
-    assert any(re.search(r"pip install \"?/tmp/handoff-src(\[runtime\])?\"?", r) for r in runs)
+    assert any(
+        re.search(r"pip install (--no-cache-dir )?\"?/tmp/handoff-src(\[runtime\])?\"?", r)
+        for r in runs
+    )
     assert pyproject["scripts"]["handoff"] == "handoff_provider.core.cli:main"
 
 

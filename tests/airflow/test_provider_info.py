@@ -29,9 +29,10 @@ def test_provider_info_is_valid_for_this_airflow() -> None:
         for item in info.get(entry, []):
             for module in item["python-modules"]:
                 __import__(module)  # every listed module exists and imports
-    (link,) = info["extra-links"]
-    module, _, name = link.rpartition(".")
-    assert getattr(__import__(module, fromlist=[name]), name).name
+    assert len(info["extra-links"]) == 2  # artifacts (S3), ECS task (console)
+    for link in info["extra-links"]:
+        module, _, name = link.rpartition(".")
+        assert getattr(__import__(module, fromlist=[name]), name).name
 
 
 def test_entry_point_is_registered() -> None:
