@@ -414,9 +414,28 @@ def _build_tasks(
                 "console): put them in the project (envs) or the task definition (secrets)"
             )
         settings = dict(ecs or {})
+        register = settings.pop("register", False)
+        if register:
+            if "task_definition" in settings:
+                raise HandoffDagError(
+                    "ecs={'register': True} registers the task definition of project.yml's "
+                    "deploy: drop ecs['task_definition']"
+                )
+            from handoff_provider.operators.deploy import HandoffRegisterTaskDefinitionOperator
+
+            registering = HandoffRegisterTaskDefinitionOperator(
+                task_id="register_task_definition",
+                project_dir=str(project.path),
+                stack=stack,
+                aws_conn_id=aws_conn_id,
+                region_name=settings.get("region_name"),
+            )
+            tasks.append(registering)
+            settings["task_definition"] = registering.output
         if "cluster" not in settings or "task_definition" not in settings:
             raise HandoffDagError(
-                "execution 'ecs' needs ecs={'cluster': ..., 'task_definition': ...}"
+                "execution 'ecs' needs ecs={'cluster': ..., 'task_definition': ...} "
+                "(or ecs={'cluster': ..., 'register': True})"
             )
         tasks.append(
             HandoffEcsRunOperator(

@@ -19,6 +19,7 @@ _OPERATOR_MODULES = (
     "handoff_provider.operators.config",
     "handoff_provider.operators.run",
     "handoff_provider.operators.ecs",
+    "handoff_provider.operators.deploy",
 )
 _SENSOR_MODULES = ("handoff_provider.sensors.s3_file",)
 _TRIGGER_MODULES = ("handoff_provider.triggers.s3_file",)

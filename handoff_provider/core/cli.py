@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from handoff_provider.core.cli_deploy import add_deploy_parser, run_deploy
 from handoff_provider.core.cli_watch import add_watch_parser, run_watch
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
 
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(show_verbs, "commands", "print the pipelines as shell lines", project=False)
 
     add_watch_parser(verbs)
+    add_deploy_parser(verbs)
     return parser
 
 
@@ -306,6 +308,7 @@ _HANDLERS = {
     "run": _cmd_run,
     "show": _cmd_show,
     "watch": run_watch,
+    "deploy": run_deploy,
 }
 
 

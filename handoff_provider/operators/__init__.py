@@ -15,6 +15,7 @@ _EXPORTS = {
     "HandoffFilesPushOperator": "handoff_provider.operators.config",
     "HandoffRunOperator": "handoff_provider.operators.run",
     "HandoffEcsRunOperator": "handoff_provider.operators.ecs",
+    "HandoffRegisterTaskDefinitionOperator": "handoff_provider.operators.deploy",
 }
 
 __all__ = sorted(_EXPORTS)

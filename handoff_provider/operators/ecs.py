@@ -45,7 +45,9 @@ from handoff_provider.core.container import (
     container_environment,
 )
 from handoff_provider.core.context import ENV_RUN_KEY
+from handoff_provider.core.deploy import check_overrides_size
 from handoff_provider.core.ecs_failures import capacity_failure, transient_stop
+from handoff_provider.core.errors import ConfigurationError
 from handoff_provider.links.artifacts import HandoffArtifactsLink, artifacts_prefix
 from handoff_provider.links.ecs import HandoffEcsTaskLink
 from handoff_provider.operators.run import resolve_bucket, resolve_stack, with_last_outlet
@@ -247,7 +249,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         existing = next((c for c in containers if c.get("name") == self.container_name), None)
         if existing is None:
             containers.append(ours)
-            return overrides
+            return self._checked_size(overrides)
         if "command" in existing:
             raise AirflowException(
                 f"overrides: containerOverrides[{self.container_name}].command is set by "
@@ -257,6 +259,15 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         kept = [e for e in existing.get("environment", []) if e.get("name") not in names]
         existing["command"] = ours["command"]
         existing["environment"] = kept + ours["environment"]
+        return self._checked_size(overrides)
+
+    @staticmethod
+    def _checked_size(overrides: dict) -> dict:
+        """ECS refuses overrides over 8 KiB: fail before RunTask, with the reason."""
+        try:
+            check_overrides_size(overrides)
+        except ConfigurationError as exc:
+            raise AirflowException(f"HandoffEcsRunOperator: {exc}") from None
         return overrides
 
     def build_network_configuration(self) -> dict | None:
