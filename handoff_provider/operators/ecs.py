@@ -22,9 +22,12 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.exceptions import EcsOperatorError, EcsTaskFailToStart
+from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
+from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher
+from botocore.exceptions import ClientError
 
 from handoff_provider._compat import (
     AirflowException,
@@ -60,8 +63,34 @@ if TYPE_CHECKING:
 UPSTREAM_SKIP_ON_EXIT_CODE = (
     "skip_on_exit_code" in inspect.signature(EcsRunTaskOperator.__init__).parameters
 )
+#: Whether the installed provider's log fetcher reads the stream once more when stopped
+#: (newer ones do; older ones drop the events written after their last poll).
+FETCHER_READS_AFTER_STOP = hasattr(AwsTaskLogFetcher, "_forward_log_events")
 #: XCom key counting the ECS tasks a try started (survives a deferral).
 _ATTEMPT_KEY = "handoff_ecs_attempt"
+
+
+class FinalReadLogFetcher(AwsTaskLogFetcher):
+    """The provider's CloudWatch log fetcher, plus one last read once stopped: the
+    container's last lines (its error, handoff's summary) are written just before the task
+    stops, after the fetcher's last poll. Used when the installed fetcher lacks that read."""
+
+    def run(self) -> None:
+        token = AwsLogsHook.ContinuationToken()
+        while not self.is_stopped():
+            self._event.wait(self.fetch_interval.total_seconds())
+            self._forward(token)
+        self._forward(token)  # the events written since the last poll
+
+    def _forward(self, token: AwsLogsHook.ContinuationToken) -> None:
+        try:
+            for event in self.hook.get_log_events(
+                self.log_group, self.log_stream_name, continuation_token=token
+            ):
+                self.logger.info(self.event_to_str(event))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                self.logger.warning("Error on retrieving Cloudwatch log events: %s", error)
 
 
 def _default_deferrable() -> bool:
@@ -347,6 +376,20 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         if self.arn:
             self.log.warning("Stopping ECS task %s (the Airflow task was killed)", self.arn)
         super().on_kill()
+
+    def _get_task_log_fetcher(self) -> AwsTaskLogFetcher:
+        """The provider's fetcher, or one that reads the stream a last time once stopped."""
+        fetcher = super()._get_task_log_fetcher()
+        if FETCHER_READS_AFTER_STOP:
+            return fetcher
+        return FinalReadLogFetcher(
+            aws_conn_id=self.aws_conn_id,
+            region_name=fetcher.hook.region_name,
+            log_group=fetcher.log_group,
+            log_stream_name=fetcher.log_stream_name,
+            fetch_interval=fetcher.fetch_interval,
+            logger=fetcher.logger,
+        )
 
     # -- retries of tasks AWS failed to start -----------------------------------------------
 

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -277,30 +278,24 @@ def test_execution_timeout_stops_the_task(ecs_world: EcsWorld, bucket: str, stac
 
 def test_on_kill_stops_the_task(ecs_world: EcsWorld, bucket: str, stack: str) -> None:
     """Lifecycle through botocore events: while execute() waits for a running task,
-    on_kill (what Airflow calls when the task is killed) sends StopTask; the container then
-    exits 143 and the try fails."""
+    on_kill (what Airflow calls, from another thread, when the task is killed) sends
+    StopTask; the container then exits 143 and the try fails."""
     fargate = never_ending(ecs_world)
     op = fargate.attach(operator(ecs_world, stack, bucket))
-    errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            op.execute(make_context())
-        except BaseException as exc:
-            errors.append(exc)
+    def kill_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not op.arn and time.monotonic() < deadline:
+            time.sleep(0.1)
+        op.on_kill()
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not op.arn:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    op.on_kill()
-    thread.join(60)
-    assert not thread.is_alive()
+    killer = threading.Thread(target=kill_once_started)
+    killer.start()
+    with pytest.raises(AirflowException, match="not in success state"):
+        op.execute(make_context())
+    killer.join(60)
     (stop,) = fargate.stops
     assert stop["task"] == op.arn
-    assert errors and "not in success state" in str(errors[0])
 
 
 def test_deferral_timeout_stops_the_task(ecs_world: EcsWorld, bucket: str, stack: str) -> None:
@@ -365,3 +360,47 @@ def test_skip_on_exit_code(
     with pytest.raises(AirflowException) as failed:
         op.execute(make_context())
     assert not isinstance(failed.value, AirflowSkipException)
+
+
+# -- the log stream, read a last time --------------------------------------------------
+
+
+@pytest.mark.parametrize("fetcher", ["installed", "handoff"])
+def test_last_log_lines_written_as_the_task_stops_reach_the_task_log(
+    ecs_world: EcsWorld,
+    bucket: str,
+    stack: str,
+    fetcher: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lifecycle through botocore events: the container writes its last line to CloudWatch
+    just as DescribeTasks first reports it STOPPED (after-call), long before the fetcher's
+    next poll. The line still reaches the task log: the fetcher reads the stream once more
+    after the task stopped (the installed provider's when it does, else handoff's)."""
+    if fetcher == "handoff":
+        monkeypatch.setattr(ecs_module, "FETCHER_READS_AFTER_STOP", False)
+    fargate = flaky(ecs_world)
+    logs = boto3.client("logs", region_name=REGION)
+    written: list[str] = []
+
+    def last_words(parsed: dict, **_: Any) -> None:
+        for task in parsed.get("tasks", []):
+            if task.get("lastStatus") == "STOPPED" and task["taskArn"] not in written:
+                written.append(task["taskArn"])
+                logs.put_log_events(
+                    logGroupName=ecs_world.log_group,
+                    logStreamName=f"handoff/handoff/{task['taskArn'].rsplit('/', 1)[-1]}",
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": "LAST WORDS"}],
+                )
+
+    op = fargate.attach(
+        operator(ecs_world, stack, bucket, awslogs_fetch_interval=timedelta(seconds=30))
+    )
+    op.client.meta.events.register("after-call.ecs.DescribeTasks", last_words)
+    if fetcher == "handoff":
+        assert isinstance(op._get_task_log_fetcher(), ecs_module.FinalReadLogFetcher)
+    started = time.monotonic()
+    with capture_task_log(op.log.name) as task_log:
+        op.execute(make_context())
+    assert time.monotonic() - started < 25  # not one full fetch interval
+    assert written and "LAST WORDS" in task_log.text()
