@@ -58,7 +58,10 @@ def image(engine: Engine) -> Image:
     how = ensure_base_image(engine, BASE_IMAGE)
     report(f"base {BASE_IMAGE}: {how} in {time.monotonic() - started:.1f} s")
     started = time.monotonic()
-    engine.docker("build", "--network", "host", "-q", "-t", IMAGE, str(REPO), lock=True)
+    # (the timeout includes the wait for the heavy-job lock on a shared machine)
+    engine.docker(
+        "build", "--network", "host", "-q", "-t", IMAGE, str(REPO), lock=True, timeout=3000
+    )
     size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
     base = int(engine.docker("image", "inspect", "--format", "{{.Size}}", BASE_IMAGE).stdout)
     report(f"docker build in {time.monotonic() - started:.1f} s")

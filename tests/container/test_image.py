@@ -26,7 +26,7 @@ from handoff_provider.operators.ecs import HandoffEcsRunOperator
 from tests.container.conftest import Image, report
 
 # The first test also waits for the image (the heavy lock, debootstrap, docker build).
-pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.container, pytest.mark.timeout(3600)]
 
 REGION = "us-east-1"
 REPO = Path(__file__).resolve().parents[2]
