@@ -37,15 +37,17 @@ import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ProjectError
 from handoff_provider.core.lambda_invoke import LambdaStep
+from handoff_provider.core.project_yaml import MAX_PROJECT_BYTES, check_depth, parse_yaml
+from handoff_provider.core.project_yaml import type_name as _type_name
 from handoff_provider.core.s3_watch import normalize_prefix
+from handoff_provider.core.safe_tree import read_regular_file, shown, walk_tree
+from handoff_provider.core.shell_words import split_words
 from handoff_provider.core.templating import has_markers
 from handoff_provider.core.transfers import (
     OTF_KEY_HINTS,
@@ -66,6 +68,8 @@ StateFrom = Literal["stdout", "stderr", "none"]
 DEFAULT_TASK_NAME = "default"
 PROJECT_FILE = "project.yml"
 CONFIG_DIR = "config"
+#: All files of ``config/`` together (they are embedded in one document).
+MAX_CONFIG_BYTES = 4 << 20
 
 #: Schema errors listed in one message (each names its own key path).
 _MAX_ERRORS = 3
@@ -338,6 +342,7 @@ def project_from_document(document: Mapping[str, Any], *, source: str) -> Projec
     """Validate a compiled document (local or fetched from SSM) and build the model."""
     if not isinstance(document, Mapping):
         raise ProjectError(f"{source}: the document must be a mapping (got {_type_name(document)})")
+    check_depth(document, source=source)
     normalised = _normalise(dict(document), source=source)
     return _build_project(normalised, source=source)
 
@@ -353,113 +358,51 @@ def load_project(project_dir: Path) -> Project:
 def read_config_files(project_dir: Path) -> list[dict[str, str]]:
     """Every regular file under ``config/`` as ``{"name", "value"}``, sorted by name.
 
-    Symlinks are followed only while they stay inside the project directory; files must
-    be UTF-8 text. Errors name the file, never its content.
+    Symlinks are followed only while they stay inside the project directory; special
+    files, loops and names the document can't carry are refused
+    (:func:`~handoff_provider.core.safe_tree.walk_tree`); files must be UTF-8 text and
+    together at most :data:`MAX_CONFIG_BYTES`. Errors name the file, never its content.
     """
     project_dir = Path(project_dir)
     config_dir = project_dir / CONFIG_DIR
     if not config_dir.exists() and not config_dir.is_symlink():
         return []
-    root = project_dir.resolve()
-    files: dict[str, str] = {}
-    _collect_config_files(config_dir, root, "", files, visited=set())
-    return [{"name": name, "value": files[name]} for name in sorted(files)]
-
-
-def _collect_config_files(
-    directory: Path, root: Path, prefix: str, files: dict[str, str], *, visited: set[Path]
-) -> None:
-    shown_dir = directory
-    resolved_dir = _resolve_inside(directory, root, shown=shown_dir)
-    if not resolved_dir.is_dir():
-        raise ProjectError(f"{shown_dir}: expected a directory of config files")
-    if resolved_dir in visited:  # a symlink loop inside the project
-        return
-    visited.add(resolved_dir)
-    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
-        name = f"{prefix}{entry.name}"
-        target = _resolve_inside(entry, root, shown=entry) if entry.is_symlink() else entry
-        if target.is_dir():
-            _collect_config_files(entry, root, f"{name}/", files, visited=visited)
-        elif target.is_file():
-            files[name] = _read_text(entry)
-        # sockets, FIFOs, dangling links: not config files, skipped
-
-
-def _resolve_inside(path: Path, root: Path, *, shown: Path) -> Path:
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root):
-        raise ProjectError(f"{shown}: symlink points outside the project directory")
-    return resolved
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProjectError(
-            f"{path}: not UTF-8 text (config files are embedded as text; "
-            "put binary files under files/)"
-        ) from None
-    except OSError as exc:
-        raise ProjectError(f"{path}: cannot read ({exc.strerror})") from None
+    if not config_dir.is_dir():
+        raise ProjectError(f"{shown(config_dir)}: expected a directory of config files")
+    if config_dir.is_symlink() and not config_dir.resolve().is_relative_to(project_dir.resolve()):
+        raise ProjectError(f"{shown(config_dir)}: symlink points outside the project directory")
+    tree = walk_tree(
+        config_dir, strict=True, links_within=project_dir, links_label="the project directory"
+    )
+    budget = MAX_CONFIG_BYTES
+    files: list[dict[str, str]] = []
+    for name in sorted(tree.files):
+        path = tree.files[name]
+        data = read_regular_file(path, limit=budget, what="config file (all of config/ together)")
+        budget -= len(data)
+        try:
+            files.append({"name": name, "value": data.decode("utf-8")})
+        except UnicodeDecodeError:
+            raise ProjectError(
+                f"{shown(path)}: not UTF-8 text (config files are embedded as text; "
+                "put binary files under files/)"
+            ) from None
+    return files
 
 
 # --------------------------------------------------------------------------- YAML
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe loader that keeps dates as strings, and rejects duplicate or non-string keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"keys must be strings (found {_type_name(key)} key; quote it)",
-                    key_node.start_mark,
-                )
-            if key in first_line:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key '{key}' (first at line {first_line[key] + 1})",
-                    key_node.start_mark,
-                )
-            first_line[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-# Dates stay strings ("2024-01-01"), as they are meant for templates and commands.
-_StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def _load_yaml(path: Path, *, source: str) -> dict[str, Any]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = read_regular_file(path, limit=MAX_PROJECT_BYTES, source=source)
     except FileNotFoundError:
         raise ProjectError(f"{source}: not found") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ProjectError(f"{source}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ProjectError(f"{source}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ProjectError(f"{source}: {where}YAML syntax error: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ProjectError(f"{source}: YAML syntax error: {type(exc).__name__}") from None
+    data = parse_yaml(text, source=source)
     if not isinstance(data, dict):
         raise ProjectError(
             f"{source}: the top level must be a mapping with 'commands' (seed form) or "
@@ -500,14 +443,24 @@ def _canonical(value: Any, schema: Mapping[str, Any]) -> Any:
     schema = _deref(schema)
     if schema.get("x-coerce") == "string" and isinstance(value, int | float):
         return str(value)
-    if schema.get("x-normalize") == "basename" and isinstance(value, str):
-        return PurePosixPath(value).name or value
+    if schema.get("x-normalize") == "venv" and isinstance(value, str):
+        return _venv_name(value)
     if isinstance(value, dict) and "properties" in schema:
         properties = schema["properties"]
         return {key: _canonical(value[key], properties[key]) for key in properties if key in value}
     if isinstance(value, list) and "items" in schema:
         return [_canonical(item, schema["items"]) for item in value]
     return copy.deepcopy(value)
+
+
+def _venv_name(value: str) -> str:
+    """``./venv/proc_01`` (the seeds' form; also ``venvs/<name>``, the workspace's link)
+    -> ``proc_01``; any other value as written (``one/tool`` is then refused as a venv
+    name, rather than silently merged with ``two/tool``)."""
+    for prefix in ("./venv/", "venv/", "./venvs/", "venvs/"):
+        if value.startswith(prefix) and "/" not in value[len(prefix) :].rstrip("/"):
+            return value[len(prefix) :].rstrip("/") or value
+    return value
 
 
 def _schema_problems(document: Any) -> str | None:
@@ -564,22 +517,6 @@ def _path(parts: Any) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "an empty value"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
 
 
 _TYPE_WORDS = {
@@ -698,7 +635,7 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
             fail(
                 where,
                 f"{name!r} is not a valid venv name (letters, digits, '.', '_' and '-'; "
-                "a path such as ./venv/proc_01 is reduced to its last part)",
+                "./venv/<name> is read as <name>; no other paths)",
             )
 
     _check_unique_keys(document.get("envs", []), "envs", fail)
@@ -752,7 +689,7 @@ def _args_problem(args: str) -> str | None:
     if not args or has_markers(args):
         return None
     try:
-        shlex.split(args, posix=True)
+        split_words(args)
     except ValueError as exc:
         # shlex's messages ("No closing quotation", "No escaped character") hold no value.
         return f"cannot split args into words: {exc}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import HandoffError, TemplateError
+from handoff_provider.core.safe_tree import shown
+from handoff_provider.core.shell_words import split_words
 
 if TYPE_CHECKING:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 _MARKERS = ("{{", "{%", "{#")
 _BYTE_MARKERS = tuple(marker.encode() for marker in _MARKERS)
+#: Largest file of ``files/`` rendered as a template (a larger one with markers is refused).
+MAX_TEMPLATE_BYTES = 4 << 20
+#: A NUL byte in this many first bytes makes a file binary (never rendered).
+_BINARY_SNIFF = 8192
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined$")
 _UNDEFINED_MEMBER = re.compile(r"^.* has no (attribute|element) '?(.*?)'?$")
@@ -145,7 +150,7 @@ def split_args(rendered: str, *, source: str) -> list[str]:
     """Split rendered ``args`` into words like a POSIX shell (quotes, backslashes), no
     globbing, no ``$VAR`` expansion. Unbalanced quotes raise ``TemplateError``."""
     try:
-        return shlex.split(rendered, posix=True)
+        return split_words(rendered)
     except ValueError as exc:
         # shlex's messages ("No closing quotation", "No escaped character") hold no value.
         raise TemplateError(f"{source}: cannot split args into words: {exc}") from None
@@ -202,16 +207,33 @@ def build_variables(
     return variables
 
 
-def _file_has_markers(path: Path) -> bool:
-    """Scan in chunks (large data files are not read whole when they hold no markers)."""
-    overlap = b""
+def _template_text(path: Path, name: str) -> str | None:
+    """The text of ``path`` when it is a template to render, else None (see
+    :func:`render_workspace_files`). Never holds more than the size limit in memory."""
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
+        head = handle.read(MAX_TEMPLATE_BYTES + 1)
+        if b"\0" in head[:_BINARY_SNIFF]:
+            return None  # binary (git's heuristic): copied as it is
+        if len(head) <= MAX_TEMPLATE_BYTES:
+            if not any(marker in head for marker in _BYTE_MARKERS):
+                return None
+            try:
+                return head.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        overlap = b""
+        chunk = head
+        while chunk:
             data = overlap + chunk
             if any(marker in data for marker in _BYTE_MARKERS):
-                return True
+                raise TemplateError(
+                    f"{name}: contains template markers ({{{{, {{% or {{#) but is larger than "
+                    f"the {MAX_TEMPLATE_BYTES >> 20} MiB limit for a template; keep templates "
+                    "small and data files free of markers"
+                )
             overlap = data[-1:]
-    return False
+            chunk = handle.read(1 << 20)
+    return None
 
 
 def render_workspace_files(
@@ -222,9 +244,13 @@ def render_workspace_files(
 ) -> list[Path]:
     """Render in place the UTF-8 text files under ``files_dir`` that contain Jinja markers.
 
-    Binary and non-UTF-8 files are left untouched, symlinks are not followed (a rendered
-    write must not land outside the workspace). The file mode is kept (scripts stay
-    executable). Returns the rendered paths, sorted. Errors name ``files/<name>``.
+    A file is a template only when it is text (no NUL byte in its first 8 KiB, valid
+    UTF-8) of at most :data:`MAX_TEMPLATE_BYTES`; binary and non-UTF-8 files are left
+    untouched, whatever their size, and never read whole. A larger text file holding
+    markers is a :class:`TemplateError` (it would be read whole to be rendered).
+    Symlinks are not followed (a rendered write must not land outside the workspace).
+    The file mode is kept (scripts stay executable). Returns the rendered paths, sorted.
+    Errors name ``files/<name>``.
     """
     files_dir = Path(files_dir)
     if not files_dir.is_dir():
@@ -234,16 +260,13 @@ def render_workspace_files(
         dirnames.sort()
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
-            if path.is_symlink() or not path.is_file() or not _file_has_markers(path):
+            if path.is_symlink() or not path.is_file():
                 continue
-            try:
-                text = path.read_bytes().decode("utf-8")
-            except UnicodeDecodeError:
+            source = f"{files_dir.name}/{shown(path.relative_to(files_dir))}"
+            text = _template_text(path, source)
+            if text is None:
                 continue
-            name = path.relative_to(files_dir).as_posix()
-            output = render_text(
-                text, variables, source=f"{files_dir.name}/{name}", functions=functions
-            )
+            output = render_text(text, variables, source=source, functions=functions)
             _replace_text(path, output)
             rendered.append(path)
     return sorted(rendered)

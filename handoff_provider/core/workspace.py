@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -50,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
+from handoff_provider.core.safe_tree import shown, walk_tree
+from handoff_provider.core.shell_words import split_words
 
 log_ = logging.getLogger(__name__)
 
@@ -204,8 +205,10 @@ class Workspace:
         executable); returns the copied files.
 
         Symlinks are followed only when they point inside ``PROJECT/files/`` (a link to
-        ``../config/secret.json`` would leak config into files that get pushed to S3):
-        any other symlink is a :class:`ProjectError`. The copy is built next to ``files/``
+        ``../config/secret.json`` would leak config into files that get pushed to S3);
+        any other symlink, a loop, a special file or a name S3 can't carry is a
+        :class:`ProjectError` before anything is copied (see
+        :func:`~handoff_provider.core.safe_tree.walk_tree`). The copy is built next to ``files/``
         and swapped in, so a failure leaves the previous ``files/`` untouched. Without a
         ``PROJECT/files/`` directory, ``files/`` is left as it is.
         """
@@ -213,32 +216,20 @@ class Workspace:
         if not source.is_dir():
             self.prepare()
             return []
-        source_root = source.resolve()
+        tree = walk_tree(
+            source,
+            strict=True,
+            links_label=f"{shown(source)} (refused: files/ must not expose other files)",
+        )
         self.prepare()
         staging = Path(tempfile.mkdtemp(prefix=".files-", dir=self.root))
         copied: list[Path] = []
         try:
-            for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
-                here = Path(dirpath)
-                rel_dir = here.relative_to(source)
-                for entry in [*dirnames, *filenames]:
-                    path = here / entry
-                    if path.is_symlink() and not _inside(path.resolve(), source_root):
-                        raise ProjectError(
-                            f"{path}: symlink points outside {source} (refused: files/ "
-                            "must not expose other files)"
-                        )
-                for dirname in list(dirnames):
-                    if (here / dirname).is_symlink():
-                        # Inside files/: copied as a tree, but not walked twice.
-                        shutil.copytree(here / dirname, staging / rel_dir / dirname)
-                        dirnames.remove(dirname)
-                    else:
-                        (staging / rel_dir / dirname).mkdir()
-                for filename in filenames:
-                    dest = staging / rel_dir / filename
-                    shutil.copy2(here / filename, dest)
-                    copied.append(self.files_dir / rel_dir / filename)
+            for rel in sorted(tree.dirs):
+                (staging / rel).mkdir()
+            for rel, path in sorted(tree.files.items()):
+                shutil.copy2(path, staging / rel)
+                copied.append(self.files_dir / rel)
             old = None
             if self.files_dir.exists():
                 old = self.root / f".files-old-{os.getpid()}-{time.monotonic_ns()}"
@@ -319,7 +310,7 @@ def _plain_words(command: str) -> list[str] | None:
             return None
     if quote:
         return None
-    return shlex.split(command)
+    return split_words(command)
 
 
 def uv_pip_args(command: str) -> list[str] | None:
@@ -348,7 +339,7 @@ def _file_inputs(command: str, workspace: Path | None) -> list[tuple[str, str]]:
     if workspace is None:
         return []
     try:
-        words = shlex.split(command)
+        words = split_words(command)
     except ValueError:
         words = command.split()
     root = workspace.resolve()

@@ -417,7 +417,12 @@ def test_venv_path_is_reduced_to_its_name_but_must_be_a_name(make_project):
     message = error_of(
         load_project, make_project("commands:\n  - command: a\n    venv: ../..\n", name="bad")
     )
-    assert "commands[0].venv: '..' is not a valid venv name" in message
+    assert "commands[0].venv: '../..' is not a valid venv name" in message
+    # Distinct paths are not merged into one venv by their last part.
+    for path in ("one/tool", "./venv/a/b", "/abs/tool"):
+        yml = f"commands:\n  - command: a\n    venv: {path}\n"
+        message = error_of(load_project, make_project(yml, name=path.replace("/", "_")))
+        assert f"commands[0].venv: {path!r} is not a valid venv name" in message
 
 
 def test_installs_need_a_venv(make_project):
@@ -534,10 +539,14 @@ def test_symlinks_inside_the_project_are_followed(make_project):
     ]
 
 
-def test_a_symlink_loop_inside_config_is_read_once(make_project):
+def test_a_symlink_loop_inside_config_is_refused(make_project):
     project_dir = make_project("commands: [{command: a}]\n", config={"a.json": "{}"})
     os.symlink(".", project_dir / "config" / "loop")
-    assert compile_document(project_dir)["files"] == [{"name": "a.json", "value": "{}"}]
+    message = error_of(compile_document, project_dir)
+    assert (
+        message
+        == f"{project_dir / 'config' / 'loop'}: symlink loop (it points at a directory that contains it)"
+    )
 
 
 @pytest.mark.parametrize("kind", ["file", "dir", "config_dir"])

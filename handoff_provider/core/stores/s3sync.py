@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-import os
 import stat
 import time
 from collections.abc import Iterable
@@ -45,6 +44,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.safe_tree import walk_tree
 from handoff_provider.core.stores._aws import MAX_CONCURRENCY, aws_errors, s3_uri
 from handoff_provider.core.stores.sync_cache import RemoteRecord, SyncCache
 
@@ -173,59 +173,24 @@ def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, RemoteObjec
     return objects
 
 
-def local_files(root: Path, *, outside_links: str = "error") -> dict[str, Path]:
-    """Regular files under ``root``, keyed by POSIX relative path.
+def local_files(
+    root: Path, *, outside_links: str = "error", problems: list[str] | None = None
+) -> dict[str, Path]:
+    """Regular files under ``root``, keyed by POSIX relative path (see
+    :func:`~handoff_provider.core.safe_tree.walk_tree`).
 
-    Symlinks (to files or directories) are followed when they resolve inside ``root``; one
-    pointing outside (``files/x -> ../config/secret.json``) would publish a file that is not
-    part of the tree, so it is an error (``outside_links="error"``, for ``files/``) or
-    skipped with a warning (``"skip"``, for ``artifacts/``, which commands fill).
+    ``outside_links="error"`` (for ``files/``): a symlink pointing outside the root, a
+    loop, a special file or a name S3 can't carry is a :class:`ConfigurationError`
+    before anything is transferred. ``"skip"`` (for ``artifacts/``, which commands
+    fill): such entries are left out, each logged as a warning and appended to
+    ``problems``.
     """
-    found: dict[str, Path] = {}
-    if not root.is_dir():
-        return found
-    real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        here = Path(dirpath)
-        for name in list(dirnames):
-            link = here / name
-            if link.is_symlink() and (
-                not _inside(link, real_root, outside_links) or _loops(link, root)
-            ):
-                dirnames.remove(name)
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = here / name
-            if path.is_symlink() and not _inside(path, real_root, outside_links):
-                continue
-            if path.is_file():
-                found[path.relative_to(root).as_posix()] = path
-    return found
-
-
-def _loops(link: Path, root: Path) -> bool:
-    """A directory symlink pointing at one of the directories that contain it."""
-    target = link.resolve()
-    current = link.parent
-    while True:
-        if current.resolve() == target:
-            return True
-        if current == root:
-            return False
-        current = current.parent
-
-
-def _inside(link: Path, real_root: Path, outside_links: str) -> bool:
-    target = link.resolve()
-    if target == real_root or real_root in target.parents:
-        return True
-    if outside_links == "error":
-        raise ConfigurationError(
-            f"{link}: symlink points outside {real_root} (refused: it would publish a file "
-            "that is not part of the directory)"
-        )
-    log.warning("%s: symlink points outside %s: skipped", link, real_root)
-    return False
+    tree = walk_tree(root, strict=outside_links == "error", error=ConfigurationError)
+    for line in tree.problems:
+        log.warning("%s: skipped", line)
+    if problems is not None:
+        problems.extend(tree.problems)
+    return tree.files
 
 
 def safe_relative_key(relative: str, *, full_key: str) -> PurePosixPath:

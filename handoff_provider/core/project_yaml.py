@@ -1,0 +1,164 @@
+"""Parsing ``project.yml``: PyYAML's safe loader, strict about keys, bounded in effort.
+
+Limits (documented in the README; each breach is one :class:`ProjectError` line naming
+the file, line and column):
+
+* :data:`MAX_PROJECT_BYTES`: ``project.yml`` itself (read through
+  :func:`~handoff_provider.core.safe_tree.read_regular_file`, so a FIFO is refused too);
+* :data:`MAX_DEPTH`: nesting of mappings/lists (PyYAML composes recursively: a file
+  nested a thousand levels deep would otherwise end in a ``RecursionError``);
+* :data:`MAX_NODES`: values in the document *after* expanding aliases. An alias is a
+  reference to an already composed node, so ``a: &a [x, x]``, ``b: &b [*a, *a]``, ...
+  ("billion laughs") parses in microseconds and only explodes when the document is
+  copied or serialised; counting the expanded size while composing stops it before.
+  An alias used inside the node it names (``&d {self: *d}``) is refused: the compiled
+  document is JSON, which has no cycles.
+
+Dates stay strings (``2024-01-01`` is meant for templates); duplicate keys and
+non-string keys are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.events import AliasEvent
+
+from handoff_provider.core.errors import ProjectError
+
+MAX_PROJECT_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+class YamlLimitError(ComposerError):
+    """A limit of this module was exceeded (not a syntax error)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Safe loader with the limits above; rejects duplicate and non-string keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._open_anchors: set[str] = set()
+        self._anchor_sizes: dict[str, int] = {}
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            raise YamlLimitError(
+                None,
+                None,
+                f"more than {MAX_NODES} values once aliases are expanded (alias bomb?)",
+                mark,
+            )
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise YamlLimitError(
+                    None,
+                    None,
+                    f"alias *{event.anchor} is used inside the node it names "
+                    "(recursive aliases can't be compiled to JSON)",
+                    event.start_mark,
+                )
+            node = super().compose_node(parent, index)
+            self._count(self._anchor_sizes.get(event.anchor or "", 1), event.start_mark)
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise YamlLimitError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+            )
+        anchor = event.anchor
+        before = self._nodes
+        self._depth += 1
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor or "")
+        self._count(1, event.start_mark)
+        if anchor is not None:
+            self._anchor_sizes[anchor] = self._nodes - before
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"keys must be strings (found {type_name(key)} key; quote it)",
+                    key_node.start_mark,
+                )
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key '{key}' (first at line {first_line[key] + 1})",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+# Dates stay strings ("2024-01-01"), as they are meant for templates and commands.
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """``text`` parsed with :class:`StrictLoader`; errors are one line naming ``source``."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        kind = "" if isinstance(exc, YamlLimitError) else "YAML syntax error: "
+        raise ProjectError(f"{source}: {where}{kind}{problem}") from None
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{source}: YAML syntax error: {type(exc).__name__}") from None
+
+
+def type_name(value: Any) -> str:
+    """What ``value`` is, in words, for messages that must not show the value."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def check_depth(value: Any, *, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse a (JSON) document nested deeper than ``limit`` (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                raise ProjectError(f"{source}: nested deeper than {limit} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
