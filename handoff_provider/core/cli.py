@@ -3,8 +3,9 @@
 Every verb is a thin wrapper: the work is done in ``project``, ``orchestrate`` and
 ``stores`` so that the Airflow operators and the Fargate container run the same code.
 Errors the core raises on purpose (:class:`HandoffError`) are printed as one line
-(``handoff: error: ...``) with exit status 2 for usage/config problems and 1 for a failed
-run; anything else is a bug and keeps its traceback.
+(``handoff: error: ...``, control characters such as a newline in a file name escaped)
+with exit status 2 for bad input (usage, configuration, project, template problems) and
+1 for a failed run or AWS operation; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from typing import Any
 
 from handoff_provider.core.cli_deploy import add_deploy_parser, run_deploy
 from handoff_provider.core.cli_watch import add_watch_parser, run_watch
-from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
+from handoff_provider.core.errors import (
+    ConfigurationError,
+    HandoffError,
+    ProjectError,
+    RunFailed,
+    TemplateError,
+)
+from handoff_provider.core.safe_tree import shown as one_line
 
 
 def _add_remote_options(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         workspace=True,
     )
     artifacts_push.add_argument("--run-key", help="run key (default: timestamp + random suffix)")
+    artifacts_push.add_argument(
+        "--by-hand",
+        action="store_true",
+        help="artifacts/ was filled by hand (no run.json): publish it to last/ as a success",
+    )
     _command(
         artifacts_verbs, "get", "download STACK/last/ into WORKSPACE/artifacts/", workspace=True
     )
@@ -231,7 +244,9 @@ def _cmd_artifacts(args: argparse.Namespace) -> int:
     if args.action == "push":
         from handoff_provider.core.orchestrate import push_workspace_artifacts
 
-        location = push_workspace_artifacts(args.workspace, remote, run_key=args.run_key)
+        location = push_workspace_artifacts(
+            args.workspace, remote, run_key=args.run_key, by_hand=args.by_hand
+        )
     else:
         location = remote.artifacts.get_last(_workspace(args.workspace).artifacts_dir)
     print(f"artifacts {args.action}: {location}", file=sys.stderr)
@@ -279,7 +294,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         outcome = run.execute()
     except RunFailed as exc:
-        print(f"handoff: run failed: {exc}", file=sys.stderr)
+        print(f"handoff: run failed: {one_line(str(exc))}", file=sys.stderr)
         return 1
     finally:
         for sig, handler in previous.items():
@@ -317,11 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _HANDLERS[args.verb](args)
-    except ConfigurationError as exc:
-        print(f"handoff: error: {exc}", file=sys.stderr)
+    except (ConfigurationError, ProjectError, TemplateError) as exc:  # bad input
+        print(f"handoff: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except HandoffError as exc:
-        print(f"handoff: error: {exc}", file=sys.stderr)
+        print(f"handoff: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
 
 

@@ -47,6 +47,7 @@ run stop at the next phase boundary (an install in progress finishes first).
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -472,20 +473,47 @@ def install_workspace(
 
 
 def push_workspace_artifacts(
-    workspace: Path, remote: Remote, *, run_key: str | None = None
+    workspace: Path, remote: Remote, *, run_key: str | None = None, by_hand: bool = False
 ) -> ArtifactsLocation:
     """Archive ``WORKSPACE/artifacts/`` (``handoff artifacts push``).
 
-    Success is read from ``artifacts/run.json``: a failed run goes to ``runs/`` only.
-    Without a ``run.json`` (artifacts put there by hand) the push counts as a success and
-    replaces ``last/``: that is how a state is seeded or corrected by hand.
+    The run's own completion record, ``artifacts/run.json``, decides: ``success`` is
+    archived and published to ``last/``, ``failed`` goes to ``runs/`` only. A record
+    that is missing, unreadable or still says ``running`` (the run was killed, or is
+    still going) is refused with nothing pushed: publishing it would pass a partial run
+    off as complete. Files put into ``artifacts/`` by hand (a state seeded or corrected
+    by hand) have no record: ``by_hand=True`` (``--by-hand``) publishes them, and
+    refuses if there *is* a ``run.json``.
     """
-    from handoff_provider.core.runner import read_run_summary
+    from handoff_provider.core.safe_tree import read_regular_file
     from handoff_provider.core.workspace import Workspace
 
     ws = Workspace(workspace)
     if not ws.artifacts_dir.is_dir():
         raise ConfigurationError(f"{ws.artifacts_dir}: no artifacts directory to push")
-    summary = read_run_summary(ws)
-    succeeded = summary is None or summary.succeeded
+    record = ws.run_summary_path
+    if by_hand:
+        if record.exists() or record.is_symlink():
+            raise ConfigurationError(
+                f"{record}: exists, so these artifacts are a run's, not put there by hand; "
+                "push without --by-hand (or remove run.json)"
+            )
+        succeeded = True
+    else:
+        try:
+            data = json.loads(read_regular_file(record, limit=16 << 20, error=ConfigurationError))
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"{record}: missing, so no run completed in this workspace; nothing pushed "
+                "(for files put into artifacts/ by hand, pass --by-hand)"
+            ) from None
+        except ValueError:
+            raise ConfigurationError(f"{record}: not valid JSON; nothing pushed") from None
+        status = data.get("status") if isinstance(data, dict) else None
+        if status not in ("success", "failed"):
+            raise ConfigurationError(
+                f"{record}: status {status!r}: the run did not complete (killed, or still "
+                "running); nothing pushed"
+            )
+        succeeded = status == "success"
     return remote.artifacts.push(ws.artifacts_dir, new_run_key(run_key), succeeded=succeeded)

@@ -557,6 +557,11 @@ class ProjectRunner:
             candidate = venv_dir / "bin" / name
             if _is_executable_file(candidate):
                 return str(candidate)
+            if candidate.is_symlink():  # dangling: never fall back to the system's python3
+                raise missing(
+                    f"venv '{command.venv}': bin/{name} is a broken link (the interpreter "
+                    "the venv was built from moved?); run `handoff workspace install` again"
+                )
         found = shutil.which(name, path=env.get("PATH", os.defpath))
         if found is None:
             where = f"in venv '{command.venv}' or on PATH" if command.venv else "on PATH"
@@ -610,6 +615,8 @@ class ProjectRunner:
         state_tmp: Path | None = None
         state_log: Path | None = None  # where the state's stdout goes if the task fails
         error: StageError | None = None
+        with contextlib.suppress(OSError):  # an earlier task may have removed it
+            artifacts.mkdir(exist_ok=True)
         last_stderr = artifacts / f"{task.name}.{len(plan.stages)}.stderr.log"
         try:
             if task.kind == "pipeline":
@@ -655,19 +662,30 @@ class ProjectRunner:
                     result.timed_out = outcome.timed_out
                     break
             if error is None:
-                if task.state_from == "stdout" and state_tmp is not None:
-                    os.replace(state_tmp, self.workspace.state_path)
-                    state_tmp = None
-                    result.state_updated = True
-                    if state_log is not None:  # a failed earlier run's output: stale now
-                        state_log.unlink(missing_ok=True)
-                elif task.state_from == "stderr":
-                    fd, state_tmp = self._state_temp()
-                    os.close(fd)
-                    shutil.copyfile(last_stderr, state_tmp)
-                    os.replace(state_tmp, self.workspace.state_path)
-                    state_tmp = None
-                    result.state_updated = True
+                try:
+                    if task.state_from == "stdout" and state_tmp is not None:
+                        os.replace(state_tmp, self.workspace.state_path)
+                        state_tmp = None
+                        result.state_updated = True
+                        if state_log is not None:  # a failed earlier run's output: stale now
+                            state_log.unlink(missing_ok=True)
+                    elif task.state_from == "stderr":
+                        fd, state_tmp = self._state_temp()
+                        os.close(fd)
+                        shutil.copyfile(last_stderr, state_tmp)
+                        os.replace(state_tmp, self.workspace.state_path)
+                        state_tmp = None
+                        result.state_updated = True
+                except OSError as exc:  # a command removed artifacts/ or made state a dir
+                    error = StageError(
+                        f"task '{task.name}': cannot write artifacts/state "
+                        f"({exc.strerror or type(exc).__name__}; did a command remove "
+                        "artifacts/ or put a directory at artifacts/state?)",
+                        task=task.name,
+                        stage_index=len(plan.stages),
+                        command=plan.stages[-1].label if plan.stages else "",
+                        exit_code=None,
+                    )
             elif state_tmp is not None and state_log is not None:
                 # Keep what the failed stage wrote for debugging, never as the state.
                 with contextlib.suppress(OSError):

@@ -46,11 +46,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
 from handoff_provider.core.safe_tree import shown, walk_tree
 from handoff_provider.core.shell_words import split_words
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 log_ = logging.getLogger(__name__)
 
@@ -467,6 +470,13 @@ class VenvCache:
     def is_complete(venv_dir: Path) -> bool:
         return (venv_dir / MARKER).is_file()
 
+    @staticmethod
+    def interpreter_runs(venv_dir: Path) -> bool:
+        """Whether the venv's ``bin/python`` still leads to an executable (a venv links
+        to the interpreter it was built from; moving or removing that one breaks it)."""
+        python = venv_dir / "bin" / "python"
+        return python.is_file() and os.access(python, os.X_OK)
+
     # -- ensure
 
     def ensure(
@@ -487,21 +497,23 @@ class VenvCache:
         ws = Path(workspace).absolute() if workspace is not None else None
         installs = tuple(installs)
         venv_dir = self.path_for(installs, ws)
-        if self.is_complete(venv_dir):
+        if self.is_complete(venv_dir) and self.interpreter_runs(venv_dir):
             return venv_dir
-        from filelock import FileLock, Timeout  # only when a venv is built (start-up cost)
+        from filelock import Timeout  # only when a venv is built (start-up cost)
 
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(venv_dir) + ".lock")
+        lock = self._lock(venv_dir)
         try:
             lock.acquire(timeout=0)
         except Timeout:
             log(f"venv {venv_name}: another process is building it, waiting for {lock.lock_file}")
             lock.acquire()
         try:
-            if self.is_complete(venv_dir):  # built while we waited
+            if self.is_complete(venv_dir) and self.interpreter_runs(venv_dir):
                 log(f"venv {venv_name}: built by another process, reusing {venv_dir}")
                 return venv_dir
+            if self.is_complete(venv_dir):
+                log(f"venv {venv_name}: its bin/python no longer runs (base interpreter moved?)")
+                (venv_dir / MARKER).unlink()
             self._clean_stale(keep=venv_dir, log=log)
             if venv_dir.exists():
                 log(f"venv {venv_name}: removing incomplete build {venv_dir}")
@@ -515,6 +527,28 @@ class VenvCache:
             lock.release()
         return venv_dir
 
+    def _lock(self, venv_dir: Path) -> FileLock:
+        """The build lock of ``venv_dir``, with the cache directory checked and created
+        (a file in the way, or a ``.lock`` that is a directory, is a clear error)."""
+        from filelock import FileLock
+        shown_cache = f"venv cache {self.cache_dir} (${ENV_CACHE_DIR})"
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigurationError(f"{shown_cache}: is not a directory") from None
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{shown_cache}: cannot be created ({exc.strerror or type(exc).__name__})"
+            ) from None
+        lock_path = Path(str(venv_dir) + ".lock")
+        if lock_path.exists() and not lock_path.is_file():
+            raise ConfigurationError(
+                f"{lock_path}: the venv's lock file is not a regular file; remove it"
+            )
+        if not os.access(self.cache_dir, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"{shown_cache}: not writable")
+        return FileLock(str(lock_path))
+
     def _clean_stale(self, *, keep: Path, log: LogFn) -> None:
         """Remove other incomplete venv dirs nobody is building (failed/killed builds)."""
         from filelock import FileLock, Timeout
@@ -527,8 +561,8 @@ class VenvCache:
             other = FileLock(str(entry) + ".lock")
             try:
                 other.acquire(timeout=0)
-            except Timeout:
-                continue  # being built right now
+            except (Timeout, OSError):
+                continue  # being built right now (or its lock is unusable: leave it)
             try:
                 if not self.is_complete(entry):
                     log(f"venv cache: removing stale incomplete venv {entry}")

@@ -270,10 +270,8 @@ def test_sigterm_archives_a_failed_run_and_keeps_last(
     seed = tmp_path / "seed" / "artifacts"
     seed.mkdir(parents=True)
     (seed / "state").write_text("old-state\n")
-    assert (
-        main(["artifacts", "push", "-w", str(seed.parent), "--stack", stack, "--bucket", bucket])
-        == 0
-    )
+    by_hand = ["artifacts", "push", "--by-hand", "-w", str(seed.parent)]
+    assert main([*by_hand, "--stack", stack, "--bucket", bucket]) == 0
     project = tmp_path / "project"
     project.mkdir()
     (project / "project.yml").write_text(SLEEPY_YML)

@@ -271,6 +271,8 @@ def test_push_workspace_artifacts_follows_run_json(pushed: Remote, tmp_path: Pat
     hand_made = tmp_path / "by-hand"
     (hand_made / "artifacts").mkdir(parents=True)
     (hand_made / "artifacts" / "state").write_text("100\n")
-    seeded = push_workspace_artifacts(hand_made, pushed)
-    assert seeded.last_uri is not None, "no run.json: a hand-made state is published"
+    with pytest.raises(ConfigurationError, match=r"run.json: missing, so no run completed"):
+        push_workspace_artifacts(hand_made, pushed)
+    seeded = push_workspace_artifacts(hand_made, pushed, by_hand=True)
+    assert seeded.last_uri is not None, "--by-hand: a hand-made state is published"
     assert read(s3, pushed.bucket, f"{pushed.stack}/last/state") == b"100\n"

@@ -77,9 +77,9 @@ def test_show_commands_of_a_task_form_project(capsys):
 
 
 @pytest.mark.parametrize("verb", [["config", "print"], ["show", "commands"]])
-def test_bad_project_is_one_error_line_and_status_1(make_project, capsys, verb):
+def test_bad_project_is_one_error_line_and_status_2(make_project, capsys, verb):
     project_dir = make_project(BAD_YML)
-    assert main([*verb, "-p", str(project_dir)]) == 1
+    assert main([*verb, "-p", str(project_dir)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == (
@@ -123,7 +123,7 @@ def test_installed_console_script(seed_project, make_project):
         check=False,
         timeout=60,
     )
-    assert failed.returncode == 1
+    assert failed.returncode == 2
     assert failed.stdout == ""
     assert failed.stderr.count("\n") == 1
     assert failed.stderr.startswith(f"handoff: error: {bad / 'project.yml'}: ")

@@ -543,10 +543,8 @@ def test_a_symlink_loop_inside_config_is_refused(make_project):
     project_dir = make_project("commands: [{command: a}]\n", config={"a.json": "{}"})
     os.symlink(".", project_dir / "config" / "loop")
     message = error_of(compile_document, project_dir)
-    assert (
-        message
-        == f"{project_dir / 'config' / 'loop'}: symlink loop (it points at a directory that contains it)"
-    )
+    loop = project_dir / "config" / "loop"
+    assert message == f"{loop}: symlink loop (it points at a directory that contains it)"
 
 
 @pytest.mark.parametrize("kind", ["file", "dir", "config_dir"])

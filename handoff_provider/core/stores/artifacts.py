@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 
 #: The completion manifest, in ``runs/<key>/`` and ``last/``; never an artifact name.
 MANIFEST_NAME = "_HANDOFF_COMPLETE"
+#: The run's own record (written by the runner) in artifacts/.
+RUN_SUMMARY_NAME = "run.json"
+#: Key of run.json listing what the archive had to leave out.
+SKIPPED_KEY = "archive_skipped"
 STATE_NAME = "state"
 
 
@@ -71,6 +75,9 @@ class ArtifactsLocation:
     last_uri: str | None
     files: int = 0
     bytes: int = 0
+    #: Entries of artifacts/ that could not be archived (special files, loops, links
+    #: out, bad names), one line each; also recorded in the archived run.json.
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,11 +86,15 @@ class ArtifactsLocation:
             "last_uri": self.last_uri,
             "files": self.files,
             "bytes": self.bytes,
+            "skipped": list(self.skipped),
         }
 
     def __str__(self) -> str:
         last = f"last/ replaced: {self.last_uri}" if self.last_uri else "last/ left unchanged"
-        return f"{self.runs_uri} ({self.files} files, {self.bytes} bytes); {last}"
+        text = f"{self.runs_uri} ({self.files} files, {self.bytes} bytes); {last}"
+        if self.skipped:
+            text += f"; {len(self.skipped)} entries not archived (see run.json)"
+        return text
 
 
 class ArtifactsStore:
@@ -107,7 +118,10 @@ class ArtifactsStore:
     def push(self, artifacts_dir: Path, run_key: str, *, succeeded: bool) -> ArtifactsLocation:
         """Archive ``artifacts_dir`` to ``runs/<run_key>/``; replace ``last/`` if succeeded."""
         prefix = self.runs_prefix(run_key)
-        local = local_files(Path(artifacts_dir), outside_links="skip")
+        skipped: list[str] = []
+        local = local_files(Path(artifacts_dir), outside_links="skip", problems=skipped)
+        if skipped and RUN_SUMMARY_NAME in local:
+            _record_skipped(local[RUN_SUMMARY_NAME], skipped)
         if MANIFEST_NAME in local:
             raise StoreError(
                 f"{local[MANIFEST_NAME]}: {MANIFEST_NAME} is reserved for the completion "
@@ -168,6 +182,7 @@ class ArtifactsStore:
             last_uri=last_uri,
             files=len(local),
             bytes=total,
+            skipped=tuple(skipped),
         )
 
     def _publish_last(
@@ -362,3 +377,20 @@ def _has_all(available: dict[str, RemoteObject], files: dict[str, Any], names: l
     return all(
         name in available and available[name].size == int(files[name]["size"]) for name in names
     )
+
+
+def _record_skipped(run_json: Path, skipped: list[str]) -> None:
+    """Add the entries the archive left out to ``run.json`` (when it is a JSON object)."""
+    try:
+        data = json.loads(run_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(data, dict):
+        return
+    data[SKIPPED_KEY] = skipped
+    tmp = run_json.with_name(f".{run_json.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, run_json)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -153,7 +153,7 @@ class ConfigStore:
                 )
             tier = "Advanced"
         else:
-            object_uri, value = self._write_object(value, size)
+            object_uri, value, created = self._write_object(value, size)
             tier = "Standard"
         if tier == "Standard" and self._current_tier() == "Advanced":
             log.info(
@@ -171,8 +171,13 @@ class ConfigStore:
         if self.kms_key_id:
             request["KeyId"] = self.kms_key_id
         ssm = self._client("ssm")
-        with aws_errors("write", self.resource, service="ssm"):
-            response = ssm.put_parameter(**request)
+        try:
+            with aws_errors("write", self.resource, service="ssm"):
+                response = ssm.put_parameter(**request)
+        except BaseException:
+            if object_uri is not None and created:
+                self._delete_object(object_uri)  # nothing refers to it: leave nothing behind
+            raise
         self._cleanup(keep=object_uri, now=_response_date(response))
         return ConfigPushResult(
             name=self.name,
@@ -182,7 +187,26 @@ class ConfigStore:
             version=response.get("Version"),
         )
 
-    def _write_object(self, value: str, size: int) -> tuple[str, str]:
+    def _delete_object(self, uri: str) -> None:
+        key = uri.removeprefix(s3_uri(self.bucket or "", ""))
+        try:
+            self._client("s3").delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:  # the push already failed; report that, not this
+            log.warning("could not remove %s after the failed push: %s", uri, exc)
+
+    def _object_exists(self, key: str) -> bool:
+        try:
+            self._client("s3").head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def _write_object(self, value: str, size: int) -> tuple[str, str, bool]:
+        """Store the document in S3 (content-addressed); returns its URI, the SSM pointer
+        and whether this call created the object (an existing one may be referenced by
+        the current parameter: a failed push must not delete it)."""
         if not self.bucket:
             raise ConfigurationError(
                 f"the config document is {size} bytes, over the {ADVANCED_TIER_BYTES}-byte SSM "
@@ -197,6 +221,7 @@ class ConfigStore:
             extra["SSEKMSKeyId"] = self.kms_key_id
         uri = s3_uri(self.bucket, key)
         with aws_errors("write", uri, service="s3"):
+            created = not self._object_exists(key)
             self._client("s3").put_object(
                 Bucket=self.bucket,
                 Key=key,
@@ -206,7 +231,7 @@ class ConfigStore:
                 **extra,
             )
         pointer = {REF_KEY: {"uri": uri, "sha256": sha256, "bytes": size}}
-        return uri, json.dumps(pointer, separators=(",", ":"))
+        return uri, json.dumps(pointer, separators=(",", ":")), created
 
     def _current_tier(self) -> str | None:
         """The existing parameter's tier (None when absent or not allowed to look)."""
