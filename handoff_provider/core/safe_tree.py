@@ -58,7 +58,7 @@ def file_type(mode: int) -> str:
 
 
 def name_problem(name: str) -> str | None:
-    """Why a relative file name can't be an S3 key / JSON string, or None when it can."""
+    """Why a relative file name (``sub/a.txt``) can't be an S3 key / JSON string, or None."""
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
@@ -173,7 +173,7 @@ def walk_tree(
             rel = prefix + entry.name
             if skip is not None and skip(rel):
                 continue
-            if check_names and (why := name_problem(entry.name)):
+            if check_names and (why := name_problem(rel)):
                 problem(path, why)
                 continue
             try:

@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
+from handoff_provider.core.process_tree import Watchdog, child_setup, new_tag, stop_tagged
 from handoff_provider.core.safe_tree import shown, walk_tree
 from handoff_provider.core.shell_words import split_words
 
@@ -647,24 +649,43 @@ class VenvCache:
 
 
 def _stream(argv: list[str], *, env: Mapping[str, str], cwd: Path, log: LogFn, prefix: str) -> int:
-    """Run ``argv`` with stdout+stderr merged into ``log``; returns the exit status."""
+    """Run ``argv`` with stdout+stderr merged into ``log``; returns the exit status.
+
+    Like a pipeline stage, the command and everything it starts carry a tag, die with
+    handoff (``PDEATHSIG`` + the watchdog, :mod:`process_tree`) and are stopped when it
+    ends, so a killed install never leaves pip or uv writing into the cache.
+    """
+    tag = new_tag()
+    watchdog = Watchdog.get()
+    watchdog.register(tag)
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=dict(env),
-        )
-    except OSError as exc:
-        log(f"{prefix}{argv[0]}: {exc.strerror or exc}")
-        return 127
-    assert proc.stdout is not None
-    with proc.stdout:
-        for raw in proc.stdout:
-            log(prefix + raw.decode("utf-8", "replace").rstrip("\r\n"))
-    return proc.wait()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env={**env, tag: "1"},
+                preexec_fn=child_setup(0),
+            )
+        except OSError as exc:
+            log(f"{prefix}{argv[0]}: {exc.strerror or exc}")
+            return 127
+        assert proc.stdout is not None
+        try:
+            with proc.stdout:
+                for raw in proc.stdout:
+                    log(prefix + raw.decode("utf-8", "replace").rstrip("\r\n"))
+            return proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted (KeyboardInterrupt, a failing log)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            stop_tagged([tag], grace=2.0)
+    finally:
+        watchdog.release(tag)
 
 
 # --------------------------------------------------------------------------- installs

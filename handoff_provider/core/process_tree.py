@@ -1,0 +1,208 @@
+"""No orphans: every process a stage or an install starts dies with it, however handoff ends.
+
+Three mechanisms, each covering what the previous one can't:
+
+1. **Process group** (:mod:`pipeline`): a pipeline's stages share one group, which
+   timeouts, terminate and the final clean-up signal.
+2. **A tag in the environment.** Every stage and install command gets
+   ``HANDOFF_TAG_<token>=1`` in its environment, which every descendant inherits —
+   including one that leaves the process group (``setsid``, coreutils ``timeout``) or
+   double-forks into a daemon that re-parents to PID 1. :func:`signal_tagged` finds them
+   by reading ``/proc/<pid>/environ`` (the way Jenkins' process tree killer finds a
+   build's processes), so timeouts, terminate and the end-of-task clean-up reach them.
+   Each run of handoff uses its own variable name, so a nested ``handoff run`` doesn't
+   hide its stages from the outer one.
+3. **A watchdog for when handoff itself is killed** (``SIGKILL``, the OOM killer,
+   Airflow killing the task process): signal handlers and ``finally`` don't run then.
+   Each stage is started with ``PR_SET_PDEATHSIG=SIGKILL`` (it dies when the thread
+   that started it dies: pipelines are started and waited for by one thread), and a
+   small watchdog process (this file run as a script, in its own session) holds a pipe
+   from handoff: when the pipe reaches EOF — handoff is gone, whatever the cause — it
+   ``SIGKILL``\\ s every process still carrying a registered tag, then exits.
+
+What remains out of reach (documented in the README): a process that clears or
+replaces its environment (``env -i``, a setuid program that scrubs it), one started
+through another service (``systemd-run``, ``docker run``, ``ssh``), one owned by
+another user, and everything on a system without ``/proc`` (then only the process
+group and ``PDEATHSIG`` on Linux apply).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+TAG_PREFIX = "HANDOFF_TAG_"
+PR_SET_PDEATHSIG = 1
+
+
+def new_tag() -> str:
+    """A fresh tag name, e.g. ``HANDOFF_TAG_1f2e3d4c5b6a7988``."""
+    return f"{TAG_PREFIX}{os.urandom(8).hex()}"
+
+
+def tagged_pids(tags: Iterable[str]) -> list[int]:
+    """PIDs of processes (other than this one) whose environment holds one of ``tags``."""
+    needles = [b"\0" + tag.encode() + b"=" for tag in tags]
+    if not needles:
+        return []
+    own = os.getpid()
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = b"\0" + handle.read()
+        except OSError:  # gone, or not ours
+            continue
+        if any(needle in environ for needle in needles):
+            found.append(int(entry))
+    return found
+
+
+def signal_tagged(tags: Iterable[str], sig: int) -> int:
+    """Send ``sig`` to every process carrying one of ``tags``; returns how many."""
+    pids = tagged_pids(list(tags))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return len(pids)
+
+
+def stop_tagged(tags: Iterable[str], *, grace: float) -> int:
+    """``SIGTERM`` the tagged processes, wait up to ``grace`` s, then ``SIGKILL`` the rest
+    (repeated while new ones appear, for processes forking as they die). Returns how many
+    processes were found at first."""
+    tags = list(tags)
+    first = signal_tagged(tags, signal.SIGTERM)
+    if not first:
+        return 0
+    deadline = time.monotonic() + grace
+    while tagged_pids(tags) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(20):
+        if not signal_tagged(tags, signal.SIGKILL):
+            break
+        time.sleep(0.02)
+    return first
+
+
+# ----------------------------------------------------------------------- child set-up
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def child_setup(pgid: int) -> Callable[[], None]:
+    """A ``preexec_fn``: join process group ``pgid`` (0: a new one) and die with the
+    parent (``PR_SET_PDEATHSIG``; if the parent died before that, exit at once).
+
+    Only async-signal-safe work happens in the child: ``setpgid``, ``prctl`` (resolved
+    before the fork), ``getppid``, ``_exit``.
+    """
+    parent = os.getpid()
+    prctl = _PRCTL
+
+    def setup() -> None:
+        os.setpgid(0, pgid)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(127)
+
+    return setup
+
+
+# ----------------------------------------------------------------------- the watchdog
+
+
+class Watchdog:
+    """The process that kills tagged processes when handoff dies (see the module docs).
+
+    One per handoff process, started on first use. :meth:`register` a tag before the
+    first process carrying it is started, :meth:`release` it once they are all gone.
+    """
+
+    _lock = threading.Lock()
+    _instance: Watchdog | None = None
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = os.getpid()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # not in the terminal's or Airflow's group
+                close_fds=True,
+            )
+        except OSError:
+            self._proc = None  # no watchdog: groups, tags and PDEATHSIG still apply
+
+    @classmethod
+    def get(cls) -> Watchdog:
+        with cls._lock:
+            if cls._instance is None or cls._instance._pid != os.getpid():
+                cls._instance = Watchdog()
+            return cls._instance
+
+    def _send(self, line: str) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+
+    def register(self, tag: str) -> None:
+        self._send(f"+{tag}")
+
+    def release(self, tag: str) -> None:
+        self._send(f"-{tag}")
+
+
+def _watchdog_main() -> None:
+    """Read ``+tag`` / ``-tag`` lines until EOF, then kill what the live tags name."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    tags: set[str] = set()
+    for raw in sys.stdin.buffer:
+        line = raw.strip().decode("ascii", "replace")
+        if line.startswith("+"):
+            tags.add(line[1:])
+        elif line.startswith("-"):
+            tags.discard(line[1:])
+    if tags:
+        for _ in range(50):  # until no tagged process is left (they may be forking)
+            if not signal_tagged(tags, signal.SIGKILL):
+                break
+            time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    _watchdog_main()
