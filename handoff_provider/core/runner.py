@@ -99,6 +99,7 @@ from handoff_provider.core.pipeline import (
 )
 from handoff_provider.core.project import Command, Project, Task
 from handoff_provider.core.run_transfers import TransferPhase
+from handoff_provider.core.safe_tree import shown
 from handoff_provider.core.templating import render_text, render_workspace_files, split_args
 from handoff_provider.core.transfers import TouchStep
 from handoff_provider.core.workspace import Workspace
@@ -246,8 +247,10 @@ def read_run_summary(workspace: Workspace | Path) -> RunSummary | None:
 
 
 def command_label(command: Command) -> str:
-    """The command as written: name + unrendered args template (safe to show)."""
-    return f"{command.command} {command.args}".rstrip() if command.args else command.command
+    """The command as written: name + unrendered args template (safe to show), on one
+    line (a newline in ``args`` is shown as ``\\n``)."""
+    label = f"{command.command} {command.args}".rstrip() if command.args else command.command
+    return shown(label)
 
 
 @dataclass

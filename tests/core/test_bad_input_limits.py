@@ -211,3 +211,16 @@ def test_a_slow_stderr_consumer_never_holds_the_stage_up(tmp_path: Path) -> None
     cut = [line for line in relayed if line != "0123456789"]
     assert len(cut) <= 2 * len(notes) and all(line.isdigit() for line in cut)
     assert len(relayed) < size // 11, "lines were left out of the relay, not out of the file"
+
+
+# --------------------------------------------------------------------------- one line
+
+
+def test_args_with_a_newline_keep_the_failure_on_one_line(make_project, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    project = make_project('commands:\n  - command: sh\n    args: |\n      -c "exit 3"\n      x\n')
+    assert cli.main(["run", "-w", str(tmp_path / "ws"), "-p", str(project)]) == 1
+    err = capsys.readouterr().err
+    failures = [line for line in err.splitlines() if "run failed" in line]
+    assert len(failures) == 2 and all(
+        "('sh -c \"exit 3\"\\nx') exited with status 3" in line for line in failures
+    ), err
