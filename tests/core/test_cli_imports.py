@@ -79,7 +79,7 @@ def test_config_print_and_show_commands_import_no_aws_no_schema_zoo(tmp_path: Pa
 def test_jsonschema_explains_an_invalid_project(make_project, tmp_path: Path) -> None:
     """The error path: the document is rejected, jsonschema words every error."""
     project = make_project("tasks:\n  - name: t\n    pipelin: []\n")
-    names = imported("config", "print", "-p", str(project), cwd=tmp_path, expect_exit=1)
+    names = imported("config", "print", "-p", str(project), cwd=tmp_path, expect_exit=2)
     assert "jsonschema" in names
     assert names & AWS == set()
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import os
 import stat
 import time
 from collections.abc import Iterable
