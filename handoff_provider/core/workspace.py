@@ -533,6 +533,7 @@ class VenvCache:
         """The build lock of ``venv_dir``, with the cache directory checked and created
         (a file in the way, or a ``.lock`` that is a directory, is a clear error)."""
         from filelock import FileLock
+
         shown_cache = f"venv cache {self.cache_dir} (${ENV_CACHE_DIR})"
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
