@@ -40,6 +40,8 @@ if AIRFLOW_V_3_0_PLUS:
         Asset,
         BaseOperator,
         BaseOperatorLink,
+        BaseSensorOperator,
+        PokeReturnValue,
         TaskGroup,
     )
 
@@ -47,14 +49,25 @@ if AIRFLOW_V_3_0_PLUS:
         from airflow.sdk.exceptions import AirflowException
     except ImportError:  # 3.0
         from airflow.exceptions import AirflowException  # type: ignore[no-redef]
+    try:
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+    except ImportError:  # 3.0, 3.1
+        from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,assignment]
 else:
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,assignment]
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef,assignment]
+    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
+        AirflowException,
+        AirflowSensorTimeout,
+    )
     from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef,assignment]
     from airflow.models.baseoperatorlink import (  # type: ignore[no-redef,assignment]
         BaseOperatorLink,
     )
     from airflow.models.dag import DAG  # type: ignore[no-redef,assignment]
+    from airflow.sensors.base import (  # type: ignore[no-redef,assignment]
+        BaseSensorOperator,
+        PokeReturnValue,
+    )
     from airflow.utils.task_group import TaskGroup  # type: ignore[no-redef,assignment]
 
 try:  # Airflow 3.1+: the Task SDK's exceptions (airflow.exceptions keeps deprecated aliases)
@@ -210,14 +223,17 @@ __all__ = [
     "DAG",
     "PROVIDER_SECTION",
     "AirflowException",
+    "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "Asset",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
+    "BaseSensorOperator",
     "CronDataIntervalTimetable",
     "DeltaDataIntervalTimetable",
+    "PokeReturnValue",
     "TaskGroup",
     "airflow_mask_secret",
     "airflow_setting",

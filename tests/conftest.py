@@ -8,6 +8,7 @@ No test reaches real AWS: the credentials are fake and the endpoint is loopback.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -30,14 +31,44 @@ os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``HANDOFF_TEST_INSTALLED`` set (the MWAA matrix), refuse to test the source tree:
+    ``handoff_provider`` must be the installed wheel in this interpreter's site-packages."""
+    if not os.environ.get("HANDOFF_TEST_INSTALLED"):
+        return
+    import sysconfig
+    from pathlib import Path
+
+    import handoff_provider
+
+    site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
+    package = Path(handoff_provider.__file__).resolve()
+    if site_packages not in package.parents:
+        raise pytest.UsageError(
+            f"HANDOFF_TEST_INSTALLED: handoff_provider was imported from {package.parent}, "
+            f"not from the installed wheel in {site_packages}"
+        )
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A ThreadedMotoServer on 127.0.0.1 (free port); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    if hasattr(ThreadedMotoServer, "get_host_and_port"):  # moto >= 5.0.13: the OS picks
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+    else:  # older moto can't report the port it got: pick a free one first
+        host, port = "127.0.0.1", _free_port()
+        server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        server.start()
     endpoint = f"http://{host}:{port}"
     previous = os.environ.get("AWS_ENDPOINT_URL")
     os.environ["AWS_ENDPOINT_URL"] = endpoint

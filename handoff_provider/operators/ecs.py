@@ -59,6 +59,13 @@ if TYPE_CHECKING:
     from airflow.utils.context import Context
 
 
+#: Whether the Amazon operator takes ``container_name`` (amazon provider >= 9.4). Before,
+#: it has no notion of which container is the task's and names the CloudWatch stream
+#: ``<prefix>/<task id>`` (9.0), while the awslogs driver writes
+#: ``<prefix>/<container>/<task id>``: this operator then keeps the name and names the stream.
+_AMAZON_TAKES_CONTAINER_NAME = (
+    "container_name" in inspect.signature(EcsRunTaskOperator.__init__).parameters
+)
 #: Whether the installed Amazon provider's operator takes ``skip_on_exit_code`` (else: ours).
 UPSTREAM_SKIP_ON_EXIT_CODE = (
     "skip_on_exit_code" in inspect.signature(EcsRunTaskOperator.__init__).parameters
@@ -208,10 +215,11 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         )
         if UPSTREAM_SKIP_ON_EXIT_CODE:
             ecs_kwargs["skip_on_exit_code"] = codes or None
+        if _AMAZON_TAKES_CONTAINER_NAME:
+            ecs_kwargs["container_name"] = container_name
         super().__init__(
             cluster=cluster,
             task_definition=task_definition,
-            container_name=container_name,
             aws_conn_id=aws_conn_id,
             region_name=region_name,
             awslogs_group=awslogs_group,
@@ -219,6 +227,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             awslogs_stream_prefix=awslogs_stream_prefix,
             **ecs_kwargs,
         )
+        self.container_name = container_name
         self.subnets = list(subnets) if subnets else None
         self.security_groups = list(security_groups) if security_groups else None
         self.assign_public_ip = assign_public_ip
@@ -234,6 +243,15 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self._handoff_context: Context | None = None
         self._watching_client = False
         self._stopped_arn: str | None = None
+
+    if not _AMAZON_TAKES_CONTAINER_NAME:
+
+        def _get_logs_stream_name(self) -> str:
+            """The awslogs driver's stream, ``<prefix>/<container>/<task id>``."""
+            prefix = self.awslogs_stream_prefix or ""
+            if not prefix.endswith(f"/{self.container_name}"):
+                prefix = f"{prefix}/{self.container_name}"
+            return f"{prefix}/{self._get_ecs_task_id(self.arn)}"
 
     # -- what the operator sends ---------------------------------------------------------
 

@@ -24,23 +24,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from handoff_provider._compat import AIRFLOW_V_3_0_PLUS, AirflowException, airflow_setting
+from handoff_provider._compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    airflow_setting,
+)
 from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria
 from handoff_provider.triggers.s3_file import HandoffS3FileTrigger, s3_client
-
-# Sensor names are not (yet) in _compat; gated here the same way.
-if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk import BaseSensorOperator, PokeReturnValue
-    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
-else:
-    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
-        AirflowSensorTimeout,
-        AirflowSkipException,
-    )
-    from airflow.sensors.base import (  # type: ignore[no-redef,assignment]
-        BaseSensorOperator,
-        PokeReturnValue,
-    )
 
 __all__ = ["HandoffS3FileSensor"]
 

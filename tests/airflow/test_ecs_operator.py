@@ -33,6 +33,7 @@ import pytest
 pytest.importorskip("airflow.providers.amazon")
 
 from af_helpers import capture_task_log
+from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 
@@ -186,6 +187,12 @@ class TaskInstanceStub:
         self.map_index = map_index
         self.try_number = try_number
         self.xcom: dict[str, Any] = {}
+
+    @property
+    def key(self) -> TaskInstanceKey:  # amazon < 9.12 derives the reattach id from it
+        return TaskInstanceKey(
+            self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index
+        )
 
     def xcom_push(self, key: str, value: Any, **_: Any) -> None:
         self.xcom[key] = value

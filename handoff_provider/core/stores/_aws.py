@@ -164,10 +164,17 @@ def translate(exc: BaseException, *, action: str, resource: str, service: str) -
     raise exc
 
 
-def _raise_transfer_error(exc: BaseException, where: str) -> None:
+def _transfer_errors() -> tuple[type[BaseException], ...]:
+    """The transfer manager's own failure types (``S3DownloadFailedError`` is new in
+    s3transfer 0.13; older versions raise ``RetriesExceededError`` or the ``ClientError``)."""
     from s3transfer import exceptions as tx
 
-    if isinstance(exc, (tx.RetriesExceededError, tx.S3UploadFailedError, tx.S3DownloadFailedError)):
+    names = ("RetriesExceededError", "S3UploadFailedError", "S3DownloadFailedError")
+    return tuple(getattr(tx, name) for name in names if hasattr(tx, name))
+
+
+def _raise_transfer_error(exc: BaseException, where: str) -> None:
+    if isinstance(exc, _transfer_errors()):
         raise StoreError(f"{where}: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
@@ -194,18 +201,8 @@ def aws_errors(action: str, resource: str, *, service: str) -> Iterator[None]:
 
 def _is_aws_error(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
-    from s3transfer import exceptions as tx
 
-    return isinstance(
-        exc,
-        (
-            BotoCoreError,
-            ClientError,
-            tx.RetriesExceededError,
-            tx.S3UploadFailedError,
-            tx.S3DownloadFailedError,
-        ),
-    )
+    return isinstance(exc, (BotoCoreError, ClientError, *_transfer_errors()))
 
 
 def s3_uri(bucket: str, key: str = "") -> str:

@@ -353,7 +353,11 @@ def _response_date(response: dict[str, Any]) -> datetime:
     header = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     if header:
         try:
-            return parsedate_to_datetime(header)
+            date = parsedate_to_datetime(header)
         except (TypeError, ValueError):
-            pass
+            date = None
+        # A header without a usable zone (moto <= 5.1.10 sends Date twice, which botocore
+        # joins into one unparseable value) can't be compared with LastModified.
+        if date is not None and date.tzinfo is not None:
+            return date
     return datetime.now(timezone.utc)

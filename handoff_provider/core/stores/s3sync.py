@@ -337,7 +337,9 @@ class _KnownSize(BaseSubscriber):
 
     def on_queued(self, future: Any, **kwargs: Any) -> None:
         future.meta.provide_transfer_size(self.size)
-        if self.etag is not None:
+        # s3transfer >= 0.13 checks each ranged GET of a download against the ETag
+        # (IfMatch); older versions have no such check and nothing to hand it to.
+        if self.etag is not None and hasattr(future.meta, "provide_object_etag"):
             future.meta.provide_object_etag(f'"{self.etag}"')
 
 
