@@ -1,12 +1,14 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 # .venv      : Airflow 3.x line + dev tools (default)
 # .venv-af2  : Airflow 2.10 line, for the Airflow tests on both lines
+# .venv-mwaa-<v> : one per Amazon MWAA image, on that image's pins (make test-mwaa)
 PYTHON ?= python3
 VENV := .venv
 VENV_AF2 := .venv-af2
 UV = $(VENV)/bin/uv
 
-.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean test-container project-validator
+.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean test-container \
+	project-validator mwaa-wheel test-mwaa
 
 venv: $(VENV)/.ready
 venv-af2: $(VENV_AF2)/.ready
@@ -43,6 +45,21 @@ test-container: venv
 	scripts/container-prereqs.sh
 	$(VENV)/bin/python -m pytest -q -m container tests/container
 
+# The suite on each Amazon MWAA image's own pins (requirements/mwaa-<v>.txt), against the
+# project built once as a wheel; `make test-mwaa-<v>` runs one image. Images run one after
+# the other: each run already keeps both cores busy (moto server + Airflow).
+MWAA_IMAGES := 2.10.3 2.11.0 3.0.6 3.2.1 3.3.1
+MWAA_WHEEL_DIR := build/mwaa-wheel
+
+test-mwaa: $(addprefix test-mwaa-,$(MWAA_IMAGES))
+
+mwaa-wheel: venv
+	rm -rf $(MWAA_WHEEL_DIR)
+	$(UV) build -q --wheel -o $(MWAA_WHEEL_DIR) .
+
+test-mwaa-%: mwaa-wheel
+	UV=$(UV) scripts/test_mwaa.sh $* $(MWAA_WHEEL_DIR)
+
 # Whole processes against the baseline a user would pick (see each script's docstring);
 # about 5 minutes on 2 cores. bench/_util.py is shared, not a bench.
 bench: venv
@@ -58,7 +75,7 @@ project-validator: venv
 		python scripts/generate_project_validator.py
 
 clean:
-	rm -rf $(VENV) $(VENV_AF2) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_AF2) .venv-mwaa-* build *.egg-info .pytest_cache
 
 # The CLI-only walk-through (no Airflow): push, run twice from remote config, show state.
 demo-cli: venv
