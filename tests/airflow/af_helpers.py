@@ -6,8 +6,10 @@ folders.)
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import re
 import textwrap
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -69,12 +71,23 @@ def run_keys(bucket: str, stack: str) -> list[str]:
 
 
 def sync_dag(dag: Any) -> None:
-    """Write ``dag`` to the metadata DB (what the DAG processor does); needed by
-    ``dag.test()`` on Airflow >= 3.1 for a DAG that is not in a DAG folder."""
+    """Write ``dag`` to the metadata DB (what the DAG processor does) on Airflow 3: needed
+    by ``dag.test()`` on >= 3.1 for a DAG that is not in a DAG folder, and on 3.0 for its
+    outlet assets to exist (3.0's ``dag.test()`` does not register them)."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
 
     DagBundlesManager().sync_bundles_to_db()
+    try:
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    except ImportError:  # 3.0: the DAG and asset rows, as its DAG processor writes them
+        from airflow.models.dag import DAG as SchedulerDAG
+        from airflow.serialization.serialized_objects import LazyDeserializedDAG, SerializedDAG
+
+        if dag.relative_fileloc is None:  # what its DagBag sets for a file outside a bundle
+            dag.relative_fileloc = dag.fileloc
+        serialized = LazyDeserializedDAG(data=SerializedDAG.to_dict(dag))
+        SchedulerDAG.bulk_write_to_db("dags-folder", None, [serialized])
+        return
     bag = dag_bag(DAGS_FOLDER, collect_dags=False)
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
@@ -96,11 +109,10 @@ def dag_bag(folder: str | Path, **kwargs: Any) -> Any:
 
 def run_dag(dag: Any, logical_date: datetime) -> Any:
     """``dag.test()`` for ``logical_date`` on either Airflow line; returns the DagRun."""
-    from handoff_provider._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
+    from handoff_provider._compat import AIRFLOW_V_3_0_PLUS
 
-    if AIRFLOW_V_3_1_PLUS:
-        sync_dag(dag)
     if AIRFLOW_V_3_0_PLUS:
+        sync_dag(dag)
         return dag.test(logical_date=logical_date)
     dag.sync_to_db()  # as the DAG processor would: registers the DAG's datasets
     return dag.test(execution_date=logical_date)
@@ -136,12 +148,19 @@ def xcom_value(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
 
+        takes_session = "session" in inspect.signature(XComModel.get_many).parameters
         with create_session() as session:
-            row = session.execute(
-                XComModel.get_many(
-                    run_id=dag_run.run_id, key=key, dag_ids=dag_run.dag_id, task_ids=task_id
-                ).with_only_columns(XComModel.value)
-            ).first()
+            query = XComModel.get_many(
+                run_id=dag_run.run_id,
+                key=key,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                **({"session": session} if takes_session else {}),
+            )
+            if hasattr(query, "with_only_columns"):  # 3.1+: a select statement
+                row = session.execute(query.with_only_columns(XComModel.value)).first()
+            else:  # 3.0: a Query bound to the session
+                row = query.with_entities(XComModel.value).first()
         return None if row is None else XComModel.deserialize_value(row)
     from airflow.models.xcom import XCom
 
@@ -213,6 +232,10 @@ class TaskLog:
         return "\n".join(self.lines)
 
 
+#: Terminal colour codes, which a task log file does not hold.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _from(name: str | None, logger_name: str | None) -> bool:
     return (
         name is None
@@ -233,7 +256,9 @@ def capture_task_log(name: str | None = None) -> Iterator[TaskLog]:
     * Airflow 3 (structlog): a processor in front of the renderer, added to the configured
       processor list *in place* (as ``structlog.testing.capture_logs`` does), so loggers
       already bound and cached (``cache_logger_on_first_use``) pass through it too. It
-      applies the supervisor's ``mask_logs`` processor to a copy of each event.
+      applies the supervisor's ``mask_logs`` processor to a copy of each event. Records of
+      stdlib loggers (on 3.0 ``op.log`` is one) are taken by a handler on the logger
+      (the root when ``name`` is None), through the same ``mask_logs``.
     * Airflow 2 (stdlib logging): a handler on the logger itself (not on the root, so
       ``propagate`` and the root's handlers don't matter) with the task handler's
       ``mask_secrets`` filter, the logger pinned at INFO (the task log's default level)
@@ -247,21 +272,43 @@ def capture_task_log(name: str | None = None) -> Iterator[TaskLog]:
     if AIRFLOW_V_3_0_PLUS:
         import structlog
         from airflow.sdk.log import mask_logs
+        from structlog.processors import format_exc_info
 
         processors = structlog.get_config()["processors"]
         renderer = processors[-1]
 
         def tee(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+            if event_dict.get("_from_structlog") is False:  # a stdlib record: see below
+                return event_dict
+            if method == "debug":  # below the task log's level (3.0's dag.test() logs at debug)
+                return event_dict
             if _from(name, getattr(logger, "name", None) or event_dict.get("logger")):
-                masked = mask_logs(logger, method, dict(event_dict))
-                captured.lines.append(str(renderer(logger, method, dict(masked))))
+                # The traceback as plain text, masked with the rest, as in a task log file
+                # (3.0's console renderer would print the frames' locals, unmasked).
+                event = format_exc_info(logger, method, dict(event_dict))
+                masked = mask_logs(logger, method, event)
+                # 3.0's console renderer colours even with colored_console_log off
+                captured.lines.append(_ANSI.sub("", str(renderer(logger, method, dict(masked)))))
             return event_dict
 
+        class _MaskedCapture(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                event = mask_logs(None, record.levelname.lower(), {"event": self.format(record)})
+                captured.lines.append(str(event["event"]))
+
+        stdlib_logger = logging.getLogger(name)
+        previous_level = stdlib_logger.level
+        stdlib_logger.setLevel(logging.INFO)  # the task log's default level
+        stdlib_handler = _MaskedCapture()
+        stdlib_handler.setFormatter(logging.Formatter("%(name)s %(levelname)s - %(message)s"))
+        stdlib_logger.addHandler(stdlib_handler)
         processors.insert(len(processors) - 1, tee)
         try:
             yield captured
         finally:
             processors.remove(tee)
+            stdlib_logger.removeHandler(stdlib_handler)
+            stdlib_logger.setLevel(previous_level)
         return
 
     from airflow import settings

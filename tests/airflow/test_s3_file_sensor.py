@@ -17,24 +17,18 @@ import pytest
 
 pytest.importorskip("airflow.providers.amazon")
 
-from handoff_provider._compat import AIRFLOW_V_3_0_PLUS
+from handoff_provider._compat import (
+    AirflowException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 from handoff_provider.sensors.s3_file import HandoffS3FileSensor
 from handoff_provider.triggers.s3_file import HandoffS3FileTrigger
 
-if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk.exceptions import (
-        AirflowException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-        TaskDeferred,
-    )
-else:
-    from airflow.exceptions import (  # type: ignore[no-redef]
-        AirflowException,
-        AirflowSensorTimeout,
-        AirflowSkipException,
-        TaskDeferred,
-    )
+try:  # Airflow 3
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:  # Airflow 2.x
+    from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.airflow
 
