@@ -67,6 +67,7 @@ def test_airflow_providers_list_shows_the_provider() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    start = result.stdout.index("[")
-    providers = {p["package_name"]: p for p in json.loads(result.stdout[start:])}
+    # the JSON list is the line starting with "[{" (3.0 also logs "[<date>] ..." lines to stdout)
+    listing = next(line for line in result.stdout.splitlines() if line.startswith("[{"))
+    providers = {p["package_name"]: p for p in json.loads(listing)}
     assert providers["handoff-provider"]["version"] == metadata.version("handoff-provider")
