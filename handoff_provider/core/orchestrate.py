@@ -28,8 +28,9 @@ A run (:class:`HandoffRun`) goes through these phases, in order:
 **AWS inside a run.** A run with a ``remote`` (or a ``client_factory``) gets AWS clients
 from it (the remote's factory: boto3's chain for the CLI and the container, the
 connection for Airflow) for the transfers, the ``lambda``/``s3_touch`` tasks and the
-``ssm('/name')`` template function (usable in ``vars``, ``envs``, ``args``, ``files/``
-templates, step and transfer fields). ``ssm()`` reads a parameter lazily, once per run;
+``ssm('/name')`` and ``secret('name', 'json.path')`` (Secrets Manager) template functions
+(usable in ``vars``, ``envs``, ``args``, ``files/`` templates, step and transfer fields).
+Both read a value lazily, once per run;
 each value is registered **before** the template gets it: with the run's own redactor
 (every line of ``log``/``on_stderr_line`` and the errors recorded in ``run.json`` are
 redacted) and with ``RunRequest.on_secret`` (the Airflow operator passes its masker).
@@ -58,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
 from handoff_provider.core.run_key import new_run_key
+from handoff_provider.core.secret_lookup import make_secret_function, unavailable_secret_function
 from handoff_provider.core.ssm_lookup import (
     SecretRedactor,
     make_ssm_function,
@@ -98,10 +100,10 @@ class RunRequest:
     log: LogFn = stderr_log
     on_stderr_line: StderrLineFn | None = None
     template_functions: Mapping[str, Callable[..., Any]] | None = None
-    #: Called with each secret value (``ssm()`` lookups) before any template receives it,
-    #: e.g. the Airflow operator's ``mask_values([value])``.
+    #: Called with each secret value (``ssm()``/``secret()`` lookups) before any template
+    #: receives it, e.g. the Airflow operator's ``mask_values([value])``.
     on_secret: Callable[[str], None] | None = None
-    #: AWS clients for ssm()/transfers/lambda/s3_touch; default: the remote's factory.
+    #: AWS clients for ssm()/secret()/transfers/lambda/s3_touch; default: the remote's factory.
     client_factory: ClientFactory | None = None
 
     def validate(self) -> None:
@@ -195,7 +197,7 @@ class HandoffRun:
         self._lock = threading.RLock()
         self._runner: ProjectRunner | None = None
         self._terminate_reason: str | None = None
-        #: ssm() values seen by this run, redacted from every line it logs.
+        #: ssm()/secret() values seen by this run, redacted from every line it logs.
         self.redactor = SecretRedactor()
 
     def terminate(self, reason: str = "terminated") -> None:
@@ -303,15 +305,19 @@ class HandoffRun:
             self.request.on_secret(value)
 
     def _template_functions(self, factory: ClientFactory | None) -> dict[str, Callable[..., Any]]:
-        """``ssm()`` (lazy; values registered before use), then the request's functions."""
+        """``ssm()`` and ``secret()`` (lazy; values registered before use), then the
+        request's functions."""
         if factory is not None:
             ssm = make_ssm_function(factory, on_value=self._on_secret)
+            secret = make_secret_function(factory, on_value=self._on_secret)
         else:
-            ssm = unavailable_ssm_function(
+            reason = (
                 "this run has no AWS access: run with a stack/bucket (e.g. `handoff run -a`) "
                 "or, in Airflow, with an AWS connection"
             )
-        return {"ssm": ssm, **(self.request.template_functions or {})}
+            ssm = unavailable_ssm_function(reason)
+            secret = unavailable_secret_function(reason)
+        return {"ssm": ssm, "secret": secret, **(self.request.template_functions or {})}
 
     def _make_runner(
         self,

@@ -13,7 +13,7 @@ The operator is a thin shell over ``core.orchestrate.HandoffRun`` (the same flow
   templates are rendered (so they are masked in the rendered-fields view too), the
   config values of a local project before the run starts, those of a remote config as
   soon as it is fetched (:class:`handoff_provider.masking.MaskingConfigStore`), and
-  ``ssm('/name')`` template lookups before a template receives them (``on_secret``);
+  ``ssm()``/``secret()`` template lookups before a template receives them (``on_secret``);
 * every stage's stderr streamed to the task log line by line, prefixed with its stage;
 * the summary (``RunOutcome.to_dict()``) as XCom, the S3-console extra link, the outlet
   ``s3://<bucket>/<stack>/last/`` for data-aware scheduling, and ``on_kill``.
@@ -286,9 +286,9 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             venv_cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
             log=self._log_line,
             on_stderr_line=self._log_stderr_line,
-            # ssm('/name') values: masked before any template (or log line) gets them
+            # ssm()/secret() values: masked before any template (or log line) gets them
             on_secret=_mask_one,
-            # AWS clients of ssm(), transfers and lambda/s3_touch steps: the remote's
+            # AWS clients of ssm()/secret(), transfers and lambda/s3_touch: the remote's
             # (made by the hook), or the hook's for a local project without a remote
             client_factory=None if remote is not None else hook.get_client,
         )
