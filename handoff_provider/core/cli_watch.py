@@ -2,7 +2,7 @@
 
     handoff watch --bucket B --prefix in/ --file-regex '.*\\.csv' --timeout 3600 \\
         [--poke-interval 30] [--min-size N] [--max-size N] [--min-age S] [--max-age S] \\
-        [--min-count N] [--output files/inputs.json]
+        [--min-count N] [--max-count N] [--output files/inputs.json]
 
 Prints one JSON object per matched object on stdout (``uri``, ``bucket``, ``key``,
 ``size``, ``last_modified``) and exits 0; exits 3 when the timeout passes first (1 for
@@ -65,6 +65,11 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--min-count", type=int, default=1, help="objects needed to succeed (default 1)"
     )
     parser.add_argument(
+        "--max-count",
+        type=int,
+        help="succeed only while at most this many objects match (more: keep waiting)",
+    )
+    parser.add_argument(
         "--timeout", type=_non_negative, required=True, help="seconds to wait (0: check once)"
     )
     parser.add_argument(
@@ -98,6 +103,7 @@ def run_watch(args: argparse.Namespace, *, client: Any = None, out: TextIO | Non
             timeout=args.timeout,
             poke_interval=args.poke_interval,
             min_count=args.min_count,
+            max_count=args.max_count,
             min_size=args.min_size,
             max_size=args.max_size,
             min_age=args.min_age,

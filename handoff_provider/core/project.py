@@ -282,12 +282,18 @@ def _s3_folder(bucket: str, directory: str) -> str:
 def _input_line(spec: InputSpec) -> str:
     dest = f"files/{spec.dest.strip('/')}/" if spec.dest else "files/"
     text = f"{_s3_folder(spec.bucket, spec.directory)} =~ {spec.file_regex} -> {dest}"
+    if spec.min_count is not None or spec.max_count is not None:
+        text += f" (needs {spec.criteria().wanted()} object(s))"
     post = spec.post_copy
-    if post is not None and post.action == "move":
+    if post is not None and post.action in ("move", "rename"):
         where = post.archive_directory or ""
         if post.archive_bucket:
             where = f"s3://{post.archive_bucket}/{where}"
-        text += f" (after success: move to {where})"
+        if post.action == "move":
+            text += f" (after success: move to {where})"
+        else:
+            text += f" (after success: rename {post.pattern} -> {post.replacement}"
+            text += f" into {where})" if where else ")"
     elif post is not None:
         text += " (after success: delete)"
     return text

@@ -12,6 +12,10 @@ sensor/trigger, so all of them agree on what "a match" is):
 * ``min_size``/``max_size`` are inclusive byte bounds. ``min_age``/``max_age`` are seconds
   (or :class:`~datetime.timedelta`) since the object's ``LastModified``: ``min_age`` lets a
   writer finish, ``max_age`` ignores stale drops. ``now`` may be injected (tests, replays).
+* ``min_count``/``max_count`` (Open Task Framework's file-count condition) are inclusive
+  bounds on **how many** objects match: a watch succeeds only while the count is within
+  them (``min_count`` defaults to 1; more than ``max_count`` keeps it waiting, e.g. until
+  a cleanup, and times out otherwise). :meth:`WatchCriteria.count_ok` is the one check.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "MatchedObject",
     "WatchCriteria",
     "WatchTimeout",
+    "describe_count",
     "find_matching",
     "normalize_prefix",
     "wait_for_files",
@@ -84,7 +89,17 @@ def _seconds(value: Seconds | None, name: str) -> float | None:
 
 
 #: The fields of :class:`WatchCriteria`, as the attributes :meth:`WatchCriteria.from_fields` reads.
-_CRITERIA_FIELDS = ("bucket", "prefix", "file_regex", "min_size", "max_size", "min_age", "max_age")
+_CRITERIA_FIELDS = (
+    "bucket",
+    "prefix",
+    "file_regex",
+    "min_size",
+    "max_size",
+    "min_age",
+    "max_age",
+    "min_count",
+    "max_count",
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,8 @@ class WatchCriteria:
     max_size: int | None = None
     min_age: float | None = None
     max_age: float | None = None
+    min_count: int = 1
+    max_count: int | None = None
 
     @classmethod
     def build(
@@ -110,6 +127,8 @@ class WatchCriteria:
         max_size: int | None = None,
         min_age: Seconds | None = None,
         max_age: Seconds | None = None,
+        min_count: int | None = None,
+        max_count: int | None = None,
     ) -> WatchCriteria:
         """Validated criteria (:class:`ConfigurationError` naming the bad field)."""
         if not bucket:
@@ -128,6 +147,10 @@ class WatchCriteria:
         low, high = _seconds(min_age, "min_age"), _seconds(max_age, "max_age")
         if low is not None and high is not None and low > high:
             raise ConfigurationError("file watch: min_age is greater than max_age")
+        fewest = 1 if min_count is None else _count(min_count, "min_count")
+        most = None if max_count is None else _count(max_count, "max_count")
+        if most is not None and fewest > most:
+            raise ConfigurationError("file watch: min_count is greater than max_count")
         return cls(
             bucket=bucket,
             prefix=normalize_prefix(prefix),
@@ -136,6 +159,8 @@ class WatchCriteria:
             max_size=None if max_size is None else int(max_size),
             min_age=low,
             max_age=high,
+            min_count=fewest,
+            max_count=most,
         )
 
     @classmethod
@@ -149,6 +174,18 @@ class WatchCriteria:
         return cls.build(
             values.pop("bucket"), values.pop("prefix"), values.pop("file_regex"), **values
         )
+
+    def count_ok(self, count: int) -> bool:
+        """Whether ``count`` matching objects satisfy ``min_count``/``max_count``."""
+        return count >= self.min_count and (self.max_count is None or count <= self.max_count)
+
+    def wanted(self) -> str:
+        """The count condition in words (``"at least 2"``, ``"2 to 5"``) for messages."""
+        if self.max_count is None:
+            return f"at least {self.min_count}"
+        if self.max_count == self.min_count:
+            return f"exactly {self.min_count}"
+        return f"{self.min_count} to {self.max_count}"
 
     def accepts(self, key: str, size: int, last_modified: datetime, now: datetime) -> bool:
         if not key.startswith(self.prefix):
@@ -166,6 +203,12 @@ class WatchCriteria:
         if self.min_age is not None and age < self.min_age:
             return False
         return not (self.max_age is not None and age > self.max_age)
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"file watch: {name} must be a whole number of at least 1")
+    return value
 
 
 def normalize_prefix(prefix: str | None) -> str:
@@ -247,6 +290,7 @@ def wait_for_files(
     timeout: Seconds,
     poke_interval: Seconds = 30.0,
     min_count: int = 1,
+    max_count: int | None = None,
     min_size: int | None = None,
     max_size: int | None = None,
     min_age: Seconds | None = None,
@@ -255,7 +299,7 @@ def wait_for_files(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[MatchedObject]:
-    """Poll :func:`find_matching` until at least ``min_count`` objects match.
+    """Poll :func:`find_matching` until ``min_count`` to ``max_count`` objects match.
 
     Returns the matches; raises :class:`WatchTimeout` (naming bucket, prefix and regex) when
     ``timeout`` seconds pass first. The last poll happens at the deadline, so a timeout of 0
@@ -269,29 +313,36 @@ def wait_for_files(
         max_size=max_size,
         min_age=min_age,
         max_age=max_age,
+        min_count=min_count,
+        max_count=max_count,
     )
     limit = _seconds(timeout, "timeout") or 0.0
     interval = _seconds(poke_interval, "poke_interval") or 0.0
-    if min_count < 1:
-        raise ConfigurationError("file watch: min_count must be at least 1")
     deadline = clock() + limit
     polls = 0
     while True:
         polls += 1
         matches = find_with_criteria(s3_client, criteria)
-        if len(matches) >= min_count:
+        if criteria.count_ok(len(matches)):
             return matches
         remaining = deadline - clock()
         if remaining <= 0:
             raise WatchTimeout(
                 f"file watch: timed out after {limit:g}s ({polls} check(s)): "
-                f"{len(matches)} of {min_count} object(s) matching {criteria.file_regex!r} "
-                f"under s3://{criteria.bucket}/{criteria.prefix}"
+                f"{describe_count(criteria, len(matches))}"
             )
         if log is not None:
             log(
-                f"file watch: {len(matches)} of {min_count} match(es) under "
-                f"s3://{criteria.bucket}/{criteria.prefix}; next check in "
+                f"file watch: {describe_count(criteria, len(matches))}; next check in "
                 f"{min(interval, remaining):g}s"
             )
         sleep(min(interval, remaining))
+
+
+def describe_count(criteria: WatchCriteria, count: int) -> str:
+    """``"1 object(s) matching '.*' under s3://b/p/ (wanted at least 2)"``: the status line
+    of the watch loops (CLI, sensor, trigger)."""
+    return (
+        f"{count} object(s) matching {criteria.file_regex!r} under "
+        f"s3://{criteria.bucket}/{criteria.prefix} (wanted {criteria.wanted()})"
+    )

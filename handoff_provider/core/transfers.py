@@ -6,9 +6,13 @@ These are Open Task Framework's S3 transfer features, reshaped for a handoff pro
   (relative to the directory) fully matches ``file_regex`` are downloaded into
   ``files/<dest>/`` of the workspace, keeping their relative path. Keys that would land
   outside that directory are refused. The matching rules are those of
-  :mod:`handoff_provider.core.s3_watch` (sizes and ages included).
-* **post-copy** (:func:`apply_post_copy`): ``move`` (copy to an archive folder, then delete)
-  or ``delete`` the *source* objects of the inputs. **Contract: the caller applies it only
+  :mod:`handoff_provider.core.s3_watch` (sizes, ages and the ``min_count``/``max_count``
+  bounds on how many objects match included: a count outside them fails the run before
+  any command starts; ``required: false`` only lets an input match nothing at all).
+* **post-copy** (:func:`apply_post_copy`): ``move`` (copy to an archive folder, then delete),
+  ``rename`` (copy to the key ``re.sub(pattern, replacement, <relative key>)`` under the
+  archive folder, default the input's own directory, then delete) or ``delete`` the
+  *source* objects of the inputs. **Contract: the caller applies it only
   after the run succeeded** (and after its outputs were uploaded), never on failure, so a
   failed run can simply be retried on the same inputs. An object that changed after it was
   downloaded (different ETag) or vanished is left alone and reported, never deleted.
@@ -41,7 +45,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from handoff_provider.core.errors import HandoffError, ProjectError, StoreError
-from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria, normalize_prefix
+from handoff_provider.core.s3_watch import (
+    WatchCriteria,
+    describe_count,
+    find_with_criteria,
+    normalize_prefix,
+)
 
 __all__ = [
     "BUCKET_OWNER_FULL_CONTROL",
@@ -63,7 +72,7 @@ __all__ = [
 ]
 
 BUCKET_OWNER_FULL_CONTROL = "bucket-owner-full-control"
-POST_COPY_ACTIONS = ("move", "delete")
+POST_COPY_ACTIONS = ("move", "rename", "delete")
 _CHUNK = 1024 * 1024
 
 
@@ -92,6 +101,10 @@ OTF_KEY_HINTS = {
     "maxSize": "max_size",
     "minAge": "min_age",
     "maxAge": "max_age",
+    "minCount": "min_count",
+    "maxCount": "max_count",
+    "sub": "pattern",
+    "replace": "replacement",
 }
 
 
@@ -152,6 +165,15 @@ def _number(data: Mapping[str, Any], key: str, path: str) -> float | None:
     return value
 
 
+def _count(data: Mapping[str, Any], key: str, path: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _fail(f"{path}.{key}", "expected a whole number of at least 1")
+    return value
+
+
 def _regex(data: Mapping[str, Any], key: str, path: str) -> str | None:
     value = _opt_str(data, key, path)
     if value is not None:
@@ -181,18 +203,24 @@ def _key(value: str, path: str) -> str:
 
 @dataclass(frozen=True)
 class PostCopy:
-    """What to do with an input's source objects after a successful run."""
+    """What to do with an input's source objects after a successful run.
+
+    ``rename`` copies each source to ``re.sub(pattern, replacement, relative_key)`` (Python
+    replacement syntax: ``\\1``, ``\\g<name>``) under ``archive_directory`` (default: the
+    input's own directory) in ``archive_bucket`` (default: the source bucket)."""
 
     action: str
     archive_directory: str | None = None
     archive_bucket: str | None = None
+    pattern: str | None = None
+    replacement: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> PostCopy:
         data = check_mapping_keys(
             data,
             path,
-            allowed=("action", "archive_directory", "archive_bucket"),
+            allowed=("action", "archive_directory", "archive_bucket", "pattern", "replacement"),
             required=("action",),
         )
         action = _str(data, "action", path)
@@ -202,8 +230,21 @@ class PostCopy:
         if action == "move" and not archive:
             raise _fail(f"{path}.archive_directory", "required when action is 'move'")
         if action == "delete" and (archive or data.get("archive_bucket")):
-            raise _fail(path, "archive_directory/archive_bucket only apply to action 'move'")
-        return cls(action, archive, _opt_str(data, "archive_bucket", path))
+            raise _fail(path, "archive_directory/archive_bucket only apply to 'move'/'rename'")
+        pattern = _regex(data, "pattern", path)
+        replacement = _opt_str(data, "replacement", path)
+        if action == "rename":
+            if not pattern:
+                raise _fail(f"{path}.pattern", "required when action is 'rename'")
+            if replacement is None:
+                raise _fail(f"{path}.replacement", "required when action is 'rename'")
+            try:
+                re.compile(pattern).sub(replacement, "")  # checks the group references
+            except (re.error, IndexError) as exc:
+                raise _fail(f"{path}.replacement", f"invalid replacement ({exc})") from None
+        elif pattern is not None or replacement is not None:
+            raise _fail(path, "pattern/replacement only apply to action 'rename'")
+        return cls(action, archive, _opt_str(data, "archive_bucket", path), pattern, replacement)
 
 
 @dataclass(frozen=True)
@@ -218,6 +259,8 @@ class InputSpec:
     max_size: int | None = None
     min_age: float | None = None
     max_age: float | None = None
+    min_count: int | None = None
+    max_count: int | None = None
     required: bool = True
     post_copy: PostCopy | None = None
     disable_bucket_owner_acl: bool = False
@@ -231,6 +274,8 @@ class InputSpec:
         "max_size",
         "min_age",
         "max_age",
+        "min_count",
+        "max_count",
         "required",
         "post_copy",
         "disable_bucket_owner_acl",
@@ -242,6 +287,7 @@ class InputSpec:
             data, path, allowed=cls._FIELDS, required=("bucket", "file_regex")
         )
         sizes = [_number(data, key, path) for key in ("min_size", "max_size")]
+        counts = [_count(data, key, path) for key in ("min_count", "max_count")]
         post = data.get("post_copy")
         spec = cls(
             bucket=_str(data, "bucket", path),
@@ -252,6 +298,8 @@ class InputSpec:
             max_size=None if sizes[1] is None else int(sizes[1]),
             min_age=_number(data, "min_age", path),
             max_age=_number(data, "max_age", path),
+            min_count=counts[0],
+            max_count=counts[1],
             required=_bool(data, "required", path, True),
             post_copy=None
             if post is None
@@ -451,8 +499,9 @@ class Transferred:
 class PostCopyResult:
     """Outcome of a post-copy action on one source object.
 
-    ``status``: ``moved``, ``deleted``, ``changed`` (the object was replaced after the
-    download: left alone) or ``missing`` (already gone)."""
+    ``status``: ``moved``, ``renamed``, ``deleted``, ``changed`` (the object was replaced
+    after the download: left alone), ``missing`` (already gone) or ``unchanged`` (renamed to
+    its own key: left alone)."""
 
     bucket: str
     key: str
@@ -524,6 +573,8 @@ def download_inputs(
     where = f"s3://{criteria.bucket}/{criteria.prefix}"
     if not matches and spec.required:
         raise TransferError(f"inputs: no object matching {spec.file_regex!r} under {where}")
+    if matches and not criteria.count_ok(len(matches)):
+        raise TransferError(f"inputs: {describe_count(criteria, len(matches))}")
     planned = [
         (match, _inside(target_root, match.key[len(criteria.prefix) :])) for match in matches
     ]
@@ -647,30 +698,46 @@ def apply_post_copy(
     archive_prefix: str | None = None,
     archive_bucket: str | None = None,
     acl: bool = True,
+    rename: tuple[str, str] | None = None,
+    source_prefix: str = "",
 ) -> list[PostCopyResult]:
-    """Move (to ``archive_bucket``/``archive_prefix``/<relative key>) or delete the source
-    objects of ``downloaded``. **Call only after the run succeeded** (module doc).
+    """Move (to ``archive_bucket``/``archive_prefix``/<relative key>), rename or delete the
+    source objects of ``downloaded``. **Call only after the run succeeded** (module doc).
+
+    ``rename`` is ``(pattern, replacement)``: the target is ``re.sub(pattern, replacement,
+    relative key)`` under ``archive_prefix`` (default ``source_prefix``, the input's own
+    directory). Every target is computed first: a rename giving an empty key, a folder key,
+    the same key to two sources or the key of another source fails before anything is
+    touched; a source renamed (or moved) to itself is left alone (``unchanged``).
 
     Each source is checked first: if its ETag differs from the one downloaded (a newer drop
-    replaced it) it is left alone (``changed``); if it is gone, ``missing``. A move copies
-    with ``CopySourceIfMatch`` (so only the downloaded version is archived) and deletes the
-    source only after the copy succeeded.
+    replaced it) it is left alone (``changed``); if it is gone, ``missing``. A move or rename
+    copies with ``CopySourceIfMatch`` (so only the downloaded version is kept) and deletes
+    the source only after the copy succeeded.
     """
     if action not in POST_COPY_ACTIONS:
         raise TransferError(f"post-copy: unknown action {action!r}")
     if action == "move" and not archive_prefix:
         raise TransferError("post-copy: 'move' needs an archive directory")
+    if action == "rename" and rename is None:
+        raise TransferError("post-copy: 'rename' needs a pattern and a replacement")
+    targets = _post_copy_targets(
+        downloaded, action, archive_prefix, archive_bucket, rename, source_prefix
+    )
+    done = {"move": "moved", "rename": "renamed", "delete": "deleted"}[action]
     results: list[PostCopyResult] = []
-    for item in downloaded:
+    for item, target in zip(downloaded, targets, strict=True):
+        if target == (item.bucket, item.key):
+            results.append(PostCopyResult(item.bucket, item.key, action, "unchanged"))
+            continue
         status = _source_status(s3, item)
         if status is not None:
             results.append(PostCopyResult(item.bucket, item.key, action, status))
             continue
         archive_uri = None
         try:
-            if action == "move":
-                target_bucket = archive_bucket or item.bucket
-                target_key = normalize_prefix(archive_prefix) + item.relative_key
+            if target is not None:
+                target_bucket, target_key = target
                 copy_args = _acl_args(acl)
                 if item.etag:
                     copy_args["CopySourceIfMatch"] = item.etag
@@ -690,9 +757,52 @@ def apply_post_copy(
             raise TransferError(
                 f"post-copy {action}: failed on s3://{item.bucket}/{item.key} ({code})"
             ) from None
-        done = "moved" if action == "move" else "deleted"
         results.append(PostCopyResult(item.bucket, item.key, action, done, archive_uri))
     return results
+
+
+def _post_copy_targets(
+    downloaded: Sequence[Transferred],
+    action: str,
+    archive_prefix: str | None,
+    archive_bucket: str | None,
+    rename: tuple[str, str] | None,
+    source_prefix: str,
+) -> list[tuple[str, str] | None]:
+    """Where each source goes (``None``: deleted only); validated before any change."""
+    if action == "delete":
+        return [None] * len(downloaded)
+    prefix = normalize_prefix(archive_prefix if archive_prefix else source_prefix)
+    targets: list[tuple[str, str] | None] = []
+    claimed: dict[tuple[str, str], str] = {}
+    sources = {(item.bucket, item.key) for item in downloaded}
+    for item in downloaded:
+        relative = item.relative_key
+        if rename is not None:
+            pattern, replacement = rename
+            try:
+                relative = re.sub(pattern, replacement, relative)
+            except (re.error, IndexError) as exc:
+                raise TransferError(f"post-copy rename: invalid replacement ({exc})") from None
+            if not relative or relative.endswith("/"):
+                raise TransferError(
+                    f"post-copy rename: s3://{item.bucket}/{item.key} would be renamed to "
+                    f"{relative!r}, not an object name; nothing was renamed"
+                )
+        target = (archive_bucket or item.bucket, prefix + relative.lstrip("/"))
+        if target in sources and target != (item.bucket, item.key):
+            raise TransferError(
+                f"post-copy {action}: s3://{item.bucket}/{item.key} would overwrite "
+                f"s3://{target[0]}/{target[1]}, another input; nothing was {action}d"
+            )
+        if target in claimed:
+            raise TransferError(
+                f"post-copy {action}: {claimed[target]} and s3://{item.bucket}/{item.key} "
+                f"would both become s3://{target[0]}/{target[1]}; nothing was {action}d"
+            )
+        claimed[target] = f"s3://{item.bucket}/{item.key}"
+        targets.append(target)
+    return targets
 
 
 def apply_input_post_copy(
@@ -701,13 +811,16 @@ def apply_input_post_copy(
     """:func:`apply_post_copy` with the spec's ``post_copy`` settings (no-op without one)."""
     if spec.post_copy is None:
         return []
+    post = spec.post_copy
     return apply_post_copy(
         s3,
         downloaded,
-        action=spec.post_copy.action,
-        archive_prefix=spec.post_copy.archive_directory,
-        archive_bucket=spec.post_copy.archive_bucket,
+        action=post.action,
+        archive_prefix=post.archive_directory,
+        archive_bucket=post.archive_bucket,
         acl=not spec.disable_bucket_owner_acl,
+        rename=(post.pattern or "", post.replacement or "") if post.action == "rename" else None,
+        source_prefix=spec.directory,
     )
 
 

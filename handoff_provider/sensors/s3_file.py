@@ -32,7 +32,7 @@ from handoff_provider._compat import (
     PokeReturnValue,
     airflow_setting,
 )
-from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria
+from handoff_provider.core.s3_watch import WatchCriteria, describe_count, find_with_criteria
 from handoff_provider.triggers.s3_file import HandoffS3FileTrigger, s3_client
 
 __all__ = ["HandoffS3FileSensor"]
@@ -65,6 +65,8 @@ class HandoffS3FileSensor(BaseSensorOperator):
     :param max_age: maximum seconds (or timedelta) since ``LastModified``; older objects
         are ignored.
     :param min_count: how many matching objects are needed (default 1).
+    :param max_count: at most this many may match: with more, the sensor keeps waiting
+        (and times out) instead of succeeding (Open Task Framework's file-count condition).
     :param aws_conn_id: Airflow AWS connection (``aws_default``).
     :param region_name: AWS region, default from the connection.
     :param deferrable: defer to the triggerer between checks (default
@@ -85,14 +87,15 @@ class HandoffS3FileSensor(BaseSensorOperator):
         min_age: float | timedelta | None = None,
         max_age: float | timedelta | None = None,
         min_count: int = 1,
+        max_count: int | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if min_count < 1:
-            raise ValueError("min_count must be at least 1")
+        if min_count < 1 or (max_count is not None and max_count < min_count):
+            raise ValueError("min_count must be at least 1 and max_count at least min_count")
         self.bucket = bucket
         self.prefix = prefix
         self.file_regex = file_regex
@@ -101,6 +104,7 @@ class HandoffS3FileSensor(BaseSensorOperator):
         self.min_age = _seconds(min_age)
         self.max_age = _seconds(max_age)
         self.min_count = min_count
+        self.max_count = max_count
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
@@ -114,15 +118,8 @@ class HandoffS3FileSensor(BaseSensorOperator):
     def poke(self, context: Any) -> PokeReturnValue:
         criteria = self._criteria()
         matches = find_with_criteria(self._s3_client(), criteria)
-        self.log.info(
-            "%d of %d object(s) matching %r under s3://%s/%s",
-            len(matches),
-            self.min_count,
-            criteria.file_regex,
-            criteria.bucket,
-            criteria.prefix,
-        )
-        if len(matches) >= self.min_count:
+        self.log.info("%s", describe_count(criteria, len(matches)))
+        if criteria.count_ok(len(matches)):
             return PokeReturnValue(is_done=True, xcom_value=[m.to_dict() for m in matches])
         return PokeReturnValue(is_done=False)
 
@@ -150,6 +147,7 @@ class HandoffS3FileSensor(BaseSensorOperator):
             min_age=self.min_age,
             max_age=self.max_age,
             min_count=self.min_count,
+            max_count=self.max_count,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
             poke_interval=float(self.poke_interval),

@@ -22,7 +22,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from handoff_provider.core.s3_watch import WatchCriteria, find_with_criteria, normalize_prefix
+from handoff_provider.core.s3_watch import (
+    WatchCriteria,
+    describe_count,
+    find_with_criteria,
+    normalize_prefix,
+)
 
 __all__ = ["HandoffS3FileTrigger", "s3_client"]
 
@@ -35,7 +40,8 @@ def s3_client(aws_conn_id: str | None, region_name: str | None) -> Any:
 
 
 class HandoffS3FileTrigger(BaseTrigger):
-    """Poll ``s3://bucket/prefix/`` until ``min_count`` objects match (see module doc)."""
+    """Poll ``s3://bucket/prefix/`` until ``min_count`` to ``max_count`` objects match
+    (see module doc)."""
 
     def __init__(
         self,
@@ -48,6 +54,7 @@ class HandoffS3FileTrigger(BaseTrigger):
         min_age: float | None = None,
         max_age: float | None = None,
         min_count: int = 1,
+        max_count: int | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         poke_interval: float = 60.0,
@@ -62,6 +69,7 @@ class HandoffS3FileTrigger(BaseTrigger):
         self.min_age = min_age
         self.max_age = max_age
         self.min_count = min_count
+        self.max_count = max_count
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.poke_interval = poke_interval
@@ -79,6 +87,7 @@ class HandoffS3FileTrigger(BaseTrigger):
                 "min_age": self.min_age,
                 "max_age": self.max_age,
                 "min_count": self.min_count,
+                "max_count": self.max_count,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
                 "poke_interval": self.poke_interval,
@@ -102,7 +111,7 @@ class HandoffS3FileTrigger(BaseTrigger):
             check = sync_to_async(find_with_criteria, thread_sensitive=False)
             while True:
                 matches = await check(client, criteria)
-                if len(matches) >= self.min_count:
+                if criteria.count_ok(len(matches)):
                     yield TriggerEvent(
                         {"status": "success", "matches": [match.to_dict() for match in matches]}
                     )
@@ -112,9 +121,8 @@ class HandoffS3FileTrigger(BaseTrigger):
                     yield TriggerEvent(
                         {
                             "status": "timeout",
-                            "message": f"file watch: timed out: {len(matches)} of "
-                            f"{self.min_count} object(s) matching {self.file_regex!r} "
-                            f"under {where}",
+                            "message": "file watch: timed out: "
+                            + describe_count(criteria, len(matches)),
                         }
                     )
                     return
@@ -122,11 +130,7 @@ class HandoffS3FileTrigger(BaseTrigger):
                     self.poke_interval if remaining is None else min(self.poke_interval, remaining)
                 )
                 self.log.info(
-                    "%d of %d match(es) under %s; next check in %.0fs",
-                    len(matches),
-                    self.min_count,
-                    where,
-                    wait,
+                    "%s; next check in %.0fs", describe_count(criteria, len(matches)), wait
                 )
                 await asyncio.sleep(wait)
         except Exception as exc:  # reported to the task, which fails with this message

@@ -171,3 +171,25 @@ def test_poke_mode_execute_returns_matches_or_times_out(s3: Any, bucket: str) ->
             bucket, mode="poke", file_regex="never", timeout=0.6, poke_interval=0.2
         ).execute({})
     assert time.monotonic() - started < 10
+
+
+def test_max_count_keeps_poke_and_trigger_waiting(s3: Any, bucket: str) -> None:
+    """Open Task Framework's file-count condition: between min_count and max_count matches."""
+    for n in (1, 2, 3):
+        s3.put_object(Bucket=bucket, Key=f"in/data_{n}.csv", Body=b"x")
+    sensor = make_sensor(bucket, min_count=2, max_count=2)
+    assert sensor.poke({}).is_done is False  # three is too many
+    trigger = sensor.make_trigger(deadline=time.time() - 1)
+    _classpath, kwargs = trigger.serialize()
+    assert kwargs["min_count"] == 2 and kwargs["max_count"] == 2
+    timed_out = first_event(trigger)
+    assert timed_out["status"] == "timeout"
+    assert "3 object(s) matching" in timed_out["message"]
+    assert "(wanted exactly 2)" in timed_out["message"]
+
+    s3.delete_object(Bucket=bucket, Key="in/data_3.csv")
+    assert [m["key"] for m in sensor.poke({}).xcom_value] == ["in/data_1.csv", "in/data_2.csv"]
+    event = first_event(sensor.make_trigger(deadline=time.time() + 30))
+    assert event["status"] == "success" and len(event["matches"]) == 2
+    with pytest.raises(ValueError, match="max_count at least min_count"):
+        make_sensor(bucket, min_count=3, max_count=2)

@@ -198,9 +198,62 @@ def test_wait_times_out_with_a_clear_error(s3: Any, bucket: str) -> None:
             sleep=fake.sleep,
         )
     message = str(caught.value)
-    assert f"s3://{bucket}/in/" in message and "data_" in message and "1 of 2" in message
+    assert f"s3://{bucket}/in/" in message and "data_" in message
+    assert "1 object(s) matching" in message and "(wanted at least 2)" in message
     # Checks at 0, 10, 20 and a last one exactly at the deadline (25).
     assert fake.sleeps == [10, 10, 5]
+
+
+def test_wait_max_count_keeps_waiting_while_too_many_match(s3: Any, bucket: str) -> None:
+    """OTF's file-count condition: more than max_count matching is not a success."""
+    for n in (1, 2, 3):
+        put(s3, bucket, f"in/data_{n}.csv")
+
+    def clean_up_on_second_sleep(count: int) -> None:
+        if count == 2:
+            s3.delete_object(Bucket=bucket, Key="in/data_3.csv")
+
+    fake = FakeClock(clean_up_on_second_sleep)
+    lines: list[str] = []
+    matches = wait_for_files(
+        s3,
+        bucket,
+        "in",
+        r"data_\d+\.csv",
+        timeout=60,
+        poke_interval=10,
+        min_count=2,
+        max_count=2,
+        log=lines.append,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+    assert keys(matches) == ["in/data_1.csv", "in/data_2.csv"]
+    assert fake.sleeps == [10, 10]
+    assert lines[0].startswith("file watch: 3 object(s) matching")
+    assert "(wanted exactly 2)" in lines[0]
+
+    fake = FakeClock()
+    with pytest.raises(WatchTimeout, match=r"2 object\(s\) matching .*\(wanted exactly 1\)"):
+        wait_for_files(
+            s3, bucket, "in", r".*", timeout=5, poke_interval=10, max_count=1,
+            clock=fake.clock, sleep=fake.sleep,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ({"min_count": 0}, "min_count must be a whole number of at least 1"),
+        ({"max_count": 0}, "max_count must be a whole number of at least 1"),
+        ({"min_count": 3, "max_count": 2}, "min_count is greater than max_count"),
+    ],
+)
+def test_invalid_counts_are_configuration_errors(
+    s3: Any, bucket: str, counts: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        wait_for_files(s3, bucket, "in", ".*", timeout=0, **counts)
 
 
 def test_wait_real_clock_small_timeout(s3: Any, bucket: str) -> None:
@@ -237,6 +290,19 @@ def test_cli_timeout_exit_status(
     out = io.StringIO()
     assert run_watch(args, out=out) == EXIT_TIMEOUT
     assert out.getvalue() == "" and "timed out" in capsys.readouterr().err
+
+
+def test_cli_max_count(s3: Any, bucket: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b", "c"):
+        put(s3, bucket, f"in/{name}.csv")
+    common = ("--bucket", bucket, "--prefix", "in", "--file-regex", r".*\.csv", "--timeout", "0")
+    out = io.StringIO()
+    assert run_watch(_watch_args(*common, "--max-count", "2"), out=out) == EXIT_TIMEOUT
+    assert out.getvalue() == ""
+    err = capsys.readouterr().err
+    assert "timed out" in err and "3 object(s) matching" in err and "(wanted 1 to 2)" in err
+    assert run_watch(_watch_args(*common, "--min-count", "3", "--max-count", "3"), out=out) == 0
+    assert len(out.getvalue().splitlines()) == 3
 
 
 def test_cli_without_bucket_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:

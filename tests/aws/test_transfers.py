@@ -139,7 +139,20 @@ IN0, OUT0 = r"inputs\[0\]", r"outputs\[0\]"
         (_input(dest="../up"), IN0 + r"\.dest: must be a relative path"),
         (_input(min_size=9, max_size=3), IN0 + r": .*min_size"),
         (_post(archive_directory=None), r"post_copy\.archive_directory: required"),
-        (_post(action="copy"), r"post_copy\.action: must be one of"),
+        (_post(action="copy"), r"post_copy\.action: must be one of move, rename, delete"),
+        (_post(action="rename", archive_directory=None), r"post_copy\.pattern: required"),
+        (_post(action="rename", pattern="x"), r"post_copy\.replacement: required"),
+        (_post(action="rename", pattern="(x", replacement=""), r"post_copy\.pattern: invalid"),
+        (
+            _post(action="rename", pattern=r"(.*)\.csv", replacement=r"\2.done"),
+            r"post_copy\.replacement: invalid replacement \(invalid group reference 2",
+        ),
+        (_post(pattern="x", replacement="y"), r"post_copy: pattern/replacement only apply"),
+        (_post(sub="x"), r"post_copy\.sub: unknown key \(did you mean 'pattern'"),
+        (_input(min_count=0), IN0 + r"\.min_count: expected a whole number of at least 1"),
+        (_input(max_count=1.5), IN0 + r"\.max_count: expected a whole number"),
+        (_input(min_count=3, max_count=2), IN0 + r": .*min_count is greater than max_count"),
+        (_input(minCount=2), IN0 + r"\.minCount: unknown key \(did you mean 'min_count'"),
         (_output(source="/etc/*"), OUT0 + r"\.source: must be a relative"),
         (_output(flag="dest/"), OUT0 + r"\.flag: must be an object key"),
         (_output(required="yes"), OUT0 + r"\.required: expected true or false"),
@@ -385,11 +398,109 @@ def test_replaced_or_vanished_sources_are_left_alone(s3: Any, drop: str, tmp_pat
     assert again.status == "changed" and body(s3, drop, "drop/data_1.csv") == b"a newer drop"
 
 
+def test_download_enforces_the_count_bounds(s3: Any, drop: str, tmp_path: Path) -> None:
+    two = {"bucket": drop, "directory": "drop", "file_regex": r"(.*/)?data_\d\.csv"}
+    ok = InputSpec.from_mapping({**two, "min_count": 2, "max_count": 2}, path="in")
+    assert [t.key for t in download_inputs(s3, ok, tmp_path / "a")] == [
+        "drop/data_1.csv",
+        "drop/sub/data_2.csv",
+    ]
+    few = InputSpec.from_mapping({**two, "min_count": 3}, path="in")
+    with pytest.raises(
+        TransferError, match=r"inputs: 2 object\(s\) matching .* \(wanted at least 3\)"
+    ):
+        download_inputs(s3, few, tmp_path / "b")
+    many = InputSpec.from_mapping({**two, "max_count": 1}, path="in")
+    with pytest.raises(
+        TransferError,
+        match=r"2 object\(s\) .* under s3://.*/drop/ \(wanted exactly 1\)",
+    ):
+        download_inputs(s3, many, tmp_path / "c")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # nothing written
+    # required: false lets the input be absent; the bounds apply once something matches
+    optional = InputSpec.from_mapping(
+        {**two, "file_regex": "nothing", "min_count": 2, "required": False}, path="in"
+    )
+    assert download_inputs(s3, optional, tmp_path / "d") == []
+
+
+def test_rename_copies_to_the_new_name_then_deletes(s3: Any, drop: str, tmp_path: Path) -> None:
+    spec = InputSpec.from_mapping(
+        {
+            "bucket": drop,
+            "directory": "drop",
+            "file_regex": r"(.*/)?data_\d\.csv",
+            "post_copy": {
+                "action": "rename",
+                "pattern": r"data_(\d)\.csv$",
+                "replacement": r"done_\1.csv",
+            },
+        },
+        path="in",
+    )
+    done = download_inputs(s3, spec, tmp_path)
+    recorder = Recorder(s3)
+    results = apply_input_post_copy(s3, spec, done)
+    assert [(r.key, r.status, r.archive_uri) for r in results] == [
+        ("drop/data_1.csv", "renamed", f"s3://{drop}/drop/done_1.csv"),
+        ("drop/sub/data_2.csv", "renamed", f"s3://{drop}/drop/sub/done_2.csv"),
+    ]
+    assert body(s3, drop, "drop/sub/done_2.csv") == b"a,b\n3,4\n"
+    assert not exists(s3, drop, "drop/data_1.csv") and not exists(s3, drop, "drop/sub/data_2.csv")
+    copies = [params for op, params in recorder.calls if op == "CopyObject"]
+    assert all(p["ACL"] == BUCKET_OWNER_FULL_CONTROL and p["CopySourceIfMatch"] for p in copies)
+
+
+def test_rename_into_an_archive_folder_and_etag_guard(s3: Any, drop: str, tmp_path: Path) -> None:
+    spec = InputSpec(bucket=drop, directory="drop", file_regex=r"(.*/)?data_\d\.csv")
+    done = download_inputs(s3, spec, tmp_path)
+    s3.put_object(Bucket=drop, Key="drop/data_1.csv", Body=b"a newer drop")
+    results = apply_post_copy(
+        s3,
+        done,
+        action="rename",
+        rename=(r"^(?:.*/)?(data_\d)\.csv$", r"\1.{{ds}}.csv"),
+        archive_prefix="archive",
+        source_prefix="drop",
+    )
+    assert [(r.key, r.status, r.archive_uri) for r in results] == [
+        ("drop/data_1.csv", "changed", None),  # replaced after the download: left alone
+        ("drop/sub/data_2.csv", "renamed", f"s3://{drop}/archive/data_2.{{{{ds}}}}.csv"),
+    ]
+    assert body(s3, drop, "drop/data_1.csv") == b"a newer drop"
+
+
+def test_rename_refuses_collisions_before_touching_anything(
+    s3: Any, drop: str, tmp_path: Path
+) -> None:
+    spec = InputSpec(bucket=drop, directory="drop", file_regex=r"(.*/)?data_\d\.csv")
+    done = download_inputs(s3, spec, tmp_path)
+    cases = {
+        (r".+", "same.csv"): r"would both become s3://.*/drop/same\.csv; nothing was renamed",
+        (r"sub/data_2", "data_1"): r"sub/data_2\.csv would overwrite s3://.*/drop/data_1\.csv",
+        (r".+", ""): r"would be renamed to '', not an object name",
+        (r"data_\d\.csv", "dir/"): r"would be renamed to 'dir/'",
+    }
+    for (pattern, replacement), message in cases.items():
+        with pytest.raises(TransferError, match=message):
+            apply_post_copy(
+                s3, done, action="rename", rename=(pattern, replacement), source_prefix="drop"
+            )
+        assert exists(s3, drop, "drop/data_1.csv") and exists(s3, drop, "drop/sub/data_2.csv")
+    # renamed to itself: nothing to do, and above all not deleted
+    (same, _) = apply_post_copy(
+        s3, done, action="rename", rename=("nomatch", "x"), source_prefix="drop"
+    )
+    assert same.status == "unchanged" and exists(s3, drop, "drop/data_1.csv")
+
+
 def test_post_copy_argument_errors(s3: Any) -> None:
     with pytest.raises(TransferError, match="archive"):
         apply_post_copy(s3, [], action="move")
     with pytest.raises(TransferError, match="unknown action"):
         apply_post_copy(s3, [], action="copy")
+    with pytest.raises(TransferError, match="'rename' needs a pattern"):
+        apply_post_copy(s3, [], action="rename")
 
 
 def test_touch_step(s3: Any, bucket: str) -> None:

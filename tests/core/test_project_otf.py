@@ -217,6 +217,16 @@ def test_the_example_shows_its_flow() -> None:
             "transfers.inputs[0]: file watch: min_size is greater than max_size",
         ),
         (
+            "commands: [{command: cat}]\ntransfers:\n  inputs:\n"
+            "    - {bucket: b, file_regex: x, min_count: 0}\n",
+            "transfers.inputs[0].min_count: must be at least 1",
+        ),
+        (
+            "commands: [{command: cat}]\ntransfers:\n  inputs:\n"
+            "    - {bucket: b, file_regex: x, post_copy: {action: rename, pattern: x}}\n",
+            "transfers.inputs[0].post_copy.replacement: required when action is 'rename'",
+        ),
+        (
             "commands: [{command: cat}]\ntransfers:\n  outputs:\n"
             "    - {bucket: b, source: ../etc/passwd}\n",
             "transfers.outputs[0].source: must be a relative path inside the workspace",
@@ -237,6 +247,8 @@ def test_the_example_shows_its_flow() -> None:
         "bad-regex",
         "move-no-archive",
         "sizes",
+        "count-zero",
+        "rename-no-replacement",
         "output-escape",
     ],
 )
@@ -244,6 +256,24 @@ def test_invalid_otf_sections_name_the_path(tmp_path: Path, yml: str, expected: 
     message = error_of(tmp_path, yml)
     assert message.startswith(str(tmp_path / "project" / "project.yml") + ": ")
     assert expected in message
+
+
+def test_counts_and_rename_load_and_show(tmp_path: Path) -> None:
+    yml = (
+        "commands: [{command: cat}]\ntransfers:\n  inputs:\n"
+        "    - bucket: b\n      directory: in\n      file_regex: '.*[.]csv'\n"
+        "      min_count: 2\n      max_count: 5\n"
+        "      post_copy: {action: rename, pattern: '[.]csv$', replacement: '.done'}\n"
+    )
+    project = load_project(write(tmp_path, yml))
+    (spec,) = project.transfers.inputs
+    assert (spec.min_count, spec.max_count) == (2, 5)
+    assert spec.post_copy == PostCopy("rename", None, None, "[.]csv$", ".done")
+    assert project.shell_lines()[0] == (
+        "# transfers.inputs[0]: s3://b/in/ =~ .*[.]csv -> files/ (needs 2 to 5 object(s)) "
+        "(after success: rename [.]csv$ -> .done)"
+    )
+    assert project_from_document(json.loads(json.dumps(project.document)), source="x") == project
 
 
 def test_invalid_lambda_payload_in_a_fetched_document() -> None:

@@ -62,8 +62,16 @@ FULL = {
                 "max_size": 10,
                 "min_age": 0,
                 "max_age": 1.5,
+                "min_count": 1,
+                "max_count": 3,
                 "required": True,
-                "post_copy": {"action": "move", "archive_directory": "a", "archive_bucket": "c"},
+                "post_copy": {
+                    "action": "rename",
+                    "archive_directory": "a",
+                    "archive_bucket": "c",
+                    "pattern": "x",
+                    "replacement": "y",
+                },
                 "disable_bucket_owner_acl": False,
             }
         ],
