@@ -38,6 +38,7 @@ from handoff_provider._compat import (
     context_logical_date,
     run_key_from_context,
 )
+from handoff_provider.asset_events import report_last_event
 from handoff_provider.core.container import (
     CONTAINER_NAME,
     ENV_BUCKET,
@@ -357,7 +358,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
                 continue
             break
         self._on_success()
-        return self._summary()
+        return self._succeeded(context)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None
@@ -375,7 +376,18 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             self.arn = None
             return self.execute(context)
         self._on_success()
-        return self._summary()
+        return self._succeeded(context)
+
+    def _succeeded(self, context: Context) -> dict[str, Any]:
+        """The summary (XCom), after putting what happened on the ``last/`` asset event."""
+        summary = self._summary()
+        if summary.get("stack") and summary.get("bucket"):
+            from handoff_provider.hooks.handoff import HandoffHook
+
+            hook = HandoffHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+            artifacts = hook.get_remote(stack=summary["stack"], bucket=summary["bucket"]).artifacts
+            report_last_event(context, self.outlets, artifacts, summary, self.log)
+        return summary
 
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context

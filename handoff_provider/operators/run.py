@@ -40,6 +40,7 @@ from handoff_provider._compat import (
     provider_setting,
     run_key_from_context,
 )
+from handoff_provider.asset_events import report_last_event
 from handoff_provider.links.artifacts import (
     HandoffArtifactsLink,
     artifacts_prefix,
@@ -316,7 +317,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             if temporary and not _keep_workspace():
                 shutil.rmtree(workspace, ignore_errors=True)
         self.log.info("%s", outcome.describe())
-        return outcome.to_dict()
+        summary = outcome.to_dict()
+        if remote is not None and outcome.artifacts is not None and outcome.artifacts.last_uri:
+            report_last_event(context, self.outlets, remote.artifacts, summary, self.log)
+        return summary
 
     def on_kill(self) -> None:
         """Task cleared, marked, or timed out: kill every stage's process group."""

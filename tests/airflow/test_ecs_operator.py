@@ -12,6 +12,7 @@ CloudWatch log fetcher, ``_check_success_task``, the deferrable trigger - runs u
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -47,8 +48,10 @@ from handoff_provider.operators.ecs import HandoffEcsRunOperator
 
 try:  # Airflow 3
     from airflow.sdk.exceptions import TaskDeferred
+    from airflow.sdk.execution_time.context import OutletEventAccessors
 except ImportError:  # Airflow 2.x
     from airflow.exceptions import TaskDeferred
+    from airflow.utils.context import OutletEventAccessors
 
 pytestmark = pytest.mark.airflow
 
@@ -364,6 +367,7 @@ def test_contract_operator_request_runs_the_project_like_the_container(
         make_operator(ecs_world, stack=stack, bucket=bucket, vars={"greeting": "hello world"})
     )
     context = make_context()
+    context["outlet_events"] = OutletEventAccessors()  # as the task runner provides it
     with capture_task_log(op.log.name) as task_log:  # the operator's log, from any thread
         summary = op.execute(context)
 
@@ -416,6 +420,13 @@ def test_contract_operator_request_runs_the_project_like_the_container(
         .read()
     )
     assert state.split() == [b"5"]  # wc -l of the five lines in files/lines.txt
+    # The last/ outlet's event says what happened (see tests/airflow/test_asset_events.py).
+    (outlet,) = op.outlets
+    extra = context["outlet_events"][outlet].extra
+    assert extra["run_key"] == run_key and extra["status"] == "success"
+    assert extra["data_interval"] == {"start": START.isoformat(), "end": END.isoformat()}
+    assert extra["tasks"] == {"default": "success"} and extra["bytes_out"] == len(state)
+    assert extra["state"] == {"size": len(state), "sha256": hashlib.sha256(state).hexdigest()}
 
     # The summary: ECS task, artifacts location, the container's run record.
     assert summary["task_arn"] == task["taskArn"]
