@@ -108,6 +108,19 @@ def _import_mask_secret() -> Any:
 airflow_mask_secret = _import_mask_secret()
 
 
+def airflow_redact(value: Any) -> Any:
+    """Airflow's secrets masker applied to ``value`` (strings, nested dicts/lists): what the
+    task log would show. Imported on first use (only lineage needs it)."""
+    if AIRFLOW_V_3_0_PLUS:
+        try:
+            from airflow.sdk.log import redact
+        except ImportError:  # 3.0
+            from airflow.sdk.execution_time.secrets_masker import redact  # type: ignore
+    else:
+        from airflow.utils.log.secrets_masker import redact  # type: ignore[no-redef]
+    return redact(value)
+
+
 def _conf() -> Any:
     try:
         from airflow.sdk.configuration import conf
@@ -236,6 +249,7 @@ __all__ = [
     "PokeReturnValue",
     "TaskGroup",
     "airflow_mask_secret",
+    "airflow_redact",
     "airflow_setting",
     "context_data_interval",
     "context_logical_date",

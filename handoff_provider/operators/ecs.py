@@ -381,6 +381,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     def _succeeded(self, context: Context) -> dict[str, Any]:
         """The summary (XCom), after putting what happened on the ``last/`` asset event."""
         summary = self._summary()
+        self._lineage_summary = summary
         if summary.get("stack") and summary.get("bucket"):
             from handoff_provider.hooks.handoff import HandoffHook
 
@@ -527,6 +528,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self._persist_links(location)
         if location is not None and self.arn:
             self.log.error("Artifacts of the failed run: %s", location["artifacts"]["runs_uri"])
+            self._lineage_summary = {**location, "status": "failed"}
             self._push_failed_summary(location)
         if self._skip_for(exc):
             raise AirflowSkipException(f"ECS container exited with a skip exit code: {exc}")
@@ -540,6 +542,40 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         if location is not None:
             self._persist_artifacts_link(location["bucket"], location["stack"], location["run_key"])
         self._persist_log_link()
+
+    # -- OpenLineage (called by apache-airflow-providers-openlineage when installed) --------
+
+    _lineage_summary: dict[str, Any] | None = None
+
+    def _lineage(self, task_instance: Any, summary: dict[str, Any] | None, failed: bool) -> Any:
+        from handoff_provider._compat import airflow_redact
+        from handoff_provider.lineage import run_key_of, run_lineage
+
+        stack, bucket = (summary or {}).get("stack"), (summary or {}).get("bucket")
+        if not (stack and bucket):
+            stack, bucket = resolve_stack(self.stack), resolve_bucket(self.bucket)
+        return run_lineage(
+            stack=stack,
+            bucket=bucket,
+            run_key=(summary or {}).get("run_key") or run_key_of(task_instance),
+            reads_remote_files=True,  # the container runs from the remote config and files/
+            summary=summary,
+            failed=failed,
+            redact=airflow_redact,
+        )
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """Planned inputs/outputs (see :mod:`handoff_provider.lineage`); the run key, and so
+        ``runs/<key>``, is not known to the provider yet at START."""
+        return self._lineage(None, None, failed=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
+        """Inputs/outputs of the container's run, with its run record as facets."""
+        return self._lineage(task_instance, self._lineage_summary, failed=False)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any = None) -> Any:
+        """As on complete, for a failed run (no ``last/`` output)."""
+        return self._lineage(task_instance, self._lineage_summary, failed=True)
 
     # -- the summary ------------------------------------------------------------------------
 

@@ -307,6 +307,7 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             outcome = run.execute()
         except RunFailed as exc:
             summary = exc.outcome.to_dict() if exc.outcome is not None else None
+            self._lineage_summary = summary
             if summary is not None:
                 self._push_failed_summary(context, summary)
             raise AirflowException(f"handoff run failed: {exc}") from None
@@ -318,9 +319,43 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
                 shutil.rmtree(workspace, ignore_errors=True)
         self.log.info("%s", outcome.describe())
         summary = outcome.to_dict()
+        self._lineage_summary = summary
         if remote is not None and outcome.artifacts is not None and outcome.artifacts.last_uri:
             report_last_event(context, self.outlets, remote.artifacts, summary, self.log)
         return summary
+
+    # -- OpenLineage (called by apache-airflow-providers-openlineage when installed)
+
+    _lineage_summary: dict[str, Any] | None = None
+
+    def _lineage(self, task_instance: Any, summary: dict[str, Any] | None, failed: bool) -> Any:
+        from handoff_provider._compat import airflow_redact
+        from handoff_provider.lineage import run_key_of, run_lineage
+
+        return run_lineage(
+            stack=resolve_stack(self.stack),
+            bucket=resolve_bucket(self.bucket),
+            run_key=(summary or {}).get("run_key") or run_key_of(task_instance),
+            reads_remote_files=self.project_dir is None,
+            archives=self.push_artifacts,
+            summary=summary,
+            failed=failed,
+            redact=airflow_redact,
+        )
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """Planned inputs/outputs (see :mod:`handoff_provider.lineage`); the run key, and so
+        ``runs/<key>``, is not known to the provider yet at START."""
+        return self._lineage(None, None, failed=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
+        """Inputs/outputs of the finished run, with the ``handoff_run``/``handoff_commands``
+        facets."""
+        return self._lineage(task_instance, self._lineage_summary, failed=False)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any = None) -> Any:
+        """As on complete, for a failed run (no ``last/`` output)."""
+        return self._lineage(task_instance, self._lineage_summary, failed=True)
 
     def on_kill(self) -> None:
         """Task cleared, marked, or timed out: kill every stage's process group."""
