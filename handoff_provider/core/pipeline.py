@@ -36,8 +36,8 @@ What this module guarantees (the runner in :mod:`runner` builds on it):
   ``SIGKILL``. The result's error says ``timed out after N s`` (``timed_out=True``) or
   ``was terminated (<reason>)``.
 * **stderr.** Each stage's stderr is a pipe drained by its own thread in 1 MiB reads
-  and written to that stage's log file as read (close to pipe speed: 1 GB in about the
-  time bash takes to write it to a file, ``bench/stderr_relay.py``). Lines (longer than
+  and written to that stage's log file as read (close to pipe speed: 1 GB within 3x
+  the time bash takes to write it to a file, ``bench/stderr_relay.py``). Lines (longer than
   64 KiB cut into pieces) go to ``on_stderr_line(stage_number, line)`` from a second
   thread; when the callback can't keep up (8 MiB behind), chunks are left out of the
   callback — never out of the log file — and one line says how many bytes. Reading
