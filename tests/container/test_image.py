@@ -297,10 +297,10 @@ def test_install_failure_is_archived_with_the_install_log(
     record = run_record(bucket, stack, run_key)
     assert record["status"] == "failed", record
     archived = s3_keys(bucket, f"{stack}/runs/{run_key}/")
-    logs = [key for key in archived if "install" in key]
-    assert logs, archived
+    logs = [key for key in archived if "install" in key and key.endswith(".log")]
+    assert logs, f"no install log among the archived {archived}"
     text = "".join(s3_text(bucket, f"{stack}/runs/{run_key}/{key}") for key in logs)
-    assert "handoff-no-such-package" in text, text
+    assert "handoff-no-such-package" in text, text  # pip's own error
 
 
 def test_read_only_root_filesystem_with_a_writable_home_volume(
