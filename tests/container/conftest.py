@@ -5,7 +5,7 @@ normal run leaves them out (``addopts`` deselects the ``container`` marker)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,23 +18,29 @@ IMAGE = "handoff-runtime:test"
 #: The Dockerfile's base (``FROM python:${PYTHON_VERSION}-slim`` with the default ARG).
 BASE_IMAGE = "python:3.12-slim"
 
-_report: list[str] = []
+_FIGURES = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_FIGURES] = []
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _report:
+    figures = terminalreporter.config.stash.get(_FIGURES, [])
+    if figures:
         terminalreporter.section("container image")
-        for line in _report:
+        for line in figures:
             terminalreporter.write_line(line)
 
 
-def report(line: str) -> None:
-    """A figure for the terminal summary (image size, build time, start-up time)."""
-    _report.append(line)
+@pytest.fixture(scope="session")
+def report(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Adds a figure to the terminal summary (image size, build time, start-up time)."""
+    return pytestconfig.stash[_FIGURES].append
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
+def engine(report: Callable[[str], None]) -> Iterator[Engine]:
     started = time.monotonic()
     engine = Engine()
     engine.start()
@@ -52,7 +58,7 @@ class Image:
 
 
 @pytest.fixture(scope="session")
-def image(engine: Engine) -> Image:
+def image(engine: Engine, report: Callable[[str], None]) -> Image:
     """The Dockerfile, built unchanged (``--network host``: pip reaches the package index)."""
     started = time.monotonic()
     how = ensure_base_image(engine, BASE_IMAGE)

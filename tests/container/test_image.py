@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pytest
 
 from handoff_provider.core import cli
 from handoff_provider.operators.ecs import HandoffEcsRunOperator
-from tests.container.conftest import Image, report
+from tests.container.conftest import Image
 
 # The first test also waits for the image (the heavy lock, debootstrap, docker build).
 pytestmark = [pytest.mark.container, pytest.mark.timeout(3600)]
@@ -173,7 +173,7 @@ def test_image_runs_as_its_user_with_owned_caches(image: Image) -> None:
         assert int(owner) == UID, f"{path} is owned by uid {owner}"
 
 
-def test_handoff_help_start_up_time(image: Image) -> None:
+def test_handoff_help_start_up_time(image: Image, report: Callable[[str], None]) -> None:
     """``handoff --help`` inside the container: the median of 5 runs, for the report."""
     script = (
         "import subprocess, statistics, time\n"
@@ -245,7 +245,12 @@ def test_failing_stage_exits_non_zero_and_is_archived(
 
 
 def test_sigterm_terminates_the_stages_and_archives_the_try_as_killed(
-    containers: Containers, image: Image, bucket: str, stack: str, tmp_path: Path
+    containers: Containers,
+    image: Image,
+    bucket: str,
+    stack: str,
+    tmp_path: Path,
+    report: Callable[[str], None],
 ) -> None:
     """What ECS does to stop a task: SIGTERM to the container's process, SIGKILL after the
     stop timeout. handoff ends its stages and archives the try (status ``killed``) well
