@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -274,6 +273,8 @@ def render_workspace_files(
 
 def _replace_text(path: Path, text: str) -> None:
     """Atomically replace ``path``'s content, keeping its permission bits."""
+    import tempfile  # here, not at module level: loading a project needs no tempfile
+
     mode = path.stat().st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

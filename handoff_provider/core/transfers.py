@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -603,6 +602,8 @@ def download_inputs(
 
 
 def _stream_to(body: Any, target: Path) -> int:
+    import tempfile  # here, not at module level: loading a project needs no tempfile
+
     descriptor, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     size = 0
     try:
