@@ -6,8 +6,10 @@ A run (:class:`HandoffRun`) goes through these phases, in order:
    files (0600) and copy ``PROJECT/files/``; without one, fetch the document from SSM,
    write its config files and mirror ``s3://<bucket>/<stack>/files/`` into ``files/``;
 2. **restore state**: when a remote with a bucket is given (a run from remote config, or
-   a local run with ``--push-artifacts``), ``last/state`` of the stack's last successful
-   run replaces ``artifacts/state``. The remote wins over a local file because runs of a
+   a local run with ``--push-artifacts``), ``last/state`` of the stack's last published
+   run replaces ``artifacts/state`` (not with ``full_refresh``: the run starts without
+   state and publishes the new one). A run that archives first repairs an interrupted
+   ``last/`` publish (``stores/artifacts.py``). The remote wins over a local file because runs of a
    stack may happen on different machines (Airflow workers, Fargate tasks): the local
    file may be older than the last published run. With no published state the local
    file (if any) is kept. A purely local run (no remote) never touches the state;
@@ -23,7 +25,16 @@ A run (:class:`HandoffRun`) goes through these phases, in order:
    post-copy, and the run fails with a message naming the transfer (``transfers.outputs[0]:
    ...``);
 5. **archive** (``push_artifacts``): ``artifacts/`` to ``runs/<run-key>/`` whatever the
-   outcome; ``last/`` replaced only after a success whose upload completed.
+   outcome; ``last/`` replaced only after a success whose upload completed (or a failed
+   run whose task kept a partial state, ``state_on_failure: last_line``), never with
+   ``no_state_update``, and only if ``last/`` is still what this run restored (else the
+   run fails as a conflict, :class:`~handoff_provider.core.stores.PublishConflict`).
+
+**One run of a stack at a time.** A run that archives (``push_artifacts``) holds the
+stack lease (``stores/lease.py``) from before phase 1 until its publish is done (released
+whatever ends the run); a run that can't get it within ``lock_wait`` seconds fails with
+one line naming the holder. ``lock=False`` (``--no-lock``) skips it: unsafe, two runs
+then restore the same state (the conditional publish still refuses the second one).
 
 **AWS inside a run.** A run with a ``remote`` (or a ``client_factory``) gets AWS clients
 from it (the remote's factory: boto3's chain for the CLI and the container, the
@@ -47,6 +58,7 @@ run stop at the next phase boundary (an install in progress finishes first).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -69,7 +81,7 @@ from handoff_provider.core.ssm_lookup import (
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project
     from handoff_provider.core.runner import ProjectRunner, RunSummary
-    from handoff_provider.core.stores import ArtifactsLocation, Remote
+    from handoff_provider.core.stores import ArtifactsLocation, LastRef, Remote, StackLease
     from handoff_provider.core.workspace import Workspace
 
 LogFn = Callable[[str], None]
@@ -105,6 +117,16 @@ class RunRequest:
     on_secret: Callable[[str], None] | None = None
     #: AWS clients for ssm()/secret()/transfers/lambda/s3_touch; default: the remote's factory.
     client_factory: ClientFactory | None = None
+    #: Hold the stack lease while archiving runs (``False``: ``--no-lock``, unsafe).
+    lock: bool = True
+    #: Seconds to wait for the lease (None: ``$HANDOFF_LOCK_WAIT``, else 600).
+    lock_wait: float | None = None
+    #: Lease TTL in seconds (None: ``$HANDOFF_LOCK_TTL``, else 60); renewed every TTL/3.
+    lock_ttl: float | None = None
+    #: Start without the published state (and publish the new one).
+    full_refresh: bool = False
+    #: Run and archive to ``runs/<key>/`` but never touch ``last/``.
+    no_state_update: bool = False
 
     def validate(self) -> None:
         if self.project_dir is None and self.remote is None:
@@ -199,6 +221,9 @@ class HandoffRun:
         self._terminate_reason: str | None = None
         #: ssm()/secret() values seen by this run, redacted from every line it logs.
         self.redactor = SecretRedactor()
+        self._lease: StackLease | None = None
+        #: ``last/`` as this run restored it: its publish is conditional on it.
+        self._state_base: LastRef | None = None
 
     def terminate(self, reason: str = "terminated") -> None:
         """Stop the run: kill the running commands, or keep them from starting."""
@@ -206,6 +231,9 @@ class HandoffRun:
             if self._terminate_reason is None:
                 self._terminate_reason = reason or "terminated"
             runner = self._runner
+            lease = self._lease
+        if lease is not None:
+            lease.cancel(reason)
         if runner is not None:
             runner.terminate(reason)
 
@@ -217,14 +245,41 @@ class HandoffRun:
                 )
 
     def execute(self) -> RunOutcome:
-        """Run the phases; returns the outcome or raises (see the module docstring)."""
+        """Run the phases under the stack lease; returns the outcome or raises (see the
+        module docstring)."""
+        request = self.request
+        request.validate()
+        self.run_key = new_run_key(request.run_key or request.context.run_key)
+        with self._stack_lease(self._redacting_log(request.log)):
+            return self._execute()
+
+    def _stack_lease(self, log: LogFn) -> contextlib.AbstractContextManager[Any]:
+        """The stack lease for a run that archives (a no-op context otherwise)."""
+        request = self.request
+        if not request.push_artifacts or self._terminate_reason is not None:
+            return contextlib.nullcontext()  # (terminated: the first checkpoint raises)
+        if not request.lock:
+            log("lease: --no-lock: NOT holding the stack lease (concurrent runs may collide)")
+            return contextlib.nullcontext()
+        from handoff_provider.core.stores.lease import lease_options
+
+        assert request.remote is not None
+        lease = request.remote.lease(
+            self.run_key, log=log, **lease_options(request.lock_wait, request.lock_ttl)
+        )
+        with self._lock:
+            self._lease = lease
+            if self._terminate_reason is not None:
+                lease.cancel(self._terminate_reason)
+        return lease
+
+    def _execute(self) -> RunOutcome:
         from handoff_provider.core.runner import RunSummary
         from handoff_provider.core.workspace import Workspace
 
         request = self.request
-        request.validate()
         log = self._redacting_log(request.log)
-        run_key = new_run_key(request.run_key or request.context.run_key)
+        run_key = self.run_key
         context = dataclasses.replace(request.context, run_key=run_key)
         workspace = Workspace(request.workspace)
         try:
@@ -235,7 +290,7 @@ class HandoffRun:
             state_restored = False
             if request.remote is not None and request.remote.bucket:
                 self._checkpoint("restoring the state")
-                state_restored = restore_state(workspace, request.remote, log=log)
+                state_restored, self._state_base = self._restore_state(workspace, log)
             self._checkpoint("installing the venvs")
             venvs = _install(project, workspace, request.venv_cache_dir, log)
             self._checkpoint("starting the commands")
@@ -263,7 +318,12 @@ class HandoffRun:
             assert request.remote is not None
             try:
                 outcome.artifacts = request.remote.artifacts.push(
-                    workspace.artifacts_dir, run_key, succeeded=summary.succeeded
+                    workspace.artifacts_dir,
+                    run_key,
+                    succeeded=summary.succeeded,
+                    publish=self._publishes(summary, log),
+                    base=self._state_base,
+                    before_publish=self._lease.check if self._lease is not None else None,
                 )
                 log(f"artifacts: {outcome.artifacts}")
             except HandoffError as exc:
@@ -279,6 +339,38 @@ class HandoffRun:
                 outcome=outcome,
             )
         return outcome
+
+    def _restore_state(self, workspace: Workspace, log: LogFn) -> tuple[bool, LastRef]:
+        """Phase 2 for this run: repair an interrupted publish (only under the lease),
+        then restore the state (unless ``full_refresh``); returns (restored, base)."""
+        request = self.request
+        assert request.remote is not None
+        artifacts = request.remote.artifacts
+        if self._lease is not None:
+            repair = artifacts.repair_last()
+            if repair.repaired:
+                log(f"artifacts: {artifacts.last_uri}: {repair}")
+            base = repair.last
+        else:
+            base = artifacts.read_last()
+        if request.full_refresh:
+            workspace.state_path.unlink(missing_ok=True)
+            held = f" (last/ holds run {base.run_key})" if base.run_key else ""
+            log(f"state: full refresh: starting without state{held}")
+            return False, base
+        return restore_state(workspace, request.remote, log=log, last=base), base
+
+    def _publishes(self, summary: RunSummary, log: LogFn) -> bool:
+        """Whether this run's archive replaces ``last/``."""
+        if self.request.no_state_update:
+            log("state: --no-state-update: last/ left unchanged")
+            return False
+        if summary.succeeded:
+            return True
+        if summary.keeps_partial_state:
+            log("state: the failed task kept its last complete state line (state_on_failure)")
+            return True
+        return False
 
     def _redacting_log(self, log: LogFn) -> LogFn:
         redact = self.redactor
@@ -436,11 +528,18 @@ def prepare_workspace(
     return project
 
 
-def restore_state(workspace: Workspace, remote: Remote, *, log: LogFn = stderr_log) -> bool:
-    """Phase 2: ``last/state`` -> ``artifacts/state`` (see the module docstring)."""
+def restore_state(
+    workspace: Workspace,
+    remote: Remote,
+    *,
+    log: LogFn = stderr_log,
+    last: LastRef | None = None,
+) -> bool:
+    """Phase 2: ``last/state`` -> ``artifacts/state`` (see the module docstring);
+    ``last``: ``last/``'s manifest when already read."""
     had_local = workspace.state_path.exists()
     artifacts = remote.artifacts
-    if artifacts.restore_state(workspace.state_path):
+    if artifacts.restore_state(workspace.state_path, last):
         log(f"state: restored artifacts/state from {artifacts.last_uri}state")
         return True
     if had_local:

@@ -63,6 +63,7 @@ TaskKind = Literal["pipeline", "commands", "lambda", "s3_touch"]
 PROCESS_KINDS = ("pipeline", "commands")
 STEP_KINDS = ("lambda", "s3_touch")
 StateFrom = Literal["stdout", "stderr", "none"]
+StateOnFailure = Literal["discard", "last_line"]
 
 #: The task name a seed-form project (top-level ``commands:``) gets.
 DEFAULT_TASK_NAME = "default"
@@ -109,6 +110,9 @@ class Task:
     active: bool = True
     timeout: float | None = None
     state_from: StateFrom = "stdout"
+    #: What a failed run leaves as the state: ``discard`` (nothing: the previous state
+    #: stays) or ``last_line`` (the last complete line the task's state output wrote).
+    state_on_failure: StateOnFailure = "discard"
     description: str | None = None
     step: LambdaStep | TouchStep | None = None
 
@@ -621,10 +625,13 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
             )
         seen_tasks[task["name"]] = index
         if kinds[0] in STEP_KINDS:
-            if "state_from" in task:
-                fail(f"{where}.state_from", "only applies to pipeline/commands tasks")
+            for key in ("state_from", "state_on_failure"):
+                if key in task:
+                    fail(f"{where}.{key}", "only applies to pipeline/commands tasks")
             _step_from_document(task, kinds[0], f"{where}.{kinds[0]}", source)
             continue
+        if task.get("state_on_failure") == "last_line" and task.get("state_from") == "none":
+            fail(f"{where}.state_on_failure", "last_line needs a state (state_from stdout|stderr)")
         stage_lists.append((f"{where}.{kinds[0]}", task[kinds[0]]))
 
     venvs = [(f"installs[{i}].venv", e["venv"]) for i, e in enumerate(document.get("installs", []))]
@@ -774,6 +781,7 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
                 **common,
                 commands=_commands(entry[kind], f"tasks[{index}].{kind}"),
                 state_from=entry.get("state_from", "stdout"),
+                state_on_failure=entry.get("state_on_failure", "discard"),
             )
         )
     for stages in stage_lists:

@@ -43,6 +43,12 @@ task's ``state_from``:
   (again only on success); its stdout goes to ``artifacts/<task>.stdout.log``.
 * ``none``: state untouched; stdout goes to ``artifacts/<task>.stdout.log``.
 
+A failed task with ``state_on_failure: last_line`` (for targets that emit a STATE line
+only after persisting the records before it, as Meltano expects) keeps the last complete
+(newline-terminated, non-blank) line of its state output as ``artifacts/state``
+(``TaskResult.partial_state``; the run is still ``failed``, and is published to ``last/``
+so that the next run resumes from there). The default ``discard`` keeps the previous state.
+
 Every stage's stderr is streamed live to ``on_stderr_line(task, stage_number, command,
 line)`` (default: ``log("[task:stage command] line")``) and saved to
 ``artifacts/<task>.<stage>.stderr.log``. Stage numbers are **1-based** everywhere
@@ -166,6 +172,8 @@ class TaskResult:
     status: str = "not_run"
     state_from: str = "stdout"
     state_updated: bool = False
+    #: A failed task kept its last complete state line (``state_on_failure: last_line``).
+    partial_state: bool = False
     timed_out: bool = False
     seconds: float | None = None
     error: str | None = None
@@ -189,6 +197,11 @@ class RunSummary:
     @property
     def succeeded(self) -> bool:
         return self.status == "success"
+
+    @property
+    def keeps_partial_state(self) -> bool:
+        """A failed run whose state is the last complete line of a failed task's output."""
+        return not self.succeeded and any(task.partial_state for task in self.tasks)
 
     @property
     def seconds(self) -> float | None:
@@ -689,7 +702,12 @@ class ProjectRunner:
                         command=plan.stages[-1].label if plan.stages else "",
                         exit_code=None,
                     )
-            elif state_tmp is not None and state_log is not None:
+            elif task.state_on_failure == "last_line":
+                source = state_tmp if task.state_from == "stdout" else last_stderr
+                if source is not None and self._keep_last_line(source):
+                    result.state_updated = result.partial_state = True
+                    self.log(f"task '{task.name}': failed; kept its last complete state line")
+            if error is not None and state_tmp is not None and state_log is not None:
                 # Keep what the failed stage wrote for debugging, never as the state.
                 with contextlib.suppress(OSError):
                     os.replace(state_tmp, state_log)
@@ -801,6 +819,26 @@ class ProjectRunner:
         if "error" in box:
             raise box["error"]
         return box["value"]
+
+    def _keep_last_line(self, source: Path) -> bool:
+        """``artifacts/state`` := the last complete non-blank line of ``source``."""
+        last: bytes | None = None
+        try:
+            with open(source, "rb") as handle:
+                for line in handle:
+                    if line.endswith(b"\n") and line.strip():
+                        last = line
+        except OSError:
+            return False
+        if last is None:
+            return False
+        fd, tmp = self._state_temp()
+        try:
+            os.write(fd, last)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.workspace.state_path)
+        return True
 
     def _state_temp(self) -> tuple[int, Path]:
         artifacts = self.workspace.artifacts_dir

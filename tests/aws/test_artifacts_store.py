@@ -111,30 +111,43 @@ def test_upload_failing_midway_leaves_last_on_the_previous_run(
     assert MANIFEST_NAME not in keys(s3, bucket, f"{stack}/runs/r2/"), "r2 is not complete"
 
 
-def test_publish_failing_midway_readers_still_get_the_previous_run(
+def test_copy_into_last_failing_midway_is_published_pending_and_repaired(
     remote: Remote, recorder: Recorder, tmp_path: Path, s3: Any, bucket: str
 ) -> None:
-    """If copying into last/ breaks off, last/ objects may be mixed, but readers follow the
-    manifest (still the previous run) and verify every file."""
+    """The manifest switch comes first: once it happened the run is published. If copying
+    into last/ then breaks off, the manifest says ``pending``, readers get the new run
+    (from runs/r2/, verified), and repair_last() makes the raw last/ objects match."""
     stack = remote.stack
     remote.artifacts.push(
-        artifacts(tmp_path / "a", {"a.txt": "old-a", "state": "old"}), "r1", succeeded=True
+        artifacts(tmp_path / "a", {"a.txt": "old-a", "state": "old", "gone.txt": "g"}),
+        "r1",
+        succeeded=True,
     )
     recorder.fail_on("CopyObject", after=1)
     local = artifacts(tmp_path / "a", {"a.txt": "new-a", "state": "new"})
-    with pytest.raises(StoreError):
-        remote.artifacts.push(local, "r2", succeeded=True)
-    assert manifest(s3, bucket, f"{stack}/last/")["run_key"] == "r1"
+    location = remote.artifacts.push(local, "r2", succeeded=True)
+    assert location.last_uri and location.last_pending and "InternalError" in location.last_pending
+    assert "artifacts repair" in str(location)
+    assert manifest(s3, bucket, f"{stack}/last/")["run_key"] == "r2"
+    assert manifest(s3, bucket, f"{stack}/last/")["last_sync"] == "pending"
     in_last = {read(s3, bucket, f"{stack}/last/a.txt"), read(s3, bucket, f"{stack}/last/state")}
-    assert in_last & {b"new-a", b"new"}, "one copy went through: last/ objects are mixed"
+    assert in_last == {b"old-a", b"new"} or in_last == {b"new-a", b"old"}, "one copy went through"
     recorder.clear()
 
     dest = tmp_path / "got"
     result = remote.artifacts.get_last(dest)
-    assert "run r1" in result.source
-    assert (dest / "a.txt").read_text() == "old-a" and (dest / "state").read_text() == "old"
+    assert "run r2" in result.source
+    assert (dest / "a.txt").read_text() == "new-a" and (dest / "state").read_text() == "new"
     state = tmp_path / "ws" / "artifacts" / "state"
-    assert remote.artifacts.restore_state(state) and state.read_text() == "old"
+    assert remote.artifacts.restore_state(state) and state.read_text() == "new"
+
+    repair = remote.artifacts.repair_last()
+    assert repair.repaired and (repair.copied, repair.deleted) == (1, 1)
+    assert keys(s3, bucket, f"{stack}/last/") == [MANIFEST_NAME, "a.txt", "state"]
+    assert read(s3, bucket, f"{stack}/last/a.txt") == b"new-a"
+    assert read(s3, bucket, f"{stack}/last/state") == b"new"
+    assert manifest(s3, bucket, f"{stack}/last/")["last_sync"] == "complete"
+    assert not remote.artifacts.repair_last().repaired, "a second repair has nothing to do"
 
 
 def test_restore_state(remote: Remote, tmp_path: Path) -> None:

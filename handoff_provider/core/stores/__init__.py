@@ -7,9 +7,11 @@
     remote.files.push(Path("project/files"))   # s3://my-bucket/etl/files/
     remote.artifacts.push(Path("ws/artifacts"), new_run_key(), succeeded=True)
 
-Layout under the bucket: ``<stack>/files/``, ``<stack>/runs/<run-key>/``, ``<stack>/last/``
-and ``<stack>/config/`` (config documents over 8 KB). No Airflow import here: the hook
-passes its own ``client_factory``; the CLI and the container use boto3's default chain.
+Layout under the bucket (``core/stack_layout.py``): ``<stack>/files/``,
+``<stack>/runs/<run-key>/``, ``<stack>/last/``, ``<stack>/config/`` (config documents over
+8 KB) and ``<stack>/lease.json`` (the stack lease, ``remote.lease(run_key)``). No Airflow
+import here: the hook passes its own ``client_factory``; the CLI and the container use
+boto3's default chain.
 Creating a ``Remote`` makes no AWS call; clients are created on first use.
 """
 
@@ -20,6 +22,7 @@ import re
 import threading
 from typing import Any
 
+from handoff_provider.core import stack_layout
 from handoff_provider.core.errors import ConfigurationError
 from handoff_provider.core.run_key import new_run_key
 from handoff_provider.core.stores._aws import ClientFactory, default_client_factory, translate
@@ -27,9 +30,13 @@ from handoff_provider.core.stores.artifacts import (
     MANIFEST_NAME,
     ArtifactsLocation,
     ArtifactsStore,
+    LastRef,
+    PublishConflict,
+    RepairResult,
 )
 from handoff_provider.core.stores.config import ConfigPushResult, ConfigStore
 from handoff_provider.core.stores.files import FilesStore
+from handoff_provider.core.stores.lease import LeaseHeld, LeaseLost, StackLease
 from handoff_provider.core.stores.s3sync import SyncResult
 
 __all__ = [
@@ -39,7 +46,13 @@ __all__ = [
     "ConfigPushResult",
     "ConfigStore",
     "FilesStore",
+    "LastRef",
+    "LeaseHeld",
+    "LeaseLost",
+    "PublishConflict",
     "Remote",
+    "RepairResult",
+    "StackLease",
     "SyncResult",
     "new_run_key",
 ]
@@ -144,22 +157,40 @@ class Remote:
     @property
     def files(self) -> FilesStore:
         """``s3://<bucket>/<stack>/files/``."""
-        return FilesStore(lambda: self.client("s3"), self._require_bucket(), f"{self.stack}/files/")
+        return FilesStore(
+            lambda: self.client("s3"), self._require_bucket(), stack_layout.files_prefix(self.stack)
+        )
 
     @property
     def artifacts(self) -> ArtifactsStore:
         """``s3://<bucket>/<stack>/runs/`` and ``last/``."""
         return ArtifactsStore(lambda: self.client("s3"), self._require_bucket(), self.stack)
 
+    def lease(self, run_key: str, **options: Any) -> StackLease:
+        """The stack lease ``s3://<bucket>/<stack>/lease.json`` for ``run_key``; ``options``
+        are :class:`StackLease`'s (``operation``, ``ttl``, ``wait``, ``log``)."""
+        return StackLease(
+            lambda: self.client("s3"),
+            self._require_bucket(),
+            stack_layout.lease_key(self.stack),
+            run_key=run_key,
+            **options,
+        )
+
     def describe(self) -> dict[str, str | None]:
         """Where this stack's things live (no values): for logs, summaries, the demo."""
-        bucket = self.bucket
+        bucket, stack = self.bucket, self.stack
+
+        def uri(key: str) -> str | None:
+            return f"s3://{bucket}/{key}" if bucket else None
+
         return {
-            "stack": self.stack,
+            "stack": stack,
             "config_parameter": self.config.name,
-            "files_uri": f"s3://{bucket}/{self.stack}/files/" if bucket else None,
-            "runs_uri": f"s3://{bucket}/{self.stack}/runs/" if bucket else None,
-            "last_uri": f"s3://{bucket}/{self.stack}/last/" if bucket else None,
+            "files_uri": uri(stack_layout.files_prefix(stack)),
+            "runs_uri": uri(stack_layout.runs_root(stack)),
+            "last_uri": uri(stack_layout.last_prefix(stack)),
+            "lease_uri": uri(stack_layout.lease_key(stack)),
         }
 
     def __repr__(self) -> str:

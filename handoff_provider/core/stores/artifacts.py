@@ -1,23 +1,32 @@
 """The artifacts store: ``<stack>/runs/<run-key>/`` for every run, ``<stack>/last/`` for the
-last successful one.
+last published one.
 
-S3 has no multi-object transaction, so ``last/`` is replaced in an order that lets a reader
-tell a complete copy from one in progress:
+S3 has no multi-object transaction. ``last/`` is published from the immutable run prefix,
+with the manifest switched **first** and conditionally, so that the switch is the one
+atomic step and everything after it can be finished by anyone:
 
 1. ``WORKSPACE/artifacts/`` is uploaded to ``runs/<run-key>/`` (every run, failed ones too:
-   ``run.json`` says how it went), then ``runs/<run-key>/_HANDOFF_COMPLETE`` is written;
-2. only if the run succeeded and step 1 completed: every file is copied server-side to
-   ``last/`` (no re-upload), ``last/`` keys of the previous run that the new one doesn't
-   have are deleted, and ``last/_HANDOFF_COMPLETE`` is written last. Its ``PUT`` is the
-   atomic switch from one run to the next.
+   ``run.json`` says how it went), then ``runs/<run-key>/_HANDOFF_COMPLETE`` is written.
+   From then on ``runs/<run-key>/`` is never changed (a re-push under the same key aside).
+2. Only if the run is to be published (it succeeded, or it kept a partial state, see
+   ``state_on_failure``): the **switch**, one ``PutObject`` of ``last/_HANDOFF_COMPLETE``
+   naming the new run with ``"last_sync": "pending"``, conditional on the manifest's ETag
+   being the one this run restored (``If-Match``; ``If-None-Match: *`` when there was
+   none). A refused condition is a :class:`PublishConflict`: another run published
+   meanwhile; nothing of ``last/`` was touched, ``runs/<run-key>/`` is kept.
+3. The **sync**: ``last/`` objects are made equal to the manifest (server-side copies from
+   ``runs/<run-key>/``, keys the manifest doesn't name deleted), then the manifest is
+   rewritten with ``"last_sync": "complete"`` (``If-Match`` on the switch's ETag).
 
-``last/`` is a real copy because users (and the original handoff docs) look for the files
-there. Readers (:meth:`ArtifactsStore.get_last`, :meth:`ArtifactsStore.restore_state`)
-never list ``last/``: they read the manifest (run key, file names, sizes, SHA-256s) and
-fetch those files from the immutable ``runs/<run-key>/`` (falling back to ``last/`` if the
-run was expired by a lifecycle rule), verifying every hash. So a reader never sees a mix
-of two runs, even while another run is replacing ``last/`` or after a replacement failed
-midway (the manifest still names the previous complete run).
+Readers (:meth:`ArtifactsStore.get_last`, :meth:`ArtifactsStore.restore_state`, an Asset
+consumer that uses them) never list ``last/``: they read the manifest and fetch its files
+from ``runs/<run-key>/`` (falling back to ``last/`` if the run was expired by a lifecycle
+rule), verifying every SHA-256, so they never see a mix. A raw listing of ``last/`` is
+exactly the manifest's files whenever its ``last_sync`` is ``complete``. A publish that
+broke off in step 3 (crash, S3 error) leaves ``pending``; :meth:`ArtifactsStore.repair_last`
+(run by the next run before it restores state, and by ``handoff artifacts repair``)
+finishes it. Stale keys are only ever removed by the holder of the stack lease
+(``stores/lease.py``), so two syncs never interleave.
 """
 
 from __future__ import annotations
@@ -34,9 +43,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from handoff_provider.core import stack_layout
 from handoff_provider.core.errors import ConfigurationError, StoreError
 from handoff_provider.core.run_key import check_run_key
 from handoff_provider.core.stores._aws import aws_errors, error_code, s3_uri
+from handoff_provider.core.stores.conditional import enable_conditional_put, is_condition_failure
 from handoff_provider.core.stores.s3sync import (
     META_MODE,
     META_SHA256,
@@ -66,9 +77,62 @@ SKIPPED_KEY = "archive_skipped"
 STATE_NAME = "state"
 
 
+class _Unconditional:
+    """Marker: an unconditional write (the immutable ``runs/<key>/`` manifest)."""
+
+
+_UNCONDITIONAL = _Unconditional()
+
+
+class PublishConflict(StoreError):
+    """``last/`` is no longer what this run restored: another run published meanwhile."""
+
+
+@dataclass(frozen=True)
+class LastRef:
+    """``last/``'s manifest as read, with its ETag (None/None: nothing published yet).
+
+    A run keeps the one it restored its state from; the publish is conditional on it."""
+
+    manifest: dict[str, Any] | None
+    etag: str | None
+
+    @property
+    def run_key(self) -> str | None:
+        return self.manifest["run_key"] if self.manifest else None
+
+    @property
+    def synced(self) -> bool:
+        """Whether ``last/`` objects are known to equal the manifest (see step 3)."""
+        return self.manifest is None or self.manifest.get("last_sync", "complete") == "complete"
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What :meth:`ArtifactsStore.repair_last` did."""
+
+    last: LastRef
+    repaired: bool
+    copied: int = 0
+    deleted: int = 0
+
+    def __str__(self) -> str:
+        if self.last.manifest is None:
+            return "nothing published yet"
+        if not self.repaired:
+            return f"consistent (run {self.last.run_key})"
+        return (
+            f"finished the interrupted publish of run {self.last.run_key}: "
+            f"{self.copied} file(s) copied, {self.deleted} stale key(s) deleted"
+        )
+
+
 @dataclass(frozen=True)
 class ArtifactsLocation:
-    """Where a run's artifacts went; ``last_uri`` is None when last/ was not replaced."""
+    """Where a run's artifacts went; ``last_uri`` is None when last/ was not replaced.
+
+    ``last_pending`` says why the copy into ``last/`` is unfinished although the run was
+    published (the next run, or ``handoff artifacts repair``, finishes it)."""
 
     run_key: str
     runs_uri: str
@@ -78,6 +142,7 @@ class ArtifactsLocation:
     #: Entries of artifacts/ that could not be archived (special files, loops, links
     #: out, bad names), one line each; also recorded in the archived run.json.
     skipped: tuple[str, ...] = ()
+    last_pending: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,10 +152,16 @@ class ArtifactsLocation:
             "files": self.files,
             "bytes": self.bytes,
             "skipped": list(self.skipped),
+            "last_pending": self.last_pending,
         }
 
     def __str__(self) -> str:
         last = f"last/ replaced: {self.last_uri}" if self.last_uri else "last/ left unchanged"
+        if self.last_pending:
+            last += (
+                f" (copying its files into last/ broke off: {self.last_pending}; the next run "
+                "or `handoff artifacts repair` finishes it)"
+            )
         text = f"{self.runs_uri} ({self.files} files, {self.bytes} bytes); {last}"
         if self.skipped:
             text += f"; {len(self.skipped)} entries not archived (see run.json)"
@@ -104,19 +175,39 @@ class ArtifactsStore:
         self._client = get_client
         self.bucket = bucket
         self.stack = stack
-        self.last_prefix = f"{stack}/last/"
+        self.last_prefix = stack_layout.last_prefix(stack)
 
     def runs_prefix(self, run_key: str) -> str:
-        return f"{self.stack}/runs/{check_run_key(run_key)}/"
+        return stack_layout.runs_prefix(self.stack, run_key)
 
     @property
     def last_uri(self) -> str:
         return s3_uri(self.bucket, self.last_prefix)
 
+    @property
+    def manifest_uri(self) -> str:
+        return s3_uri(self.bucket, self.last_prefix + MANIFEST_NAME)
+
     # ------------------------------------------------------------------------ push
 
-    def push(self, artifacts_dir: Path, run_key: str, *, succeeded: bool) -> ArtifactsLocation:
-        """Archive ``artifacts_dir`` to ``runs/<run_key>/``; replace ``last/`` if succeeded."""
+    def push(
+        self,
+        artifacts_dir: Path,
+        run_key: str,
+        *,
+        succeeded: bool,
+        publish: bool | None = None,
+        base: LastRef | None = None,
+        before_publish: Callable[[], None] | None = None,
+    ) -> ArtifactsLocation:
+        """Archive ``artifacts_dir`` to ``runs/<run_key>/``, then publish it to ``last/``
+        when ``publish`` (default: ``succeeded``).
+
+        ``base`` is the ``last/`` this run restored (:meth:`read_last`); the switch is
+        conditional on it (default: ``last/`` as it is just before the switch).
+        ``before_publish`` runs right before the switch (the lease's final renewal).
+        Raises :class:`PublishConflict` when ``last/`` changed since ``base``.
+        """
         prefix = self.runs_prefix(run_key)
         skipped: list[str] = []
         local = local_files(Path(artifacts_dir), outside_links="skip", problems=skipped)
@@ -173,8 +264,9 @@ class ArtifactsStore:
         self._put_manifest(client, prefix, manifest)
         total = sum(d.size for d in digests.values())
         last_uri = None
-        if succeeded:
-            self._publish_last(client, prefix, manifest, stored)
+        pending = None
+        if succeeded if publish is None else publish:
+            pending = self._publish_last(client, manifest, stored, base, before_publish)
             last_uri = self.last_uri
         return ArtifactsLocation(
             run_key=run_key,
@@ -183,15 +275,59 @@ class ArtifactsStore:
             files=len(local),
             bytes=total,
             skipped=tuple(skipped),
+            last_pending=pending,
         )
 
     def _publish_last(
         self,
         client: Any,
-        runs_prefix: str,
         manifest: dict[str, Any],
         stored: dict[str, RemoteObject],
-    ) -> None:
+        base: LastRef | None,
+        before_publish: Callable[[], None] | None,
+    ) -> str | None:
+        """Steps 2 and 3 of the module docstring; returns why the sync is unfinished
+        (None when ``last/`` is complete)."""
+        if base is None:
+            base = self.read_last()
+        if before_publish is not None:
+            before_publish()
+        etag = self._switch(client, {**manifest, "last_sync": "pending"}, base)
+        try:
+            self._sync_last(client, manifest, stored)
+            complete = {**manifest, "last_sync": "complete"}
+            self._put_manifest(client, self.last_prefix, complete, if_match=etag)
+        except PublishConflict:
+            raise
+        except StoreError as exc:
+            log.warning(
+                "%s: copying run %s into last/ broke off: %s",
+                self.last_uri,
+                manifest["run_key"],
+                exc,
+            )
+            return str(exc)
+        return None
+
+    def _switch(self, client: Any, manifest: dict[str, Any], base: LastRef) -> str:
+        """The conditional manifest write that publishes a run; returns its ETag."""
+        try:
+            return self._put_manifest(client, self.last_prefix, manifest, if_match=base.etag)
+        except PublishConflict:
+            now = self.read_last().run_key
+            expected = f"run {base.run_key}" if base.run_key else "nothing published"
+            raise PublishConflict(
+                f"{self.manifest_uri} changed since this run read it (expected {expected}, "
+                f"now {'run ' + now if now else 'nothing published'}): another run published "
+                f"meanwhile; run {manifest['run_key']} is kept in "
+                f"{s3_uri(self.bucket, self.runs_prefix(manifest['run_key']))}, last/ untouched"
+            ) from None
+
+    def _sync_last(
+        self, client: Any, manifest: dict[str, Any], stored: dict[str, RemoteObject]
+    ) -> tuple[int, int]:
+        """Make ``last/`` objects equal to ``manifest`` (copies from ``runs/<key>/``, stale
+        keys deleted); returns (copied, deleted)."""
         files: dict[str, dict[str, Any]] = manifest["files"]
         current = list_objects(client, self.bucket, self.last_prefix)
         copies = []
@@ -216,17 +352,61 @@ class ArtifactsStore:
         run_transfers(client, self.bucket, copies)
         stale = [o.key for rel, o in current.items() if rel not in files and rel != MANIFEST_NAME]
         delete_keys(client, self.bucket, stale)
-        self._put_manifest(client, self.last_prefix, manifest)
+        return len(copies), len(stale)
 
-    def _put_manifest(self, client: Any, prefix: str, manifest: dict[str, Any]) -> None:
+    def repair_last(self) -> RepairResult:
+        """Finish a publish that broke off after its switch (run under the stack lease)."""
+        last = self.read_last()
+        if last.synced:
+            return RepairResult(last=last, repaired=False)
+        assert last.manifest is not None and last.run_key is not None
+        client = self._client()
+        prefix = self.runs_prefix(last.run_key)
+        stored = list_objects(client, self.bucket, prefix)
+        if not _has_all(stored, last.manifest["files"], list(last.manifest["files"])):
+            raise StoreError(
+                f"cannot repair {self.last_uri}: {self.manifest_uri} names run {last.run_key} "
+                f"but {s3_uri(self.bucket, prefix)} no longer holds all its files"
+            )
+        copied, deleted = self._sync_last(client, last.manifest, stored)
+        complete = {**last.manifest, "last_sync": "complete"}
+        etag = self._put_manifest(client, self.last_prefix, complete, if_match=last.etag)
+        return RepairResult(
+            last=LastRef(manifest=complete, etag=etag),
+            repaired=True,
+            copied=copied,
+            deleted=deleted,
+        )
+
+    def _put_manifest(
+        self,
+        client: Any,
+        prefix: str,
+        manifest: dict[str, Any],
+        *,
+        if_match: str | _Unconditional | None = _UNCONDITIONAL,
+    ) -> str:
+        """Write a manifest; with ``if_match`` (an ETag, or None for "must not exist") the
+        write is conditional and a refused condition raises :class:`PublishConflict`."""
         key = prefix + MANIFEST_NAME
-        with aws_errors("write", s3_uri(self.bucket, key), service="s3"):
-            client.put_object(
+        condition: dict[str, str] = {}
+        if not isinstance(if_match, _Unconditional):
+            condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+            client = enable_conditional_put(client)
+        try:
+            response = client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"),
                 ContentType="application/json",
+                **condition,
             )
+        except Exception as exc:
+            if condition and is_condition_failure(exc):
+                raise PublishConflict(f"{s3_uri(self.bucket, key)} changed meanwhile") from None
+            with aws_errors("write", s3_uri(self.bucket, key), service="s3"):
+                raise
+        return str(response["ETag"])
 
     def _delete_manifest(self, client: Any, prefix: str) -> None:
         key = prefix + MANIFEST_NAME
@@ -237,13 +417,21 @@ class ArtifactsStore:
 
     def read_manifest(self, prefix: str | None = None) -> dict[str, Any] | None:
         """The completion manifest of ``last/`` (or of ``prefix``); None when absent."""
-        key = (prefix or self.last_prefix) + MANIFEST_NAME
+        return self._read_manifest(prefix or self.last_prefix).manifest
+
+    def read_last(self) -> LastRef:
+        """``last/``'s manifest and its ETag (the base of a conditional publish)."""
+        return self._read_manifest(self.last_prefix)
+
+    def _read_manifest(self, prefix: str) -> LastRef:
+        key = prefix + MANIFEST_NAME
         client = self._client()
         try:
-            body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            response = client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"].read()
         except Exception as exc:
             if error_code(exc) in {"NoSuchKey", "404"}:
-                return None
+                return LastRef(manifest=None, etag=None)
             with aws_errors("read", s3_uri(self.bucket, key), service="s3"):
                 raise
         try:
@@ -261,7 +449,7 @@ class ArtifactsStore:
             raise StoreError(
                 f"{s3_uri(self.bucket, key)} is not a valid completion manifest"
             ) from None
-        return manifest
+        return LastRef(manifest=manifest, etag=str(response["ETag"]))
 
     def get_last(self, dest_dir: Path) -> SyncResult:
         """Download the last successful run's artifacts into ``dest_dir`` (verified)."""
@@ -283,13 +471,14 @@ class ArtifactsStore:
             seconds=clock.elapsed(),
         )
 
-    def restore_state(self, state_path: Path) -> bool:
-        """Restore ``last/state`` of the last successful run into ``state_path``.
+    def restore_state(self, state_path: Path, last: LastRef | None = None) -> bool:
+        """Restore ``last/state`` of the last published run into ``state_path``.
 
-        Returns False (and leaves ``state_path`` alone) when no successful run was archived
-        or that run had no state file.
+        ``last``: the manifest already read (:meth:`read_last`), else it is read here.
+        Returns False (and leaves ``state_path`` alone) when no run was published or that
+        run had no state file.
         """
-        manifest = self.read_manifest()
+        manifest = (last or self.read_last()).manifest
         if manifest is None:
             self._warn_unmanaged_state()
             return False
