@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core.cli_deploy import add_deploy_parser, run_deploy
+from handoff_provider.core.cli_state import add_lock_options, add_state_parser, run_state
 from handoff_provider.core.cli_watch import add_watch_parser, run_watch
 from handoff_provider.core.errors import (
     ConfigurationError,
@@ -138,9 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="artifacts/ was filled by hand (no run.json): publish it to last/ as a success",
     )
+    add_lock_options(artifacts_push)
     _command(
         artifacts_verbs, "get", "download STACK/last/ into WORKSPACE/artifacts/", workspace=True
     )
+    repair = _command(
+        artifacts_verbs,
+        "repair",
+        "finish an interrupted publish of STACK/last/ (the next run does it too)",
+    )
+    add_lock_options(repair)
 
     workspace = verbs.add_parser("workspace", help="workspace set-up")
     workspace_verbs = workspace.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -166,11 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--run-key", help="run key for the artifacts (default: timestamp + random suffix)"
     )
+    state = run.add_argument_group("state")
+    state.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="start without the published state (the tap reads from its start date); the "
+        "run's new state is published as usual",
+    )
+    state.add_argument(
+        "--no-state-update",
+        action="store_true",
+        help="archive to runs/<run-key>/ but never touch last/ (the published state stays)",
+    )
+    add_lock_options(run)
 
     show = verbs.add_parser("show", help="inspect a project")
     show_verbs = show.add_subparsers(dest="action", required=True, metavar="ACTION")
     _command(show_verbs, "commands", "print the pipelines as shell lines", project=False)
 
+    add_state_parser(verbs, _command)
     add_watch_parser(verbs)
     add_deploy_parser(verbs)
     return parser
@@ -245,8 +267,19 @@ def _cmd_artifacts(args: argparse.Namespace) -> int:
         from handoff_provider.core.orchestrate import push_workspace_artifacts
 
         location = push_workspace_artifacts(
-            args.workspace, remote, run_key=args.run_key, by_hand=args.by_hand
+            args.workspace,
+            remote,
+            run_key=args.run_key,
+            by_hand=args.by_hand,
+            lock=not args.no_lock,
+            lock_wait=args.lock_wait,
         )
+    elif args.action == "repair":
+        from handoff_provider.core.orchestrate import repair_artifacts
+
+        result = repair_artifacts(remote, lock=not args.no_lock, lock_wait=args.lock_wait)
+        print(f"artifacts repair: {remote.artifacts.last_uri}: {result}", file=sys.stderr)
+        return 0
     else:
         location = remote.artifacts.get_last(_workspace(args.workspace).artifacts_dir)
     print(f"artifacts {args.action}: {location}", file=sys.stderr)
@@ -284,6 +317,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         context=RunContext.from_strings(start_at=args.start_at, end_at=args.end_at),
         run_key=args.run_key,
         venv_cache_dir=args.venv_cache,
+        lock=not args.no_lock,
+        lock_wait=args.lock_wait,
+        full_refresh=args.full_refresh,
+        no_state_update=args.no_state_update,
     )
     run = HandoffRun(request)
 
@@ -322,6 +359,7 @@ _HANDLERS = {
     "workspace": _cmd_workspace,
     "run": _cmd_run,
     "show": _cmd_show,
+    "state": lambda args: run_state(args, _remote(args)),
     "watch": run_watch,
     "deploy": run_deploy,
 }

@@ -81,7 +81,13 @@ from handoff_provider.core.ssm_lookup import (
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project
     from handoff_provider.core.runner import ProjectRunner, RunSummary
-    from handoff_provider.core.stores import ArtifactsLocation, LastRef, Remote, StackLease
+    from handoff_provider.core.stores import (
+        ArtifactsLocation,
+        LastRef,
+        Remote,
+        RepairResult,
+        StackLease,
+    )
     from handoff_provider.core.workspace import Workspace
 
 LogFn = Callable[[str], None]
@@ -291,6 +297,9 @@ class HandoffRun:
             if request.remote is not None and request.remote.bucket:
                 self._checkpoint("restoring the state")
                 state_restored, self._state_base = self._restore_state(workspace, log)
+            elif request.full_refresh:
+                workspace.state_path.unlink(missing_ok=True)
+                log("state: full refresh: starting without state")
             self._checkpoint("installing the venvs")
             venvs = _install(project, workspace, request.venv_cache_dir, log)
             self._checkpoint("starting the commands")
@@ -578,9 +587,16 @@ def install_workspace(
 
 
 def push_workspace_artifacts(
-    workspace: Path, remote: Remote, *, run_key: str | None = None, by_hand: bool = False
+    workspace: Path,
+    remote: Remote,
+    *,
+    run_key: str | None = None,
+    by_hand: bool = False,
+    lock: bool = True,
+    lock_wait: float | None = None,
+    log: LogFn = stderr_log,
 ) -> ArtifactsLocation:
-    """Archive ``WORKSPACE/artifacts/`` (``handoff artifacts push``).
+    """Archive ``WORKSPACE/artifacts/`` (``handoff artifacts push``), under the stack lease.
 
     The run's own completion record, ``artifacts/run.json``, decides: ``success`` is
     archived and published to ``last/``, ``failed`` goes to ``runs/`` only. A record
@@ -591,6 +607,7 @@ def push_workspace_artifacts(
     refuses if there *is* a ``run.json``.
     """
     from handoff_provider.core.safe_tree import read_regular_file
+    from handoff_provider.core.stores.lease import lease_options
     from handoff_provider.core.workspace import Workspace
 
     ws = Workspace(workspace)
@@ -603,7 +620,7 @@ def push_workspace_artifacts(
                 f"{record}: exists, so these artifacts are a run's, not put there by hand; "
                 "push without --by-hand (or remove run.json)"
             )
-        succeeded = True
+        succeeded = partial = True
     else:
         try:
             data = json.loads(read_regular_file(record, limit=16 << 20, error=ConfigurationError))
@@ -621,4 +638,40 @@ def push_workspace_artifacts(
                 "running); nothing pushed"
             )
         succeeded = status == "success"
-    return remote.artifacts.push(ws.artifacts_dir, new_run_key(run_key), succeeded=succeeded)
+        # A failed run whose task kept its last complete state line is published too.
+        partial = any(
+            isinstance(task, dict) and task.get("partial_state") for task in data.get("tasks", [])
+        )
+    publish = succeeded or partial
+    key = new_run_key(run_key)
+    artifacts = remote.artifacts
+    if not lock:
+        log("lease: --no-lock: NOT holding the stack lease")
+        return artifacts.push(ws.artifacts_dir, key, succeeded=succeeded, publish=publish)
+    lease = remote.lease(key, operation="artifacts push", log=log, **lease_options(lock_wait))
+    with lease:
+        repair = artifacts.repair_last()
+        if repair.repaired:
+            log(f"artifacts: {artifacts.last_uri}: {repair}")
+        return artifacts.push(
+            ws.artifacts_dir,
+            key,
+            succeeded=succeeded,
+            publish=publish,
+            base=repair.last,
+            before_publish=lease.check,
+        )
+
+
+def repair_artifacts(
+    remote: Remote, *, lock: bool = True, lock_wait: float | None = None, log: LogFn = stderr_log
+) -> RepairResult:
+    """Finish an interrupted ``last/`` publish (``handoff artifacts repair``), under the lease."""
+    from handoff_provider.core.stores.lease import lease_options
+
+    if not lock:
+        log("lease: --no-lock: NOT holding the stack lease")
+        return remote.artifacts.repair_last()
+    key = new_run_key(f"{new_run_key()}.repair")
+    with remote.lease(key, operation="artifacts repair", log=log, **lease_options(lock_wait)):
+        return remote.artifacts.repair_last()

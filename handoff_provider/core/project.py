@@ -64,6 +64,7 @@ PROCESS_KINDS = ("pipeline", "commands")
 STEP_KINDS = ("lambda", "s3_touch")
 StateFrom = Literal["stdout", "stderr", "none"]
 StateOnFailure = Literal["discard", "last_line"]
+StateFormat = Literal["text", "json"]
 
 #: The task name a seed-form project (top-level ``commands:``) gets.
 DEFAULT_TASK_NAME = "default"
@@ -166,6 +167,13 @@ class Project:
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
     description: str | None = None
     source: str = field(default=PROJECT_FILE, compare=False)
+    #: ``state_format: json`` makes ``handoff state set`` refuse a state that isn't JSON.
+    state_format: StateFormat = "text"
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a run carries state to the next (an active task writes ``state``)."""
+        return any(task.active and task.state_from != "none" for task in self.tasks)
 
     def active_tasks(self) -> tuple[Task, ...]:
         """The tasks a run executes, in project order."""
@@ -812,4 +820,5 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
         document=document,
         description=document.get("description"),
         source=source,
+        state_format=document.get("state_format", "text"),
     )

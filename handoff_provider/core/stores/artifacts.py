@@ -292,10 +292,10 @@ class ArtifactsStore:
             base = self.read_last()
         if before_publish is not None:
             before_publish()
-        etag = self._switch(client, {**manifest, "last_sync": "pending"}, base)
+        etag = self._switch(client, {**manifest, **_history(base), "last_sync": "pending"}, base)
         try:
             self._sync_last(client, manifest, stored)
-            complete = {**manifest, "last_sync": "complete"}
+            complete = {**manifest, **_history(base), "last_sync": "complete"}
             self._put_manifest(client, self.last_prefix, complete, if_match=etag)
         except PublishConflict:
             raise
@@ -308,6 +308,35 @@ class ArtifactsStore:
             )
             return str(exc)
         return None
+
+    def publish_run(
+        self, run_key: str, *, base: LastRef, before_publish: Callable[[], None] | None = None
+    ) -> ArtifactsLocation:
+        """Publish the archived run ``run_key`` again (``handoff state rollback``)."""
+        prefix = self.runs_prefix(run_key)
+        manifest = self._read_manifest(prefix).manifest
+        if manifest is None:
+            raise ConfigurationError(
+                f"run {run_key}: {s3_uri(self.bucket, prefix)} holds no complete run "
+                f"({MANIFEST_NAME} is missing)"
+            )
+        client = self._client()
+        stored = list_objects(client, self.bucket, prefix)
+        if not _has_all(stored, manifest["files"], list(manifest["files"])):
+            raise StoreError(
+                f"run {run_key}: {s3_uri(self.bucket, prefix)} lacks some of its files"
+            )
+        manifest = {k: v for k, v in manifest.items() if k not in ("history", "last_sync")}
+        pending = self._publish_last(client, manifest, stored, base, before_publish)
+        files = manifest["files"]
+        return ArtifactsLocation(
+            run_key=run_key,
+            runs_uri=s3_uri(self.bucket, prefix),
+            last_uri=self.last_uri,
+            files=len(files),
+            bytes=sum(int(info["size"]) for info in files.values()),
+            last_pending=pending,
+        )
 
     def _switch(self, client: Any, manifest: dict[str, Any], base: LastRef) -> str:
         """The conditional manifest write that publishes a run; returns its ETag."""
@@ -560,6 +589,19 @@ class ArtifactsStore:
                 os.replace(staging / name, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+#: How many earlier published runs the ``last/`` manifest remembers (``state list``).
+HISTORY_LENGTH = 100
+
+
+def _history(base: LastRef) -> dict[str, list[str]]:
+    """The ``history`` of a new ``last/`` manifest: the runs published before it, newest
+    first (the one it replaces, then that one's history)."""
+    if base.manifest is None:
+        return {"history": []}
+    earlier = [str(key) for key in base.manifest.get("history", []) if isinstance(key, str)]
+    return {"history": [str(base.run_key), *earlier][:HISTORY_LENGTH]}
 
 
 def _has_all(available: dict[str, RemoteObject], files: dict[str, Any], names: list[str]) -> bool:

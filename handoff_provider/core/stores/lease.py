@@ -231,7 +231,10 @@ class StackLease:
             if self._etag is None or self.lost is not None:
                 return
             try:
-                self._write(if_etag=self._etag, released=True)
+                if self._write(if_etag=self._etag, released=True):
+                    self._log(f"lease: released {self.uri}")
+                else:
+                    self._log(f"lease: {self.uri} was taken over before release")
             except StoreError as exc:
                 self._log(
                     f"lease: could not release {self.uri} ({exc}); it expires in {self.ttl:.0f} s"
