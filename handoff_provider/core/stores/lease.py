@@ -48,7 +48,7 @@ DEFAULT_WAIT = 600.0
 ENV_WAIT = "HANDOFF_LOCK_WAIT"
 ENV_TTL = "HANDOFF_LOCK_TTL"
 MIN_TTL = 2.0
-_POLL = 5.0
+_POLL = 2.0
 
 
 class LeaseHeld(StoreError):
