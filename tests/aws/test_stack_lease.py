@@ -37,9 +37,8 @@ def test_acquire_creates_lease_next_to_the_stack_and_release_marks_it(
 
 
 def test_second_contender_fails_with_one_line_naming_the_holder(remote: Remote) -> None:
-    with remote.lease("run-a", ttl=30):
-        with pytest.raises(LeaseHeld) as raised:
-            remote.lease("run-b", wait=0).acquire()
+    with remote.lease("run-a", ttl=30), pytest.raises(LeaseHeld) as raised:
+        remote.lease("run-b", wait=0).acquire()
     message = str(raised.value)
     assert "\n" not in message
     assert "held by run run-a on host " in message and "(pid " in message and " since " in message
