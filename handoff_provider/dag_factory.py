@@ -29,6 +29,12 @@ to a timedelta) as an *interval* timetable in UTC, so each run's ``start_at``/``
 is the whole period since the previous run, on Airflow 2 and 3 alike (see
 :func:`interval_timetable`); further entries are listed in the DAG's documentation, not
 scheduled. A project without ``schedules`` gives an unscheduled (manual/backfill) DAG.
+
+Ordered runs: a project that carries state (an active task whose ``state_from`` is not
+``none``) gets ``max_active_runs=1`` unless the DAG is given another value, so a backfill
+runs its intervals one after another in logical-date order and each restores the state
+its predecessor published. (The stack lease makes concurrent runs of one stack wait for
+each other anyway, but in no particular order.)
 """
 
 from __future__ import annotations
@@ -170,10 +176,12 @@ class ProjectInfo:
     description: str | None
     schedules: tuple[str, ...]
     shell_lines: tuple[str, ...]
+    #: A run carries state to the next (``Project.stateful``): runs are kept in order.
+    stateful: bool = True
 
 
 _CACHE: dict[Path, tuple[tuple[Any, ...], ProjectInfo]] = {}
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 def _signature(project_dir: Path) -> tuple[Any, ...]:
@@ -250,6 +258,7 @@ def _read_disk_cache(path: Path, key: str) -> ProjectInfo | None:
             description=info["description"],
             schedules=tuple(info["schedules"]),
             shell_lines=tuple(info["shell_lines"]),
+            stateful=bool(info["stateful"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -267,6 +276,7 @@ def _write_disk_cache(info: ProjectInfo, key: str) -> None:
             "description": info.description,
             "schedules": list(info.schedules),
             "shell_lines": list(info.shell_lines),
+            "stateful": info.stateful,
         },
     }
     try:
@@ -305,6 +315,7 @@ def project_info(project_dir: str | os.PathLike[str]) -> ProjectInfo:
             description=project.description,
             schedules=tuple(s.cron for s in project.schedules),
             shell_lines=tuple(project.shell_lines()),
+            stateful=project.stateful,
         )
         _write_disk_cache(info, key)
     _CACHE[path] = (signature, info)
@@ -498,7 +509,8 @@ def handoff_dag(
     :param run_kwargs: more arguments of the run operator (``retries``, ``workspace``,
         ``execution_timeout``, ...); ``push_kwargs`` those of the config push
         (``allow_advanced_tier``, ``kms_key_id``).
-    :param dag_kwargs: anything else ``DAG`` takes.
+    :param dag_kwargs: anything else ``DAG`` takes. ``max_active_runs`` defaults to 1
+        for a project that carries state (see the module docstring).
     """
     project = project_info(resolve_project_dir(project_dir, base=_caller_dir(1 + _caller_depth)))
     notes: list[str] = []
@@ -513,6 +525,11 @@ def handoff_dag(
             )
             for extra in project.schedules[1:]:
                 notes.append(f"not scheduled (one schedule per DAG): `{extra}`")
+    if project.stateful and "max_active_runs" not in dag_kwargs:
+        dag_kwargs["max_active_runs"] = 1
+        notes.append(
+            "one run at a time (`max_active_runs=1`): each run restores the state of the one before"
+        )
     dag = DAG(
         dag_id=dag_id or f"handoff_{_safe_id(project.name)}",
         schedule=schedule,

@@ -151,6 +151,15 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
     :param push_artifacts: archive ``artifacts/`` to ``s3://<bucket>/<stack>/runs/<key>/``
         (also when the run fails) and, on success, replace ``last/`` (whose ``state`` the
         next run restores). Declares ``s3://<bucket>/<stack>/last/`` as an outlet.
+    :param full_refresh: start without the published state (the tap reads from its start
+        date, e.g. ``vars={"start_date": "{{ data_interval_start | ds }}"}``) and publish
+        the new one: re-reads an interval in a backfill.
+    :param no_state_update: archive to ``runs/<key>/`` but leave ``last/`` (and the state)
+        as it is.
+    :param lock: hold the stack lease while the run archives (default True; False is
+        unsafe: concurrent runs of the stack then restore the same state).
+    :param lock_wait: seconds to wait for the stack lease held by another run before
+        failing (default ``$HANDOFF_LOCK_WAIT``, else 600).
     :param venv_cache_dir: the venv cache (``[handoff] venv_cache_dir``, else the core's
         default ``$HANDOFF_VENV_CACHE`` / ``~/.cache/handoff/venvs``).
     :param aws_conn_id: the Airflow AWS connection (``aws_default``).
@@ -189,6 +198,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         envs: Mapping[str, Any] | None = None,
         secret_envs: Mapping[str, Any] | None = None,
         push_artifacts: bool = True,
+        full_refresh: bool = False,
+        no_state_update: bool = False,
+        lock: bool = True,
+        lock_wait: float | None = None,
         venv_cache_dir: str | os.PathLike[str] | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
@@ -209,6 +222,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         self.envs = dict(envs or {})
         self.secret_envs = dict(secret_envs or {})
         self.push_artifacts = push_artifacts
+        self.full_refresh = full_refresh
+        self.no_state_update = no_state_update
+        self.lock = lock
+        self.lock_wait = lock_wait
         self.venv_cache_dir = os.fspath(venv_cache_dir) if venv_cache_dir is not None else None
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
@@ -292,6 +309,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             # AWS clients of ssm()/secret(), transfers and lambda/s3_touch: the remote's
             # (made by the hook), or the hook's for a local project without a remote
             client_factory=None if remote is not None else hook.get_client,
+            full_refresh=self.full_refresh,
+            no_state_update=self.no_state_update,
+            lock=self.lock,
+            lock_wait=self.lock_wait,
         )
         self.log.info(
             "handoff run %s: %s, workspace %s",

@@ -107,6 +107,28 @@ def test_schedule_from_project_first_entry_and_note(tmp_path: Path) -> None:
     assert _schedule(handoff_dag(unscheduled)) is None
 
 
+def test_stateful_project_runs_one_at_a_time_unless_told_otherwise(tmp_path: Path) -> None:
+    stateful = write_project(tmp_path, PIPELINE, files={"a.txt": "x\n"}, name="stateful")
+    dag = handoff_dag(stateful, bucket="b", schedule=None)
+    assert dag.max_active_runs == 1
+    assert "max_active_runs=1" in dag.doc_md
+    assert handoff_dag(stateful, dag_id="many", max_active_runs=3).max_active_runs == 3
+    stateless = write_project(
+        tmp_path,
+        """
+        tasks:
+          - name: echo
+            state_from: none
+            pipeline:
+              - command: echo
+                args: hi
+        """,
+        name="stateless",
+    )
+    default = DAG(dag_id="plain_default", schedule=None).max_active_runs
+    assert handoff_dag(stateless, schedule=None).max_active_runs == default != 1
+
+
 def test_modes_build_the_expected_tasks(tmp_path: Path) -> None:
     project = write_project(tmp_path, PIPELINE, files={"a.txt": "x\n"}, name="my_proj")
     push = handoff_dag(project, bucket="bkt", schedule=None)
