@@ -1,11 +1,12 @@
 """tap-demo: emit a Singer stream of daily readings as JSON lines on stdout.
 
-Usage: ``tap-demo --config CONFIG [--state STATE] [--start-date DATE]``
+Usage: ``tap-demo --config CONFIG [--state STATE] [--start-date DATE] [--end-date DATE]``
 
 CONFIG (JSON): ``{"stream": "readings", "start_date": "2024-01-01", "count": 5}``.
 The first day is the day after the stream's bookmark in STATE (incremental runs), else
 ``--start-date``, else the config's ``start_date``. A missing or empty STATE file means a
-first run. Emits one SCHEMA, ``count`` RECORDs and a final STATE message.
+first run. Emits one SCHEMA, ``count`` RECORDs (fewer when ``--end-date``, exclusive, comes
+first; an empty value means no bound) and a final STATE message.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--state")
     parser.add_argument("--start-date")
+    parser.add_argument("--end-date", default="")
     args = parser.parse_args(argv)
 
     config = json.loads(Path(args.config).read_text(encoding="utf-8"))
@@ -56,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         "properties": {"day": {"type": "string", "format": "date"}, "value": {"type": "integer"}},
     }
     _emit({"type": "SCHEMA", "stream": stream, "schema": schema, "key_properties": ["day"]})
-    day = first
-    for offset in range(count):
-        day = first + dt.timedelta(days=offset)
+    end = _day(args.end_date) if args.end_date else None
+    days = [first + dt.timedelta(days=offset) for offset in range(count)]
+    days = [day for day in days if end is None or day < end]
+    for day in days:
         record = {"day": day.isoformat(), "value": day.toordinal() * 37 % 100}
         _emit({"type": "RECORD", "stream": stream, "record": record})
-    if count:
-        state.setdefault("bookmarks", dict())[stream] = {"day": day.isoformat()}
+    if days:
+        state.setdefault("bookmarks", dict())[stream] = {"day": days[-1].isoformat()}
     _emit({"type": "STATE", "value": state})
-    print(f"tap-demo: {count} records of {stream!r} from {first}", file=sys.stderr)
+    print(f"tap-demo: {len(days)} records of {stream!r} from {first}", file=sys.stderr)
     return 0
 
 
