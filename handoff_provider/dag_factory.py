@@ -31,10 +31,11 @@ is the whole period since the previous run, on Airflow 2 and 3 alike (see
 scheduled. A project without ``schedules`` gives an unscheduled (manual/backfill) DAG.
 
 Ordered runs: a project that carries state (an active task whose ``state_from`` is not
-``none``) gets ``max_active_runs=1`` unless the DAG is given another value, so a backfill
-runs its intervals one after another in logical-date order and each restores the state
-its predecessor published. (The stack lease makes concurrent runs of one stack wait for
-each other anyway, but in no particular order.)
+``none``) gets ``max_active_runs=1`` unless the DAG is given another value, so catch-up runs
+(and Airflow 2 backfills) run their intervals one after another in logical-date order and
+each restores the state its predecessor published. (The stack lease makes concurrent runs
+of one stack wait for each other anyway, but in no particular order.) Airflow 3's
+``airflow backfill create`` has a limit of its own: ``--max-active-runs 1``.
 """
 
 from __future__ import annotations
