@@ -192,20 +192,40 @@ def in_process_run(
         return exc
 
 
-#: (operation, key part, matching calls let through first, the run's state is published)
+def key_has(part: str) -> Any:
+    return lambda params: part in str(params.get("Key", ""))
+
+
+def releasing(params: dict[str, Any]) -> bool:
+    return "/lease.json" in params.get("Key", "") and b'"released": true' in params["Body"]
+
+
+#: (operation, which calls, matching calls let through first, the run's state is published)
 PUBLISH_STEPS = [
-    ("PutObject", "/runs/r2/parts/", 1, False),  # archive upload
-    ("PutObject", "/runs/r2/_HANDOFF_COMPLETE", 0, False),  # run manifest
-    ("PutObject", "/lease.json", 1, False),  # the lease check right before the switch
-    ("PutObject", "/last/_HANDOFF_COMPLETE", 0, False),  # the switch
-    ("CopyObject", "/last/", 1, True),  # copying into last/
-    ("DeleteObjects", "", 0, True),  # removing stale keys
-    ("PutObject", "/last/_HANDOFF_COMPLETE", 1, True),  # marking last/ complete
-    ("PutObject", "/lease.json", 2, True),  # the release
+    ("PutObject", key_has("/runs/r2/parts/"), 1, False),  # archive upload
+    ("PutObject", key_has("/runs/r2/_HANDOFF_COMPLETE"), 0, False),  # run manifest
+    ("PutObject", key_has("/lease.json"), 1, False),  # the lease check before the switch
+    ("PutObject", key_has("/last/_HANDOFF_COMPLETE"), 0, False),  # the switch
+    ("CopyObject", key_has("/last/"), 1, True),  # copying into last/
+    ("DeleteObjects", lambda params: True, 0, True),  # removing stale keys
+    ("PutObject", key_has("/last/_HANDOFF_COMPLETE"), 1, True),  # marking last/ complete
+    ("PutObject", releasing, 0, True),  # the release
 ]
 
 
-@pytest.mark.parametrize(("operation", "key_part", "after", "published"), PUBLISH_STEPS)
+STEP_IDS = [
+    "upload",
+    "run-manifest",
+    "lease-check",
+    "switch",
+    "copy",
+    "delete",
+    "complete",
+    "release",
+]
+
+
+@pytest.mark.parametrize(("operation", "match", "after", "published"), PUBLISH_STEPS, ids=STEP_IDS)
 def test_s3_error_at_each_publish_step_leaves_old_or_new_and_next_run_repairs(
     remote: Remote,
     recorder: Recorder,
@@ -214,27 +234,29 @@ def test_s3_error_at_each_publish_step_leaves_old_or_new_and_next_run_repairs(
     s3: Any,
     bucket: str,
     operation: str,
-    key_part: str,
+    match: Any,
     after: int,
     published: bool,
 ) -> None:
     """S3 failures are injected through botocore's event system (see conftest.Recorder):
     moto cannot be told to fail one request. Before the switch, last/ stays the old run;
-    from the switch on, it is the new one; never a mix; the next run repairs/publishes."""
+    from the switch on, it is the new one; never a mix; the next run repairs/publishes.
+    (The TTL is the default 60 s, so no heartbeat renewal happens within these runs; the
+    run whose release fails has a 3 s lease the next run takes over.)"""
     stack = remote.stack
     first = in_process_run(remote, counter, tmp_path / "ws", "r1")
     assert isinstance(first, RunOutcome) and published_state(s3, bucket, stack) == 1
 
-    def match(params: dict[str, Any]) -> bool:
-        return key_part in str(params.get("Key", "")) or operation == "DeleteObjects"
-
     recorder.fail_on(operation, after=after, match=match)
-    second = in_process_run(remote, counter, tmp_path / "ws", "r2", lock_ttl=2)
+    release_fails = match is releasing
+    second = in_process_run(
+        remote, counter, tmp_path / "ws", "r2", lock_ttl=3 if release_fails else 60
+    )
     recorder.clear()
     expected = "r2" if published else "r1"
     assert assert_readers_see_one_run(remote, tmp_path) == expected
     assert published_state(s3, bucket, stack) == (2 if published else 1)
-    if operation == "PutObject" and key_part == "/lease.json" and after == 2:
+    if release_fails:
         assert isinstance(second, RunOutcome), "a failed release does not fail the run"
     elif published:
         assert isinstance(second, RunOutcome) and second.artifacts is not None
