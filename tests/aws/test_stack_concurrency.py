@@ -196,15 +196,31 @@ def key_has(part: str) -> Any:
     return lambda params: part in str(params.get("Key", ""))
 
 
+def only_call(part: str, number: int) -> Any:
+    """Matches the ``number``-th call on a key containing ``part`` (1-based), only that one."""
+    seen = []
+
+    def match(params: dict[str, Any]) -> bool:
+        if part not in str(params.get("Key", "")):
+            return False
+        seen.append(1)
+        return len(seen) == number
+
+    return match
+
+
 def releasing(params: dict[str, Any]) -> bool:
-    return "/lease.json" in params.get("Key", "") and b'"released": true' in params["Body"]
+    """The lease release (botocore has made the body a file object by now: peek, don't read)."""
+    body = params.get("Body")
+    content = body.getvalue() if hasattr(body, "getvalue") else body
+    return "/lease.json" in params.get("Key", "") and b'"released": true' in (content or b"")
 
 
 #: (operation, which calls, matching calls let through first, the run's state is published)
 PUBLISH_STEPS = [
     ("PutObject", key_has("/runs/r2/parts/"), 1, False),  # archive upload
     ("PutObject", key_has("/runs/r2/_HANDOFF_COMPLETE"), 0, False),  # run manifest
-    ("PutObject", key_has("/lease.json"), 1, False),  # the lease check before the switch
+    ("PutObject", only_call("/lease.json", 2), 0, False),  # the lease check before the switch
     ("PutObject", key_has("/last/_HANDOFF_COMPLETE"), 0, False),  # the switch
     ("CopyObject", key_has("/last/"), 1, True),  # copying into last/
     ("DeleteObjects", lambda params: True, 0, True),  # removing stale keys
