@@ -32,6 +32,7 @@ FULL = {
     "installs": [{"venv": "./venv/tools", "command": "pip install x"}],
     "envs": [{"key": "A_1", "value": "v", "secret": True}, {"key": "B", "value": 3}],
     "vars": [{"key": "v1", "value": "x"}, {"key": "v2", "value": 2.5}],
+    "state_format": "json",
     "commands": [{"command": "cat", "args": "-n", "venv": "tools", "installs": ["pip x"]}],
     "tasks": [
         {
@@ -40,6 +41,7 @@ FULL = {
             "active": False,
             "timeout": 1.5,
             "state_from": "stderr",
+            "state_on_failure": "last_line",
             "pipeline": [{"command": "cat", "args": 1}],
             "commands": [{"command": "echo"}],
             "lambda": {
