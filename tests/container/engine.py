@@ -187,7 +187,7 @@ def build_stand_in_rootfs(recipe: dict[str, str], tarball: Path) -> None:
             ),
             check=True,
             capture_output=True,
-            timeout=1200,
+            timeout=3000,  # with the wait for the heavy-job lock
         )
         shutil.copy2(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
         for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
