@@ -39,6 +39,7 @@ from handoff_provider.core.stores.s3sync import (
     SyncResult,
     Transfer,
     cached_digest,
+    cached_digests,
     delete_keys,
     digest_file,
     find_unchanged,
@@ -86,7 +87,7 @@ class FilesStore:
         cache = SyncCache.for_sync(local_dir, self.uri)
         try:
             stats = {rel: path.stat() for rel, path in local.items()}
-            digests = {rel: cached_digest(cache, rel, local[rel], stats[rel]) for rel in local}
+            digests = cached_digests(cache, local, stats)
             client = self._client()
             remote = list_objects(client, self.bucket, self.prefix)
             candidates = (

@@ -33,7 +33,7 @@ import mimetypes
 import os
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -128,6 +128,31 @@ def cached_digest(cache: SyncCache, relative: str, path: Path, st: os.stat_resul
     digest = digest_file(path)
     cache.remember_digest(relative, st, digest.sha256, digest.etag, time.time_ns())
     return digest
+
+
+def cached_digests(
+    cache: SyncCache, files: Mapping[str, Path], stats: Mapping[str, os.stat_result]
+) -> dict[str, FileDigest]:
+    """:func:`cached_digest` of every file; those not in the cache are hashed in parallel
+    (hashlib releases the GIL), the cache itself is only touched from this thread."""
+    digests: dict[str, FileDigest] = {}
+    misses: list[str] = []
+    for relative in files:
+        entry = cache.digest(relative, stats[relative])
+        if entry is None:
+            misses.append(relative)
+        else:
+            digests[relative] = FileDigest(size=entry.size, sha256=entry.sha256, etag=entry.etag)
+
+    def hash_one(relative: str) -> tuple[FileDigest, int]:
+        return digest_file(files[relative]), time.time_ns()
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for relative, (digest, hashed_at) in zip(misses, pool.map(hash_one, misses), strict=True):
+            st = stats[relative]
+            cache.remember_digest(relative, st, digest.sha256, digest.etag, hashed_at)
+            digests[relative] = digest
+    return {relative: digests[relative] for relative in files}
 
 
 def sha256_file(path: Path) -> str:
