@@ -7,7 +7,7 @@ VENV := .venv
 VENV_AF2 := .venv-af2
 UV = $(VENV)/bin/uv
 
-.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 bench lint clean test-container \
+.PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 test-e2e bench lint clean test-container \
 	project-validator mwaa-wheel test-mwaa
 
 venv: $(VENV)/.ready
@@ -61,6 +61,11 @@ mwaa-wheel: venv
 
 test-mwaa-%: mwaa-wheel
 	UV=$(UV) scripts/test_mwaa.sh $* $(MWAA_WHEEL_DIR)
+
+# A real Airflow 3 deployment (LocalExecutor, SQLite; scheduler, dag-processor, api-server,
+# triggerer as separate processes) + a moto server, running the example DAGs (tests/e2e).
+test-e2e: venv
+	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e -p no:cacheprovider --timeout 900
 
 # Whole processes against the baseline a user would pick (see each script's docstring);
 # about 5 minutes on 2 cores. bench/_util.py is shared, not a bench.

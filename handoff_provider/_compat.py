@@ -121,6 +121,30 @@ def airflow_redact(value: Any) -> Any:
     return redact(value)
 
 
+def _default_sensitive_fields() -> frozenset[str]:
+    """Airflow's ``DEFAULT_SENSITIVE_FIELDS`` (the core's copy if it moved again)."""
+    try:
+        from airflow.sdk._shared.secrets_masker import DEFAULT_SENSITIVE_FIELDS
+    except ImportError:
+        try:
+            from airflow.utils.log.secrets_masker import (  # type: ignore[no-redef]
+                DEFAULT_SENSITIVE_FIELDS,
+            )
+        except ImportError:
+            from handoff_provider.core.secrets import SENSITIVE_KEY_WORDS
+
+            return SENSITIVE_KEY_WORDS
+    return frozenset(DEFAULT_SENSITIVE_FIELDS)
+
+
+def airflow_sensitive_words() -> frozenset[str]:
+    """The key words Airflow hides connection extras and variables by: its defaults plus
+    ``[core] sensitive_var_conn_names`` (comma-separated)."""
+    extra = airflow_setting("core", "sensitive_var_conn_names", "") or ""
+    words = {word.strip().lower() for word in extra.split(",") if word.strip()}
+    return _default_sensitive_fields() | words
+
+
 def _conf() -> Any:
     try:
         from airflow.sdk.configuration import conf
@@ -165,16 +189,52 @@ def _as_utc(value: Any) -> datetime | None:
 
 
 def context_data_interval(context: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
-    """The run's ``(data_interval_start, data_interval_end)``; ``None`` ends when unknown.
+    """The run's ``(data_interval_start, data_interval_end)``.
 
-    Airflow 3 manual runs may have no logical date and so no data interval.
+    A run without a data interval (an Airflow 3 manual run has no logical date and so no
+    interval) gets the empty interval at :func:`context_run_time`: ``start == end``, the
+    run's logical date if it has one, else the time it was triggered.
     """
     start = _as_utc(context.get("data_interval_start"))
     end = _as_utc(context.get("data_interval_end"))
     if start is None and end is None and (dag_run := context.get("dag_run")) is not None:
         start = _as_utc(getattr(dag_run, "data_interval_start", None))
         end = _as_utc(getattr(dag_run, "data_interval_end", None))
+    if start is None and end is None:
+        start = end = context_run_time(context)
     return start, end
+
+
+def context_run_time(context: Mapping[str, Any]) -> datetime | None:
+    """The logical date of the run, else when it was triggered (``run_after`` on Airflow 3),
+    else when it was queued or started."""
+    logical = context_logical_date(context)
+    if logical is not None:
+        return logical
+    dag_run = context.get("dag_run")
+    for name in ("run_after", "queued_at", "start_date"):
+        value = _as_utc(getattr(dag_run, name, None))
+        if value is not None:
+            return value
+    return None
+
+
+def fill_missing_data_interval(context: Any) -> None:
+    """Give a context without a data interval (an Airflow 3 manual run) the one of
+    :func:`context_data_interval`, so ``{{ data_interval_start | ds }}`` and ``{{ ds }}``
+    render in operator templates as on a scheduled run. A no-op when it has one."""
+    if context.get("data_interval_start") is not None:
+        return
+    start, end = context_data_interval(context)
+    if start is None or end is None:
+        return
+    import pendulum  # Airflow's own datetime type: its template filters expect it
+
+    context["data_interval_start"] = pendulum.instance(start)
+    context["data_interval_end"] = pendulum.instance(end)
+    if context.get("ds") is None:
+        context["ds"] = start.strftime("%Y-%m-%d")
+        context["ds_nodash"] = start.strftime("%Y%m%d")
 
 
 def context_logical_date(context: Mapping[str, Any]) -> datetime | None:
@@ -250,10 +310,13 @@ __all__ = [
     "TaskGroup",
     "airflow_mask_secret",
     "airflow_redact",
+    "airflow_sensitive_words",
     "airflow_setting",
     "context_data_interval",
     "context_logical_date",
+    "context_run_time",
     "context_task_identity",
+    "fill_missing_data_interval",
     "provider_setting",
     "run_key_for",
     "run_key_from_context",

@@ -359,7 +359,8 @@ def _doc_md(project: ProjectInfo, *, mode: str, execution: str, notes: Sequence[
     lines = [f"### handoff project `{project.name}`", ""]
     if project.description:
         lines += [project.description, ""]
-    lines += [f"`{project.path}` · mode `{mode}` · execution `{execution}`", "", "```"]
+    # A language on the fence: Airflow 3's markdown renders a bare fence as inline code.
+    lines += [f"`{project.path}` · mode `{mode}` · execution `{execution}`", "", "```sh"]
     lines += list(project.shell_lines)
     lines += ["```"]
     if notes:

@@ -52,14 +52,17 @@ def mask_values(values: Iterable[object]) -> int:
 def document_secret_values(document: Any) -> list[str]:
     """The values to mask in a compiled document (``Project.secret_values()``).
 
-    A document the project model rejects is still masked, coarsely: every string of its
-    ``files`` (the embedded config files) and of ``envs`` entries marked secret.
+    A document the project model rejects (the run will fail on it) is still masked,
+    coarsely: every string of its ``files`` (the embedded config files) and of ``envs``
+    entries marked secret.
     """
+    from handoff_provider._compat import airflow_sensitive_words
     from handoff_provider.core.errors import HandoffError
     from handoff_provider.core.project import project_from_document
 
     try:
-        return project_from_document(document, source="remote config").secret_values()
+        project = project_from_document(document, source="remote config")
+        return project.secret_values(airflow_sensitive_words())
     except HandoffError:
         pass
     values: list[str] = []

@@ -85,6 +85,13 @@ class RunContext:
         variables["ds"] = logical.date().isoformat() if logical else None
         return variables
 
+    def data_interval(self) -> dict[str, str | None]:
+        """``{"start", "end"}`` as ISO strings (None when open), for ``run.json``."""
+        return {
+            "start": self.start_at.isoformat() if self.start_at else None,
+            "end": self.end_at.isoformat() if self.end_at else None,
+        }
+
     def as_env(self) -> dict[str, str]:
         """Environment variables exported to every command (only those that are set)."""
         env: dict[str, str] = {}

@@ -48,10 +48,20 @@ redacted) and with ``RunRequest.on_secret`` (the Airflow operator passes its mas
 Without AWS access these features fail with a :class:`ConfigurationError` /
 ``ssm()`` error saying so, before any command starts.
 
-A failed stage, a failed archive after a successful run (the run is then reported failed:
-nothing downstream should trust an unpublished state) and a termination raise
-:class:`RunFailed` carrying the :class:`RunOutcome`. Failures before the commands start
-(bad project, missing config, install error) raise their own :class:`HandoffError`.
+**Every try that started is recorded.** Once the workspace is prepared (the project is
+valid and its config written), ``artifacts/run.json`` says ``running``; whatever ends the
+run then — a failed stage or install, a termination, a timeout of the caller
+(``RunRequest.timeout_errors``, e.g. Airflow's ``AirflowTaskTimeout``), any unexpected
+exception — finalises it (``failed``/``timed_out``/``killed`` and why) and archives it
+(when asked; ``last/`` only after a success, or per ``state_on_failure``) before the
+exception leaves.
+:attr:`HandoffRun.outcome` then holds the :class:`RunOutcome`. Handoff errors, a failed
+archive after a successful run (the run is then reported failed: nothing downstream
+should trust an unpublished state) and a termination raise :class:`RunFailed` carrying the
+outcome; anything else propagates unchanged (a timeout stays a timeout). Failures before
+that (bad project, missing config) raise their own :class:`HandoffError`. The project's
+secrets (:mod:`handoff_provider.core.secrets`) and ``secret_env`` values are redacted from
+every line the run logs and everything it records.
 :meth:`HandoffRun.terminate` works in every phase: before the runner exists it makes the
 run stop at the next phase boundary (an install in progress finishes first).
 """
@@ -133,6 +143,14 @@ class RunRequest:
     full_refresh: bool = False
     #: Run and archive to ``runs/<key>/`` but never touch ``last/``.
     no_state_update: bool = False
+    #: Failure lines (``run failed: ...``); default: ``log``.
+    log_error: LogFn | None = None
+    #: Exceptions meaning "the caller's time limit hit" (Airflow's AirflowTaskTimeout):
+    #: the run is recorded ``timed_out``, then the exception propagates unchanged.
+    timeout_errors: tuple[type[BaseException], ...] = ()
+    #: Key words marking config values as secrets (see core/secrets.py); the Airflow
+    #: layer passes Airflow's own list.
+    sensitive_words: frozenset[str] | None = None
 
     def validate(self) -> None:
         if self.project_dir is None and self.remote is None:
@@ -171,7 +189,11 @@ class RunOutcome:
 
     @property
     def status(self) -> str:
-        return "success" if self.succeeded else "failed"
+        """``success``, ``failed``, ``timed_out`` or ``killed`` (``failed`` also when the
+        commands succeeded but the archive did not)."""
+        if self.summary.succeeded:
+            return "success" if self.artifacts_error is None else "failed"
+        return self.summary.status
 
     def to_dict(self) -> dict[str, Any]:
         data = self.summary.to_dict()
@@ -225,8 +247,11 @@ class HandoffRun:
         self._lock = threading.RLock()
         self._runner: ProjectRunner | None = None
         self._terminate_reason: str | None = None
-        #: ssm()/secret() values seen by this run, redacted from every line it logs.
+        #: The project's secrets, secret envs and ssm()/secret() values: redacted from every
+        #: line this run logs and everything it records (run.json, messages).
         self.redactor = SecretRedactor()
+        #: What happened, once the workspace is prepared (also when execute() raised).
+        self.outcome: RunOutcome | None = None
         self._lease: StackLease | None = None
         #: ``last/`` as this run restored it: its publish is conditional on it.
         self._state_base: LastRef | None = None
@@ -252,7 +277,13 @@ class HandoffRun:
 
     def execute(self) -> RunOutcome:
         """Run the phases under the stack lease; returns the outcome or raises (see the
-        module docstring)."""
+        module docstring).
+
+        Once the workspace is prepared, whatever ends the run (a handoff error, a timeout
+        or kill of the caller, any other exception) is recorded in ``artifacts/run.json``
+        and archived (when asked) before the exception leaves; :attr:`outcome` then holds
+        what happened. Handoff errors leave as :class:`RunFailed`, anything else as it came.
+        """
         request = self.request
         request.validate()
         self.run_key = new_run_key(request.run_key or request.context.run_key)
@@ -280,67 +311,54 @@ class HandoffRun:
         return lease
 
     def _execute(self) -> RunOutcome:
-        from handoff_provider.core.runner import RunSummary
+        from handoff_provider.core.runner import RunSummary, write_run_summary
+        from handoff_provider.core.secrets import SENSITIVE_KEY_WORDS
         from handoff_provider.core.workspace import Workspace
 
         request = self.request
         log = self._redacting_log(request.log)
+        log_error = self._redacting_log(request.log_error or request.log)
         run_key = self.run_key
         context = dataclasses.replace(request.context, run_key=run_key)
         workspace = Workspace(request.workspace)
+        self.redactor.add_all(request.secret_env.values())
         try:
             self._checkpoint("preparing the workspace")
-            project = prepare_workspace(
-                workspace, project_dir=request.project_dir, remote=request.remote, log=log
-            )
-            state_restored = False
+        except _Terminated as exc:
+            summary = RunSummary(status="killed", error=str(exc), run_key=run_key)
+            summary.finish("killed")
+            self.outcome = RunOutcome(run_key=run_key, workspace=workspace.root, summary=summary)
+            raise RunFailed(str(exc), outcome=self.outcome) from None
+        project = prepare_workspace(
+            workspace, project_dir=request.project_dir, remote=request.remote, log=log
+        )
+        self.redactor.add_all(project.secret_values(request.sensitive_words or SENSITIVE_KEY_WORDS))
+        summary = RunSummary(run_key=run_key, data_interval=context.data_interval())
+        outcome = RunOutcome(run_key=run_key, workspace=workspace.root, summary=summary)
+        self.outcome = outcome
+        try:
+            write_run_summary(workspace, summary)  # status "running"
             if request.remote is not None and request.remote.bucket:
                 self._checkpoint("restoring the state")
-                state_restored, self._state_base = self._restore_state(workspace, log)
+                outcome.state_restored, self._state_base = self._restore_state(workspace, log)
             elif request.full_refresh:
                 workspace.state_path.unlink(missing_ok=True)
                 log("state: full refresh: starting without state")
             self._checkpoint("installing the venvs")
             venvs = _install(project, workspace, request.venv_cache_dir, log)
             self._checkpoint("starting the commands")
-            runner = self._make_runner(project, workspace, venvs, context, log)
-        except _Terminated as exc:
-            summary = RunSummary(status="failed", error=str(exc))
-            summary.ended_at = summary.started_at
-            outcome = RunOutcome(run_key=run_key, workspace=workspace.root, summary=summary)
-            raise RunFailed(str(exc), outcome=outcome) from None
-
-        error: HandoffError | None = None
-        try:
-            summary = runner.run()
-        except HandoffError as exc:
-            error = exc
-            summary = _summary_after_failure(workspace, exc)
-
-        outcome = RunOutcome(
-            run_key=run_key,
-            workspace=workspace.root,
-            summary=summary,
-            state_restored=state_restored,
-        )
-        if request.push_artifacts:
-            assert request.remote is not None
-            try:
-                outcome.artifacts = request.remote.artifacts.push(
-                    workspace.artifacts_dir,
-                    run_key,
-                    succeeded=summary.succeeded,
-                    publish=self._publishes(summary, log),
-                    base=self._state_base,
-                    before_publish=self._lease.check if self._lease is not None else None,
+            runner = self._make_runner(project, workspace, venvs, context, log, log_error)
+            runner.run(summary)
+        except BaseException as exc:
+            self._record_failure(summary, exc, log_error)
+            self._archive(outcome, log)
+            if isinstance(exc, (HandoffError, _Terminated)):
+                message = self.redactor(f"{summary.error}; {_where_artifacts(outcome)}")
+                raise RunFailed(message, outcome=outcome) from (
+                    None if isinstance(exc, _Terminated) else exc
                 )
-                log(f"artifacts: {outcome.artifacts}")
-            except HandoffError as exc:
-                outcome.artifacts_error = str(exc)
-                log(f"artifacts: archiving failed: {exc}")
-        if error is not None:
-            message = self.redactor(f"{error}; {_where_artifacts(outcome)}")
-            raise RunFailed(message, outcome=outcome) from error
+            raise
+        self._archive(outcome, log)
         if outcome.artifacts_error is not None:
             raise RunFailed(
                 f"the commands succeeded but archiving the artifacts failed "
@@ -380,6 +398,61 @@ class HandoffRun:
             log("state: the failed task kept its last complete state line (state_on_failure)")
             return True
         return False
+
+    def _record_failure(self, summary: RunSummary, exc: BaseException, log_error: LogFn) -> None:
+        """Finalise ``summary`` (and ``run.json``) for a run ``exc`` ended; the runner has
+        done so already when the commands ran, a timeout/kill of the caller is re-labelled."""
+        from handoff_provider.core.runner import (
+            CALLER_TIMEOUT,
+            describe_exception,
+            write_run_summary,
+        )
+        from handoff_provider.core.workspace import Workspace
+
+        if summary.status != "running":
+            return  # the runner recorded it (and logged it)
+        with self._lock:
+            terminated = self._terminate_reason
+        if isinstance(exc, self.request.timeout_errors):
+            status, error = "timed_out", describe_exception(exc, CALLER_TIMEOUT)
+        elif terminated is not None or isinstance(exc, (_Terminated, KeyboardInterrupt)):
+            status = "killed"
+            error = (
+                str(exc)
+                if isinstance(exc, (_Terminated, HandoffError))
+                else (f"killed ({terminated or describe_exception(exc)})")
+            )
+        elif isinstance(exc, HandoffError):
+            status, error = "failed", str(exc)
+        else:
+            status, error = "failed", describe_exception(exc)
+        summary.finish(status, self.redactor(error))
+        log_error(f"run {status.replace('_', ' ')}: {summary.error}")
+        try:
+            write_run_summary(Workspace(self.request.workspace), summary)
+        except OSError as write_error:
+            log_error(f"artifacts/run.json: could not be written ({write_error.strerror})")
+
+    def _archive(self, outcome: RunOutcome, log: LogFn) -> None:
+        """``artifacts/`` to ``runs/<key>/`` (and ``last/`` after a success), when asked.
+        A failure to archive is one log line and ``outcome.artifacts_error``."""
+        request = self.request
+        if not request.push_artifacts:
+            return
+        assert request.remote is not None
+        try:
+            outcome.artifacts = request.remote.artifacts.push(
+                outcome.workspace / "artifacts",
+                outcome.run_key,
+                succeeded=outcome.summary.succeeded,
+                publish=self._publishes(outcome.summary, log),
+                base=self._state_base,
+                before_publish=self._lease.check if self._lease is not None else None,
+            )
+            log(f"artifacts: {outcome.artifacts}")
+        except (HandoffError, OSError) as exc:
+            outcome.artifacts_error = self.redactor(str(exc))
+            log(f"artifacts: NOT archived: {outcome.artifacts_error}")
 
     def _redacting_log(self, log: LogFn) -> LogFn:
         redact = self.redactor
@@ -427,6 +500,7 @@ class HandoffRun:
         venvs: Mapping[str, Path],
         context: RunContext,
         log: LogFn,
+        log_error: LogFn,
     ) -> ProjectRunner:
         from handoff_provider.core.runner import ProjectRunner
         from handoff_provider.core.templating import build_variables
@@ -448,6 +522,8 @@ class HandoffRun:
             template_functions=functions,
             client_factory=factory,
             redact=self.redactor,
+            log_error=log_error,
+            timeout_errors=request.timeout_errors,
         )
         with self._lock:
             self._checkpoint("starting the commands")
@@ -483,16 +559,6 @@ def _remote_variables(remote: Remote | None, project: Project) -> dict[str, str]
         return {}
     values = {"stack": remote.stack, "bucket": remote.bucket}
     return {key: value for key, value in values.items() if value and key not in project.vars}
-
-
-def _summary_after_failure(workspace: Workspace, error: HandoffError) -> RunSummary:
-    from handoff_provider.core.runner import RunSummary, read_run_summary
-
-    summary = read_run_summary(workspace)
-    if summary is None or summary.status != "failed":
-        summary = RunSummary(status="failed", error=str(error))
-        summary.ended_at = summary.started_at
-    return summary
 
 
 def _where_artifacts(outcome: RunOutcome) -> str:

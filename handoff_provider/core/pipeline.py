@@ -29,8 +29,8 @@ What this module guarantees (the runner in :mod:`runner` builds on it):
   tap. bash would report 141 there. A writer that handles the broken pipe itself
   (Python programs get ``BrokenPipeError``, usually exit 1 or 120) is still a failure:
   we can't tell that apart from a real error. The error names the first stage that
-  failed on its own (not a ``SIGPIPE`` victim), e.g. ``task 'default' stage 2 ('wc -l')
-  exited with status 3``; other failing stages are appended. Stage numbers in messages,
+  failed on its own (not a ``SIGPIPE`` victim), e.g. ``task 'default' stage 2 exited
+  with status 3: wc -l``; other failing stages are appended. Stage numbers in messages,
   callbacks and log file names are **1-based**.
 * **Timeout / terminate.** ``SIGTERM`` to the group, ``kill_grace`` seconds, then
   ``SIGKILL``. The result's error says ``timed out after N s`` (``timed_out=True``) or
@@ -642,7 +642,7 @@ def _finish(
         else:
             why = f"was terminated ({terminated})"
         result.error = StageError(
-            f"task '{task}' {why} (stage {culprit.number} ('{culprit.label}') was running)",
+            f"task '{task}' {why} (stage {culprit.number} was running: {culprit.label})",
             task=task,
             stage_index=culprit.number,
             command=culprit.label,
@@ -654,11 +654,12 @@ def _finish(
     if not failed:
         return result
     primary = next((o for o in failed if o.returncode != -signal.SIGPIPE), failed[0])
-    message = f"task '{task}' stage {primary.number} ('{primary.label}') {primary.describe()}"
+    # Stage and status first, the (maybe long) command last: a UI cuts the right edge.
+    message = f"task '{task}' stage {primary.number} {primary.describe()}: {primary.label}"
     others = [o for o in failed if o is not primary]
     if others:
         message += "; also " + ", ".join(
-            f"stage {o.number} ('{o.label}') {o.describe()}" for o in others
+            f"stage {o.number} {o.describe()}: {o.label}" for o in others
         )
     result.error = StageError(
         message,

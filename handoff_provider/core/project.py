@@ -34,7 +34,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -47,6 +47,12 @@ from handoff_provider.core.project_yaml import MAX_PROJECT_BYTES, check_depth, p
 from handoff_provider.core.project_yaml import type_name as _type_name
 from handoff_provider.core.s3_watch import normalize_prefix
 from handoff_provider.core.safe_tree import read_regular_file, shown, walk_tree
+from handoff_provider.core.secrets import (
+    SENSITIVE_KEY_WORDS,
+    SecretRef,
+    config_file_secrets,
+    maskable,
+)
 from handoff_provider.core.shell_words import split_words
 from handoff_provider.core.templating import has_markers
 from handoff_provider.core.transfers import (
@@ -116,6 +122,8 @@ class Task:
     state_on_failure: StateOnFailure = "discard"
     description: str | None = None
     step: LambdaStep | TouchStep | None = None
+    #: A ``commands:`` task's stdout (all but the state) also goes to the log.
+    log_stdout: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,8 @@ class Project:
     def stateful(self) -> bool:
         """Whether a run carries state to the next (an active task writes ``state``)."""
         return any(task.active and task.state_from != "none" for task in self.tasks)
+    #: ``secrets:`` entries (config files / JSONPaths whose values are secrets).
+    secrets: tuple[SecretRef, ...] = ()
 
     def active_tasks(self) -> tuple[Task, ...]:
         """The tasks a run executes, in project order."""
@@ -233,25 +243,21 @@ class Project:
         )
         return lines
 
-    def secret_values(self) -> list[str]:
-        """Strings to mask in logs: config file contents and ``secret: true`` env values.
-
-        For a JSON config file: the whole value and each string leaf; for any other file:
-        the whole value and each non-blank line (stripped). Empty strings are dropped (they
-        would mask everything); the masker decides about short ones. Order kept, deduped.
-        """
+    def secret_values(self, sensitive_words: Iterable[str] = SENSITIVE_KEY_WORDS) -> list[str]:
+        """The values to mask (:mod:`handoff_provider.core.secrets` says which): config
+        values under sensitive-looking keys or declared in ``secrets:``, and ``secret:
+        true`` env values. ``sensitive_words``: the key words (the Airflow layer passes
+        Airflow's own list). Too short values are dropped; order kept, deduped."""
         values: list[str] = []
         for config_file in self.files:
-            values.append(config_file.value)
-            try:
-                parsed = json.loads(config_file.value)
-            except ValueError:
-                values.extend(line.strip() for line in config_file.value.splitlines())
-            else:
-                values.extend(_string_leaves(parsed))
+            values.extend(
+                config_file_secrets(
+                    config_file.name, config_file.value, self.secrets, words=sensitive_words
+                )
+            )
         env_sets = [self.envs, *(schedule.envs for schedule in self.schedules)]
         values.extend(env.value for envs in env_sets for env in envs if env.secret)
-        return [value for value in dict.fromkeys(values) if value.strip()]
+        return maskable(values)
 
 
 def _shell_word(command: Command) -> str:
@@ -319,17 +325,6 @@ def _output_line(spec: OutputSpec) -> str:
     return text
 
 
-def _string_leaves(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _string_leaves(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _string_leaves(item)
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -349,11 +344,9 @@ def compile_document(project_dir: Path) -> dict[str, Any]:
             f"{source}: 'files' is reserved: the files under {CONFIG_DIR}/ are embedded "
             "as 'files' when the project is compiled"
         )
-    document = _normalise(raw, source=source)
     files = read_config_files(project_dir)
-    if files:
-        document["files"] = files
-    return document
+    # Validated together: ``secrets:`` entries must name config files.
+    return _normalise({**raw, "files": files} if files else raw, source=source)
 
 
 def project_from_document(document: Mapping[str, Any], *, source: str) -> Project:
@@ -673,6 +666,8 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
 
     _transfers_from_document(document, source)
 
+    _secret_refs(document, source)
+
     seen_files: set[str] = set()
     for index, config_file in enumerate(document.get("files", [])):
         name = config_file["name"]
@@ -682,6 +677,20 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
         if name in seen_files:
             fail(f"files[{index}].name", f"duplicate file name {name!r}")
         seen_files.add(name)
+
+
+def _secret_refs(document: Mapping[str, Any], source: str) -> tuple[SecretRef, ...]:
+    """The ``secrets:`` entries; each must name a config file of the project."""
+    names = [f["name"] for f in document.get("files", [])]
+    refs = []
+    for index, text in enumerate(document.get("secrets", [])):
+        where = f"{source}: secrets[{index}]"
+        ref = SecretRef.parse(text, where=where)
+        if ref.file not in names:
+            known = ", ".join(repr(n) for n in names) or f"none: {CONFIG_DIR}/ is empty"
+            raise ProjectError(f"{where}: no config file {ref.file!r} (config files: {known})")
+        refs.append(ref)
+    return tuple(refs)
 
 
 def _step_from_document(
@@ -790,6 +799,7 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
                 commands=_commands(entry[kind], f"tasks[{index}].{kind}"),
                 state_from=entry.get("state_from", "stdout"),
                 state_on_failure=entry.get("state_on_failure", "discard"),
+                log_stdout=entry.get("log_stdout", True),
             )
         )
     for stages in stage_lists:
@@ -821,4 +831,5 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
         description=document.get("description"),
         source=source,
         state_format=document.get("state_format", "text"),
+        secrets=_secret_refs(document, source),
     )

@@ -76,6 +76,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import shutil
 import stat
 import threading
@@ -119,6 +120,10 @@ ClientFactory = Callable[..., Any]
 
 #: How often a lambda / s3_touch wait checks for terminate() and the task timeout.
 _STEP_POLL_SECONDS = 0.05
+#: Why a run hit by ``timeout_errors`` ended (Airflow's execution_timeout, ...).
+CALLER_TIMEOUT = "stopped by the caller's time limit"
+#: How much of a ``commands:`` command's stdout goes to the log (all of it to its file).
+_STDOUT_LOG_LIMIT = 64 * 1024
 
 
 # --------------------------------------------------------------------------- summary
@@ -142,6 +147,8 @@ class StageResult:
     seconds: float | None = None
     bytes_out: int | None = None
     status: str = "not_run"
+    #: The stage as the shell line doing the same, templates rendered, secrets masked.
+    rendered: str | None = None
 
     @classmethod
     def from_outcome(cls, outcome: StageOutcome) -> StageResult:
@@ -180,12 +187,21 @@ class TaskResult:
     stages: list[StageResult] = field(default_factory=list)
 
 
+#: ``RunSummary.status`` values of a finished run that did not succeed.
+FAILED_STATUSES = ("failed", "timed_out", "killed")
+
+
 @dataclass
 class RunSummary:
-    """What a run did; :meth:`to_dict` is JSON-safe and holds no config value.
+    """What a run did; :meth:`to_dict` is JSON-safe and holds no secret.
 
-    ``transfers`` (only for a project with ``transfers:``): ``{"inputs", "outputs",
-    "flags", "post_copy"}``, lists of ``{"uri", "status", ...}``."""
+    ``status``: ``running`` (written when the run starts), then ``success``, ``failed``,
+    ``timed_out`` (a task's ``timeout`` or the caller's, e.g. Airflow's
+    ``execution_timeout``) or ``killed`` (terminated: SIGTERM, Airflow's ``on_kill``);
+    ``error`` says why. ``run_key`` and ``data_interval`` (``{"start", "end"}``, ISO
+    strings or None) identify the run. ``transfers`` (only for a project with
+    ``transfers:``): ``{"inputs", "outputs", "flags", "post_copy"}``, lists of ``{"uri",
+    "status", ...}``."""
 
     status: str = "running"
     error: str | None = None
@@ -193,6 +209,8 @@ class RunSummary:
     ended_at: datetime | None = None
     tasks: list[TaskResult] = field(default_factory=list)
     transfers: dict[str, Any] | None = None
+    run_key: str | None = None
+    data_interval: dict[str, str | None] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -213,6 +231,8 @@ class RunSummary:
         data = {
             "status": self.status,
             "error": self.error,
+            "run_key": self.run_key,
+            "data_interval": self.data_interval,
             "started_at": self.started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "seconds": self.seconds,
@@ -243,7 +263,35 @@ class RunSummary:
             ended_at=datetime.fromisoformat(ended) if ended else None,
             tasks=tasks,
             transfers=data.get("transfers"),
+            run_key=data.get("run_key"),
+            data_interval=data.get("data_interval"),
         )
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Record the end of the run (``ended_at`` now unless already set)."""
+        self.status = status
+        if error is not None or status == "success":
+            self.error = error
+        if self.ended_at is None:
+            self.ended_at = datetime.now(timezone.utc)
+
+
+def write_run_summary(workspace: Workspace, summary: RunSummary) -> None:
+    """Write ``artifacts/run.json`` atomically (``artifacts/`` re-created if a command
+    removed it). Raises ``OSError`` when it can't be written."""
+    path = workspace.run_summary_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".run.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def describe_exception(exc: BaseException, what: str = "internal error") -> str:
+    """``internal error (OSError: [Errno 2] ...)``: what ended a run other than a handoff
+    error (pass it through the run's redactor before showing it)."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return f"{what} ({name}: {text})" if text else f"{what} ({name})"
 
 
 def read_run_summary(workspace: Workspace | Path) -> RunSummary | None:
@@ -272,6 +320,8 @@ class _TaskPlan:
     stages: list[StageSpec]
     step: LambdaStep | TouchStep | None = None  # rendered (lambda / s3_touch tasks)
     label: str = ""
+    #: Each stage as a shell line (program as written, rendered words), secrets masked.
+    rendered: list[str] = field(default_factory=list)
 
 
 def step_label(task: Task) -> str:
@@ -320,8 +370,11 @@ class ProjectRunner:
     ``on_stderr_line(task, stage_number, command_name, line)`` every stderr line.
     ``kill_grace`` is the time between SIGTERM and SIGKILL on timeout/terminate.
     ``client_factory(service_name, config=None)`` makes the AWS clients of ``lambda``/
-    ``s3_touch`` tasks and ``transfers``; ``redact(text)`` is applied to the error messages
-    and transfer URIs recorded in the summary (e.g. to hide ``ssm()`` values).
+    ``s3_touch`` tasks and ``transfers``; ``redact(text)`` is applied to the error messages,
+    rendered command lines and transfer URIs recorded in the summary and logged (it hides
+    the project's secrets and ``ssm()`` values). ``log_error`` gets the failure lines
+    (default: ``log``). ``timeout_errors``: exceptions of the caller meaning its time
+    limit hit (Airflow's ``AirflowTaskTimeout``): the run is then ``timed_out``.
     A runner runs once; :meth:`terminate` may be called any time, from any thread.
     """
 
@@ -340,6 +393,8 @@ class ProjectRunner:
         render_files: bool = True,
         client_factory: ClientFactory | None = None,
         redact: Callable[[str], str] | None = None,
+        log_error: LogFn | None = None,
+        timeout_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.project = project
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -347,6 +402,8 @@ class ProjectRunner:
         self.variables = dict(variables or {})
         self.env = dict(env or {})
         self.log: LogFn = log or _logger.info
+        self.log_error: LogFn = log_error or (_logger.error if log is None else log)
+        self.timeout_errors = timeout_errors
         self.on_stderr_line: StderrLineFn = on_stderr_line or self._default_stderr_line
         self.template_functions = template_functions
         self.kill_grace = kill_grace
@@ -369,11 +426,15 @@ class ProjectRunner:
     def terminated(self) -> bool:
         return self._control.terminated
 
-    def run(self) -> RunSummary:
+    def run(self, summary: RunSummary | None = None) -> RunSummary:
         """Run the tasks; returns the summary, or raises (``StageError`` for a failed,
-        timed-out or terminated stage; ``TemplateError`` for a template) after writing
-        ``artifacts/run.json``."""
-        summary = RunSummary()
+        timed-out or terminated stage; ``TemplateError`` for a template; anything else
+        as it came) after writing ``artifacts/run.json``.
+
+        ``summary`` (e.g. with the run key and data interval already set) is filled in;
+        ``run.json`` is written with status ``running`` first, then finalised."""
+        summary = summary if summary is not None else RunSummary()
+        summary.status = "running"
         summary.tasks = [
             TaskResult(
                 name=task.name,
@@ -386,6 +447,7 @@ class ProjectRunner:
         failure: BaseException | None = None
         try:
             self.workspace.prepare()
+            self._write_summary(summary)
             self._check_aws()
             if self.render_files:
                 render_workspace_files(
@@ -408,25 +470,31 @@ class ProjectRunner:
                 self._transfers.publish()
         except HandoffError as exc:
             failure = exc
-        except BaseException as exc:  # a bug or KeyboardInterrupt: still leave run.json
+        except BaseException as exc:  # a timeout/kill of the caller, an OSError, a bug
             failure = exc
-            summary.error = f"internal error ({type(exc).__name__})"
-        summary.ended_at = datetime.now(timezone.utc)
+            summary.error = describe_exception(exc)
         if self._transfers is not None:
             summary.transfers = _redacted(self._transfers.to_dict(), self.redact)
         if failure is None:
-            summary.status = "success"
+            summary.finish("success")
         else:
-            summary.status = "failed"
-            if summary.error is None:
-                summary.error = str(failure)
-            summary.error = self.redact(summary.error)
+            status = "failed"
+            if isinstance(failure, self.timeout_errors):
+                status, summary.error = "timed_out", describe_exception(failure, CALLER_TIMEOUT)
+            elif isinstance(failure, StageError) and failure.timed_out:
+                status = "timed_out"
+            elif self._control.terminated:
+                status = "killed"
+            summary.finish(status, self.redact(summary.error or str(failure)))
             for task_result in summary.tasks:
                 if task_result.error:
                     task_result.error = self.redact(task_result.error)
         self._write_summary(summary)
         if failure is not None:
-            self.log(f"run failed: {summary.error}")
+            if isinstance(failure, StageError) and failure.task:
+                self.log_error(str(summary.error))  # "task 'load' stage 2 exited with ..."
+            else:
+                self.log_error(f"run {summary.status.replace('_', ' ')}: {summary.error}")
             raise failure
         self.log(f"run succeeded in {summary.seconds} s")
         return summary
@@ -499,6 +567,9 @@ class ProjectRunner:
         env = dict(os.environ)
         source = self.project.source
         for index, var in enumerate(self.project.envs):
+            if var.secret:  # never a template: a syntax error would quote the secret
+                env[var.key] = var.value
+                continue
             env[var.key] = render_text(
                 var.value,
                 self.variables,
@@ -515,16 +586,17 @@ class ProjectRunner:
             step = task.step.render(render, path=task.kind)
             return _TaskPlan(task=task, stages=[], step=step, label=step_label(task))
         stages = []
+        rendered: list[str] = []
         for number, command in enumerate(task.commands, start=1):
             label = command_label(command)
             where = f"{self.project.source}: {command.location or f'{task.name}[{number}]'}"
-            rendered = render_text(
+            args = render_text(
                 command.args,
                 self.variables,
                 source=f"{where}.args",
                 functions=self.template_functions,
             )
-            words = split_args(rendered, source=f"{where}.args")
+            words = split_args(args, source=f"{where}.args")
             venv_dir = None
             if command.venv:
                 venv_dir = self.venvs.get(command.venv)
@@ -540,7 +612,8 @@ class ProjectRunner:
             env = _stage_env(base_env, venv_dir)
             program = self._resolve(task, number, command, label, venv_dir, env)
             stages.append(StageSpec(argv=[program, *words], env=env, label=label))
-        return _TaskPlan(task=task, stages=stages)
+            rendered.append(self.redact(shlex.join([command.command, *words])))
+        return _TaskPlan(task=task, stages=stages, rendered=rendered)
 
     def _resolve(
         self,
@@ -623,10 +696,14 @@ class ProjectRunner:
         artifacts = self.workspace.artifacts_dir
         stages_text = f"{len(plan.stages)} stage" + ("s" if len(plan.stages) != 1 else "")
         self.log(f"task '{task.name}': starting ({task.kind}, {stages_text})")
+        shell = [" | ".join(plan.rendered)] if task.kind == "pipeline" else plan.rendered
+        for line in shell:
+            self.log(f"  $ {line}")
         started = time.monotonic()
         deadline = started + task.timeout if task.timeout is not None else None
         result.stages = [
-            StageResult(index=n, command=spec.label) for n, spec in enumerate(plan.stages, start=1)
+            StageResult(index=n, command=spec.label, rendered=line)
+            for n, (spec, line) in enumerate(zip(plan.stages, plan.rendered, strict=True), start=1)
         ]
         state_tmp: Path | None = None
         state_log: Path | None = None  # where the state's stdout goes if the task fails
@@ -673,6 +750,9 @@ class ProjectRunner:
                 finally:
                     os.close(fd)
                 self._record(result, outcome)
+                is_state = is_last and task.state_from == "stdout"
+                if task.kind == "commands" and task.log_stdout and not is_state:
+                    self._log_stdout(task, first, stdout_log)
                 if outcome.error is not None:
                     error = outcome.error
                     result.timed_out = outcome.timed_out
@@ -720,9 +800,45 @@ class ProjectRunner:
         if error is not None:
             result.status = "failed"
             result.error = str(error)
+            self._log_table(result)
             raise error
         result.status = "success"
-        self.log(f"task '{task.name}': succeeded in {result.seconds} s")
+        self._log_table(result)
+
+    def _log_stdout(self, task: Task, number: int, path: Path) -> None:
+        """A ``commands:`` command's stdout (not the state) to the log, after it ran."""
+        name = task.commands[number - 1].command
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(_STDOUT_LOG_LIMIT + 1)
+        except OSError:
+            return
+        text = data[:_STDOUT_LOG_LIMIT].decode("utf-8", errors="replace")
+        for line in text.splitlines():
+            self.log(f"[{task.name}:{number} {name} stdout] {line}")
+        if len(data) > _STDOUT_LOG_LIMIT:
+            self.log(
+                f"[{task.name}:{number} {name} stdout] ... (more in artifacts/{path.name}; "
+                f"the log shows the first {_STDOUT_LOG_LIMIT // 1024} KiB)"
+            )
+
+    def _log_table(self, result: TaskResult) -> None:
+        """After a task: one line per stage (exit code, seconds, bytes out) and the state."""
+        verb = "succeeded" if result.status == "success" else "failed"
+        if result.state_from == "none":
+            state = "state: not from this task"
+        else:
+            state = "state: artifacts/state " + ("written" if result.state_updated else "unchanged")
+        self.log(f"task '{result.name}': {verb} in {result.seconds} s; {state}")
+        self.log(f"  {'stage':>5}  {'exit':>4}  {'seconds':>8}  {'bytes out':>12}  command")
+        for stage in result.stages:
+            exit_code = "-" if stage.exit_code is None else str(stage.exit_code)
+            if stage.signal:
+                exit_code += f" ({stage.signal})"
+            seconds = "-" if stage.seconds is None else f"{stage.seconds:.2f}"
+            out = "-" if stage.bytes_out is None else f"{stage.bytes_out:,}"
+            name = stage.command.split(" ", 1)[0]
+            self.log(f"  {stage.index:>5}  {exit_code:>4}  {seconds:>8}  {out:>12}  {name}")
 
     def _run_step_task(self, plan: _TaskPlan, result: TaskResult) -> None:
         """A ``lambda`` / ``s3_touch`` task: one AWS call, recorded as stage 1."""
@@ -854,12 +970,11 @@ class ProjectRunner:
     @staticmethod
     def _record(result: TaskResult, outcome: PipelineResult) -> None:
         for stage in outcome.stages:
-            result.stages[stage.number - 1] = StageResult.from_outcome(stage)
+            recorded = StageResult.from_outcome(stage)
+            recorded.rendered = result.stages[stage.number - 1].rendered
+            result.stages[stage.number - 1] = recorded
 
     def _write_summary(self, summary: RunSummary) -> None:
-        path = self.workspace.run_summary_path
+        # A run.json that cannot be written must not hide the run's own error.
         with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".run.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            write_run_summary(self.workspace, summary)

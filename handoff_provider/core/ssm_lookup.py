@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoff_provider.core.errors import TemplateError
+from handoff_provider.core.secrets import SecretRedactor  # re-exported: its old home
 
 __all__ = [
     "SecretRedactor",
@@ -102,44 +103,6 @@ def unavailable_ssm_function(reason: str) -> Callable[[str], str]:
         raise SsmLookupError(f"template function ssm({name!r}): {reason}", parameter=str(name))
 
     return ssm
-
-
-class SecretRedactor:
-    """Values to hide from the log lines a run writes itself (the CLI has no Airflow
-    masker): :meth:`add` a value (``make_ssm_function(on_value=redactor.add)``), then
-    :meth:`redact` (or call the redactor) on any text before it is shown.
-
-    A multi-line value is also registered line by line (logs are written per line). Values
-    shorter than ``min_length`` are not redacted (as Airflow's ``min_length_masked_secret``:
-    replacing ``1`` or ``true`` everywhere would garble every line and protect nothing).
-    Thread-safe.
-    """
-
-    REPLACEMENT = "***"
-
-    def __init__(self, min_length: int = 5) -> None:
-        self.min_length = min_length
-        self._values: list[str] = []
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        candidates = [value, *(line.strip() for line in value.splitlines())]
-        with self._lock:
-            for candidate in candidates:
-                if len(candidate.strip()) >= self.min_length and candidate not in self._values:
-                    self._values.append(candidate)
-            # Longest first, so a value containing another is replaced whole.
-            self._values.sort(key=len, reverse=True)
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            values = list(self._values)
-        for value in values:
-            if value in text:
-                text = text.replace(value, self.REPLACEMENT)
-        return text
-
-    __call__ = redact
 
 
 def _fetch(client: Any, name: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff_provider._compat import AirflowException, BaseOperator
+from handoff_provider._compat import AirflowException, BaseOperator, airflow_sensitive_words
 from handoff_provider.masking import mask_values
 from handoff_provider.operators.run import _HandoffAwsMixin
 
@@ -111,7 +111,7 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
         from handoff_provider.core.project import load_project
 
         project = load_project(project_dir)
-        mask_values(project.secret_values())
+        mask_values(project.secret_values(airflow_sensitive_words()))
         return self.remote().config.push(
             project.document, allow_advanced_tier=self.allow_advanced_tier
         )

@@ -24,6 +24,7 @@ neither boto3 nor the core runner; they are imported in ``execute``.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 import tempfile
@@ -33,10 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from handoff_provider._compat import (
     AirflowException,
+    AirflowTaskTimeout,
     Asset,
     BaseOperator,
+    airflow_sensitive_words,
     context_data_interval,
     context_logical_date,
+    fill_missing_data_interval,
     provider_setting,
     run_key_from_context,
 )
@@ -235,12 +239,14 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         self.kms_key_id = kms_key_id
         self._run: HandoffRun | None = None
         self._killed: str | None = None
+        self._log_context: contextvars.Context | None = None
 
     # -- masking
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         """Render, then register the ``secret_envs`` values with the secrets masker at
         once: before Airflow stores the rendered fields and before anything is logged."""
+        fill_missing_data_interval(context)  # a manual run: templates still see an interval
         super().render_template_fields(context, jinja_env)
         mask_values((self.secret_envs or {}).values())
 
@@ -260,11 +266,14 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from handoff_provider.core.context import RunContext
-        from handoff_provider.core.errors import HandoffError, RunFailed
+        from handoff_provider.core.errors import HandoffError
         from handoff_provider.core.orchestrate import HandoffRun, RunRequest
         from handoff_provider.core.project import load_project
         from handoff_provider.masking import MaskingConfigStore
 
+        # Stage lines are logged from reader threads: give them this thread's log context
+        # (Airflow 3 binds the task instance's ids to it).
+        self._log_context = contextvars.copy_context()
         secret_env = _as_str_dict("secret_envs", self.secret_envs)
         mask_values(secret_env.values())  # also when execute() is called without rendering
         extra_env = _as_str_dict("envs", self.envs)
@@ -275,16 +284,13 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         try:
             if project_dir is not None:
                 # Validates too: a broken project fails here, before any AWS call.
-                mask_values(load_project(project_dir).secret_values())
+                mask_values(load_project(project_dir).secret_values(airflow_sensitive_words()))
             hook = self.hook()  # no AWS call until a client is needed
             remote = self.remote(hook) if self._needs_remote() else None
         except HandoffError as exc:
             raise AirflowException(str(exc)) from None
         if remote is not None and project_dir is None:
             remote.config = MaskingConfigStore(remote.config)  # mask as soon as fetched
-        if remote is not None and remote.bucket and self.push_artifacts:
-            self._persist_link(context, remote, run_key)
-
         start, end = context_data_interval(context)
         run_context = RunContext(
             start_at=start, end_at=end, logical_date=context_logical_date(context), run_key=run_key
@@ -303,7 +309,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             run_key=run_key,
             venv_cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
             log=self._log_line,
+            log_error=self._log_error_line,
             on_stderr_line=self._log_stderr_line,
+            timeout_errors=(AirflowTaskTimeout,),
+            sensitive_words=airflow_sensitive_words(),
             # ssm()/secret() values: masked before any template (or log line) gets them
             on_secret=_mask_one,
             # AWS clients of ssm()/secret(), transfers and lambda/s3_touch: the remote's
@@ -326,18 +335,22 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             if self._killed is not None:
                 run.terminate(self._killed)
             outcome = run.execute()
-        except RunFailed as exc:
-            summary = exc.outcome.to_dict() if exc.outcome is not None else None
-            self._lineage_summary = summary
-            if summary is not None:
-                self._push_failed_summary(context, summary)
-            raise AirflowException(f"handoff run failed: {exc}") from None
-        except HandoffError as exc:
-            raise AirflowException(f"handoff run failed: {exc}") from None
+        except BaseException as exc:
+            # Whatever ended the try (a failed stage, execution_timeout, a kill, a bug),
+            # HandoffRun has recorded and archived it: publish that, then let it go on
+            # (a timeout stays a timeout for Airflow's retry logic).
+            if run.outcome is not None:
+                self._lineage_summary = run.outcome.to_dict()
+                self._publish_failed(context, remote, run.outcome)
+            if isinstance(exc, HandoffError):
+                raise AirflowException(f"handoff run failed: {exc}") from None
+            raise
         finally:
             self._run = None
             if temporary and not _keep_workspace():
                 shutil.rmtree(workspace, ignore_errors=True)
+        if remote is not None and outcome.artifacts is not None:
+            self._persist_link(context, remote, run_key)
         self.log.info("%s", outcome.describe())
         summary = outcome.to_dict()
         self._lineage_summary = summary
@@ -390,8 +403,16 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
     def _log_line(self, message: str) -> None:
         self.log.info("%s", message)
 
+    def _log_error_line(self, message: str) -> None:
+        self.log.error("%s", message)
+
     def _log_stderr_line(self, task: str, stage: int, command: str, line: str) -> None:
-        self.log.info("[%s:%d %s] %s", task, stage, command, line.rstrip("\n"))
+        text = line.rstrip("\n")
+        if self._log_context is None:
+            self.log.info("[%s:%d %s] %s", task, stage, command, text)
+            return
+        # A copy per line: several reader threads may log at once.
+        self._log_context.copy().run(self.log.info, "[%s:%d %s] %s", task, stage, command, text)
 
     def _persist_link(self, context: Any, remote: Remote, run_key: str) -> None:
         region = self.region_name or aws_region_from_env()
@@ -404,14 +425,16 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             prefix=artifacts_prefix(remote.stack, run_key),
         )
 
-    def _push_failed_summary(self, context: Any, summary: dict[str, Any]) -> None:
-        """A failed try returns nothing; its summary still goes to XCom ``handoff_outcome``."""
-        if not self.do_xcom_push:
-            return
+    def _publish_failed(self, context: Any, remote: Remote | None, outcome: Any) -> None:
+        """A failed try returns nothing: its summary goes to XCom ``handoff_outcome`` and,
+        when the artifacts were archived, the link points at them (else no link)."""
         try:
-            context["ti"].xcom_push(key="handoff_outcome", value=summary)
+            if remote is not None and outcome.artifacts is not None:
+                self._persist_link(context, remote, outcome.run_key)
+            if self.do_xcom_push:
+                context["ti"].xcom_push(key="handoff_outcome", value=outcome.to_dict())
         except Exception as exc:  # never hide the run's own failure behind this
-            self.log.warning("could not push the failed run's summary to XCom: %s", exc)
+            self.log.warning("could not publish the failed run's summary: %s", exc)
 
 
 def _mask_one(value: str) -> None:

@@ -23,6 +23,7 @@ from af_helpers import (
     rendered_fields,
     run_dag,
     run_keys,
+    sync_dag,
     task_states,
     write_project,
     xcom_value,
@@ -332,3 +333,109 @@ def test_execution_timeout_kills_the_pipeline(tmp_path: Path) -> None:
         if set(durations) & set(p.info["cmdline"] or ())
     ]
     assert leftovers == []
+
+
+def test_execution_timeout_archives_the_try_as_timed_out_and_keeps_last(
+    tmp_path: Path, bucket: str, stack: str, task_log
+) -> None:
+    """execution_timeout (AirflowTaskTimeout) ends the try: runs/<key>/run.json says
+    timed_out, the handoff_outcome XCom is there, last/ is untouched, and the timeout
+    still reaches Airflow as a timeout."""
+    good = write_project(
+        tmp_path, "tasks:\n  - name: main\n    pipeline:\n      - command: date\n", name="good"
+    )
+    slow = write_project(
+        tmp_path,
+        "tasks:\n  - name: main\n    pipeline:\n      - command: sleep\n        args: '120'\n",
+        name="slow",
+    )
+    with _daily_dag(_dag_id("good")) as ok_dag:
+        HandoffRunOperator(task_id="run", project_dir=good, stack=stack, bucket=bucket)
+    with _daily_dag(_dag_id("slow")) as slow_dag:
+        HandoffRunOperator(
+            task_id="run",
+            project_dir=slow,
+            stack=stack,
+            bucket=bucket,
+            execution_timeout=timedelta(seconds=3),
+        )
+    assert task_states(run_dag(ok_dag, DAY1)) == {"run": "success"}
+    last_before = {k: read_text(bucket, k) for k in list_keys(bucket, f"{stack}/last/")}
+
+    try:
+        dag_run = run_dag(slow_dag, DAY1)
+    except BaseException as exc:  # 2.x: dag.test() lets AirflowTaskTimeout through
+        assert type(exc).__name__ == "AirflowTaskTimeout"
+        dag_run = None
+    else:
+        assert task_states(dag_run) == {"run": "failed"}
+
+    key = next(k for k in run_keys(bucket, stack) if k.startswith(slow_dag.dag_id))
+    record = json.loads(read_text(bucket, f"{stack}/runs/{key}/run.json"))
+    assert record["status"] == "timed_out"
+    assert "AirflowTaskTimeout" in record["error"]
+    assert record["run_key"] == key
+    assert record["data_interval"]["end"].startswith("2024-01-02")
+    assert {k: read_text(bucket, k) for k in list_keys(bucket, f"{stack}/last/")} == last_before
+    log = task_log.text()
+    assert f"artifacts: s3://{bucket}/{stack}/runs/{key}/" in log
+    if dag_run is not None:
+        outcome = xcom_value(dag_run, "run", key="handoff_outcome")
+        assert outcome["status"] == "timed_out" and outcome["run_key"] == key
+        link = xcom_value(dag_run, "run", key="handoff_artifacts")
+        assert link["prefix"] == f"{stack}/runs/{key}/"
+
+
+def test_a_manual_run_without_data_interval_uses_its_trigger_time(tmp_path: Path, task_log) -> None:
+    """Airflow 3 manual runs have no logical date: start_at/end_at are the trigger time,
+    so the docstring's `{{ data_interval_start | ds }}` and a project's `{{ ds }}` work."""
+    from handoff_provider._compat import AIRFLOW_V_3_0_PLUS
+
+    if not AIRFLOW_V_3_0_PLUS:
+        pytest.skip("Airflow 2 runs always have a logical date")
+    project = write_project(
+        tmp_path,
+        """
+        tasks:
+          - name: main
+            pipeline:
+              - command: echo
+                args: "{{ day }} {{ ds }} {{ start_at == end_at }}"
+        """,
+    )
+    with DAG(_dag_id("manual"), schedule=None, start_date=datetime(2024, 1, 1)) as dag:
+        HandoffRunOperator(
+            task_id="run",
+            project_dir=project,
+            push_artifacts=False,
+            vars={"day": "{{ data_interval_start | ds }}"},
+        )
+    before = datetime.now(timezone.utc).date().isoformat()
+    sync_dag(dag)
+    dag_run = dag.test(logical_date=None)
+    assert task_states(dag_run) == {"run": "success"}
+    summary = xcom_value(dag_run, "run")
+    (stage,) = summary["tasks"][0]["stages"]
+    day = stage["rendered"].split()[1]
+    assert day >= before and stage["rendered"] == f"echo {day} {day} True"
+    interval = summary["data_interval"]
+    assert interval["start"] == interval["end"] and interval["start"].startswith(day)
+
+
+def test_when_archiving_is_impossible_the_log_says_so_once_and_no_link_is_offered(
+    tmp_path: Path, stack: str, task_log
+) -> None:
+    project = write_project(
+        tmp_path, "tasks:\n  - name: main\n    pipeline:\n      - command: date\n"
+    )
+    with _daily_dag(_dag_id("noarchive")) as dag:
+        HandoffRunOperator(
+            task_id="run", project_dir=project, stack=stack, bucket="no-such-bucket-e2e"
+        )
+    dag_run = run_dag(dag, DAY1)
+    assert task_states(dag_run) == {"run": "failed"}
+    log = task_log.text()
+    assert log.count("artifacts: NOT archived:") == 1
+    assert xcom_value(dag_run, "run", key="handoff_artifacts") is None
+    outcome = xcom_value(dag_run, "run", key="handoff_outcome")
+    assert outcome["artifacts"] is None and "no-such-bucket-e2e" in outcome["artifacts_error"]

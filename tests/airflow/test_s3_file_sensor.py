@@ -17,6 +17,8 @@ import pytest
 
 pytest.importorskip("airflow.providers.amazon")
 
+from af_helpers import capture_task_log
+
 from handoff_provider._compat import (
     AirflowException,
     AirflowSensorTimeout,
@@ -82,6 +84,16 @@ def test_poke_waits_for_min_count(s3: Any, bucket: str) -> None:
     assert sensor.poke({}).is_done is False
     s3.put_object(Bucket=bucket, Key="in/data_2.csv", Body=b"2")
     assert [m["key"] for m in sensor.poke({}).xcom_value] == ["in/data_1.csv", "in/data_2.csv"]
+
+
+def test_poke_logs_how_many_matched_of_how_many_wanted(s3: Any, bucket: str) -> None:
+    sensor = make_sensor(bucket, min_count=1)
+    s3.put_object(Bucket=bucket, Key="in/data_1.csv", Body=b"1")
+    s3.put_object(Bucket=bucket, Key="in/data_2.csv", Body=b"2")
+    with capture_task_log() as log:
+        assert sensor.poke({}).is_done is True
+    assert "2 object(s) matching" in log.text() and "(wanted at least 1)" in log.text()
+    assert "2 of 1" not in log.text()
 
 
 def test_deferrable_defers_to_a_serializable_trigger(s3: Any, bucket: str) -> None:

@@ -297,12 +297,12 @@ def test_sigterm_archives_a_failed_run_and_keeps_last(
     assert proc.returncode != 0
     assert "handoff: run failed:" in err and "SIGTERM" in err
     summary = json.loads((ws / "artifacts" / "run.json").read_text())
-    assert summary["status"] == "failed"
+    assert summary["status"] == "killed"
     runs = [k for k in keys(s3, bucket, f"{stack}/runs/") if k.endswith("run.json")]
     archived = [
         json.loads(s3.get_object(Bucket=bucket, Key=f"{stack}/runs/{k}")["Body"].read())
         for k in runs
     ]
-    assert [a["status"] for a in archived if a.get("tasks")] == ["failed"]
+    assert [a["status"] for a in archived if a.get("tasks")] == ["killed"]
     last_state = s3.get_object(Bucket=bucket, Key=f"{stack}/last/state")["Body"].read()
     assert last_state == b"old-state\n"

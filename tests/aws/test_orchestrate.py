@@ -6,6 +6,7 @@ prints count + 1 (which becomes the new state) and exits with ``{{ fail }}``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -276,3 +277,111 @@ def test_push_workspace_artifacts_follows_run_json(pushed: Remote, tmp_path: Pat
     seeded = push_workspace_artifacts(hand_made, pushed, by_hand=True)
     assert seeded.last_uri is not None, "--by-hand: a hand-made state is published"
     assert read(s3, pushed.bucket, f"{pushed.stack}/last/state") == b"100\n"
+
+
+class CallerTimeout(BaseException):
+    """Stands for Airflow's AirflowTaskTimeout: raised in the run's thread from outside."""
+
+
+def _stage_started(marker: str, exc: BaseException) -> Lines:
+    """A log that raises ``exc`` (once) on the line saying a task started: the way a
+    caller's SIGALRM handler interrupts the run while its commands are running."""
+
+    class Raising(Lines):
+        def __call__(self, line: str) -> None:
+            super().__call__(line)
+            if marker in line and not getattr(self, "raised", False):
+                self.raised = True
+                raise exc
+
+    return Raising()
+
+
+def test_a_caller_timeout_is_archived_as_timed_out_then_propagates(
+    pushed: Remote, tmp_path: Path, s3: Any
+) -> None:
+    ok = run(pushed, tmp_path / "ws", push_artifacts=True)
+    log = _stage_started("task 'count': starting", CallerTimeout("Timeout, PID: 1"))
+    request = RunRequest(
+        workspace=tmp_path / "ws",
+        remote=pushed,
+        push_artifacts=True,
+        log=log,
+        timeout_errors=(CallerTimeout,),
+    )
+    handoff_run = HandoffRun(request)
+    with pytest.raises(CallerTimeout):  # the original exception, not a RunFailed
+        handoff_run.execute()
+    outcome = handoff_run.outcome
+    assert outcome is not None and outcome.status == "timed_out"
+    assert outcome.artifacts is not None and outcome.artifacts.last_uri is None
+    bucket, stack = pushed.bucket, pushed.stack
+    archived = json.loads(read(s3, bucket, f"{stack}/runs/{outcome.run_key}/run.json"))
+    assert archived["status"] == "timed_out"
+    assert archived["error"] == (
+        "stopped by the caller's time limit (CallerTimeout: Timeout, PID: 1)"
+    )
+    assert archived["run_key"] == outcome.run_key
+    assert last_run_key(s3, bucket, stack) == ok.run_key
+    assert read(s3, bucket, f"{stack}/last/state") == b"1\n"
+    assert any(line.startswith("run timed out: ") for line in log)
+
+
+def test_an_unexpected_error_is_archived_as_failed_then_propagates(
+    pushed: Remote, tmp_path: Path, s3: Any
+) -> None:
+    """Any exception, not only handoff's own (here from the log callback while the task
+    runs): recorded, archived, then raised as it came."""
+    log = _stage_started("task 'count': starting", RuntimeError("log sink broke"))
+    handoff_run = HandoffRun(
+        RunRequest(workspace=tmp_path / "ws", remote=pushed, push_artifacts=True, log=log)
+    )
+    with pytest.raises(RuntimeError, match="log sink broke"):
+        handoff_run.execute()
+    outcome = handoff_run.outcome
+    assert outcome is not None and outcome.status == "failed"
+    bucket, stack = pushed.bucket, pushed.stack
+    record = json.loads(read(s3, bucket, f"{stack}/runs/{outcome.run_key}/run.json"))
+    assert record["status"] == "failed"
+    assert record["error"] == "internal error (RuntimeError: log sink broke)"
+    assert keys(s3, bucket, f"{stack}/last/") == []
+
+
+def test_a_command_deleting_artifacts_still_leaves_an_archived_record(
+    remote: Remote, tmp_path: Path, s3: Any
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "project.yml").write_text(
+        "tasks:\n  - name: wipe\n    pipeline:\n      - command: sh\n"
+        "        args: \"-c 'rm -rf artifacts; echo new-state'\"\n"
+    )
+    request = RunRequest(
+        workspace=tmp_path / "ws", project_dir=project, remote=remote, push_artifacts=True
+    )
+    with pytest.raises(RunFailed) as raised:
+        HandoffRun(dataclasses.replace(request, log=Lines())).execute()
+    outcome = raised.value.outcome
+    record = json.loads(read(s3, remote.bucket, f"{remote.stack}/runs/{outcome.run_key}/run.json"))
+    assert record["status"] == "failed" and "artifacts/state" in record["error"]
+    assert keys(s3, remote.bucket, f"{remote.stack}/last/") == []
+
+
+def test_run_json_is_running_while_the_commands_run(remote: Remote, tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    ws = tmp_path / "ws"
+
+    def log(line: str) -> None:
+        if "task 'count': starting" in line:
+            seen.append(json.loads((ws / "artifacts" / "run.json").read_text()))
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "project.yml").write_text(COUNTER_YML)
+    (project / "files").mkdir()
+    (project / "files" / "greeting.txt").write_text("hi\n")
+    outcome = run(None, ws, project_dir=project, log=log)
+    assert [record["status"] for record in seen] == ["running"]
+    assert seen[0]["run_key"] == outcome.run_key
+    final = json.loads((ws / "artifacts" / "run.json").read_text())
+    assert final["status"] == "success" and final["ended_at"]

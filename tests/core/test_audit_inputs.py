@@ -129,8 +129,11 @@ def test_command_not_on_path_names_the_stage(make_project, capsys, ws: Path) -> 
 def test_failing_venv_install_names_the_venv(make_project, capsys, ws: Path, tmp_path) -> None:
     project = make_project("commands:\n  - command: echo\n    venv: v1\n    installs: ['exit 7']\n")
     argv = ["run", "-w", str(ws), "-p", str(project), "--venv-cache", str(tmp_path / "vc")]
-    line = err1(capsys, argv)
+    # The try started (workspace prepared): it fails as a run, recorded in run.json.
+    line = error_line(capsys, argv, prefix="handoff: run failed: ")
     assert "venv 'v1': install command 1 of 1 failed with exit status 7" in line
+    summary = json.loads((ws / "artifacts" / "run.json").read_text())
+    assert summary["status"] == "failed" and "install command 1 of 1" in summary["error"]
 
 
 # --------------------------------------------------------------------------- options

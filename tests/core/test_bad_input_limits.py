@@ -220,7 +220,7 @@ def test_args_with_a_newline_keep_the_failure_on_one_line(make_project, tmp_path
     project = make_project('commands:\n  - command: sh\n    args: |\n      -c "exit 3"\n      x\n')
     assert cli.main(["run", "-w", str(tmp_path / "ws"), "-p", str(project)]) == 1
     err = capsys.readouterr().err
-    failures = [line for line in err.splitlines() if "run failed" in line]
+    failures = [line for line in err.splitlines() if "exited with status 3" in line]
     assert len(failures) == 2 and all(
-        "('sh -c \"exit 3\"\\nx') exited with status 3" in line for line in failures
+        'stage 1 exited with status 3: sh -c "exit 3"\\nx' in line for line in failures
     ), err

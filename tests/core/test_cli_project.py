@@ -186,3 +186,39 @@ def test_example_singer_csv_runs_offline_and_incrementally(tmp_path):
         assert run.returncode == 0, run.stderr
         csv_rows = (fresh / "artifacts" / "readings.csv").read_text().splitlines()
         assert csv_rows[1].startswith(f"{first_day},")
+
+
+SECRETS_YML = """\
+secrets: [api.json]
+envs:
+  - key: TOKEN
+    value: "env-secret-{% value"
+    secret: true
+tasks:
+  - name: leak
+    pipeline:
+      - command: sh
+        args: "-c 'cat config/db.json config/api.json >&2; echo \\"token=$TOKEN\\" >&2; echo ok'"
+"""
+
+
+def test_handoff_run_output_never_shows_the_projects_secrets(make_project, capsys, tmp_path):
+    """A stage printing every secret it has: the CLI relays its stderr redacted (config
+    values under sensitive keys, declared secret files, secret envs), keeps plain data
+    readable, and records no secret in run.json or its own lines."""
+    project = make_project(
+        SECRETS_YML,
+        config={
+            "db.json": '{"stream": "readings", "db": {"password": "pw-hunter2-long"}}',
+            "api.json": '{"endpoint": "declared-secret-9"}',
+        },
+    )
+    workspace = tmp_path / "ws"
+    assert main(["run", "-w", str(workspace), "-p", str(project)]) == 0
+    out, err = capsys.readouterr()
+    shown = out + err
+    for secret in ("pw-hunter2-long", "declared-secret-9", "env-secret-{% value"):
+        assert secret not in shown
+        assert secret not in (workspace / "artifacts" / "run.json").read_text()
+    assert '"stream": "readings"' in err  # plain data is not masked
+    assert "token=***" in err and '"password": "***"' in err

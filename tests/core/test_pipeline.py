@@ -75,7 +75,7 @@ def test_failing_middle_stage_fails_the_pipeline_and_is_named(tmp_path: Path) ->
     assert not result.ok
     error = result.error
     assert isinstance(error, StageError)
-    assert str(error) == "task 'default' stage 2 ('cat >/dev/null; exit 3') exited with status 3"
+    assert str(error) == "task 'default' stage 2 exited with status 3: cat >/dev/null; exit 3"
     assert (error.task, error.stage_index, error.exit_code) == ("default", 2, 3)
     assert error.timed_out is False
     # The other stages succeeded: pipefail is about *any* stage.
@@ -85,7 +85,7 @@ def test_failing_middle_stage_fails_the_pipeline_and_is_named(tmp_path: Path) ->
 def test_last_stage_failure_and_signal_death_are_reported(tmp_path: Path) -> None:
     result = run_pipeline([stage("echo", "x"), sh("kill -9 $$")], task="t", cwd=tmp_path)
     assert result.error is not None
-    assert "stage 2 ('kill -9 $$') was killed by signal SIGKILL" in str(result.error)
+    assert "stage 2 was killed by signal SIGKILL: kill -9 $$" in str(result.error)
     assert result.error.exit_code == 128 + signal.SIGKILL
 
 
@@ -113,10 +113,8 @@ def test_sigpipe_counts_when_the_reader_failed(tmp_path: Path) -> None:
     )
     assert result.error is not None
     message = str(result.error)
-    assert message.startswith(
-        "task 't' stage 2 ('head -n 1 >/dev/null; exit 4') exited with status 4"
-    )
-    assert "also stage 1 ('yes') was killed by signal SIGPIPE" in message
+    assert message.startswith("task 't' stage 2 exited with status 4: head -n 1 >/dev/null; exit 4")
+    assert "also stage 1 was killed by signal SIGPIPE: yes" in message
     assert result.error.stage_index == 2
 
 

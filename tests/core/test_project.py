@@ -596,40 +596,61 @@ def test_document_goes_through_the_same_validation():
 # --------------------------------------------------------------------------- methods
 
 
-def test_secret_values_cover_config_leaves_lines_and_secret_envs():
+def test_secret_values_are_sensitive_keys_declared_secrets_pem_keys_and_secret_envs():
     project = project_from_document(
         {
             "envs": [
-                {"key": "TOKEN", "value": "tok-123", "secret": True},
+                {"key": "TOKEN", "value": "tok-12345", "secret": True},
                 {"key": "REGION", "value": "eu-west-1"},
             ],
+            "secrets": ["whole.json", "b.json:$.auth"],
             "commands": [{"command": "a"}],
             "schedules": [
                 {"cron": "0 * * * *", "envs": [{"key": "K", "value": "sched-s", "secret": True}]}
             ],
             "files": [
-                {"name": "a.json", "value": '{"user": "bob", "nested": {"pw": "p4ss"}, "n": 5}'},
-                {"name": "b.json", "value": '["bob", "", "x"]'},
-                {"name": "key.pem", "value": "-----BEGIN-----\n  abc  \n\n-----END-----\n"},
+                {
+                    "name": "a.json",
+                    "value": '{"stream": "readings", "db": {"Password": "p4ss-word"}, '
+                    '"API-Key": 123456789, "pin": "1234", "token": "abc"}',
+                },
+                {"name": "b.json", "value": '{"user": "bob-the-user", "auth": {"u": "alice-x"}}'},
+                {"name": "whole.json", "value": '{"path": "artifacts", "n": [1, "seventh"]}'},
+                {"name": "app.env", "value": "NAME=readings\nexport DB_PASSWORD='hunter2-x'\n"},
+                {"name": "key.pem", "value": "-----BEGIN RSA PRIVATE KEY-----\nMIIabc12\n"},
             ],
         },
         source="doc",
     )
     values = project.secret_values()
     assert values == [
-        '{"user": "bob", "nested": {"pw": "p4ss"}, "n": 5}',
-        "bob",
-        "p4ss",
-        '["bob", "", "x"]',
-        "x",
-        "-----BEGIN-----\n  abc  \n\n-----END-----\n",
-        "-----BEGIN-----",
-        "abc",
-        "-----END-----",
-        "tok-123",
+        "p4ss-word",
+        "123456789",
+        "alice-x",
+        '{"path": "artifacts", "n": [1, "seventh"]}',
+        "artifacts",
+        "seventh",
+        "hunter2-x",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIabc12\n",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "MIIabc12",
+        "tok-12345",
         "sched-s",
     ]
-    assert "eu-west-1" not in values
+    # plain data, short values ("abc", "1234") and non-secret envs stay readable
+    for plain in ("readings", "bob-the-user", "eu-west-1", "abc", "1234"):
+        assert plain not in values
+
+
+def test_secrets_entries_are_validated_naming_the_entry():
+    base = {"commands": [{"command": "a"}], "files": [{"name": "a.json", "value": "{}"}]}
+    with pytest.raises(ProjectError, match=r"doc: secrets\[0\]: no config file 'b.json' "):
+        project_from_document({**base, "secrets": ["b.json"]}, source="doc")
+    with pytest.raises(ProjectError, match=r"doc: secrets\[1\]: '\$\.\[\[' is not a valid"):
+        project_from_document({**base, "secrets": ["a.json", "a.json:$.[["]}, source="doc")
+    with pytest.raises(ProjectError, match=r"secrets\[0\]"):
+        project_from_document({**base, "secrets": ["a.json:auth"]}, source="doc")
+    assert project_from_document({**base, "secrets": ["a.json:$.x"]}, source="d").secrets
 
 
 def test_shell_lines_of_a_seed_pipeline(make_project):

@@ -33,6 +33,7 @@ FULL = {
     "envs": [{"key": "A_1", "value": "v", "secret": True}, {"key": "B", "value": 3}],
     "vars": [{"key": "v1", "value": "x"}, {"key": "v2", "value": 2.5}],
     "state_format": "json",
+    "secrets": ["a.json", "b.json:$.auth"],
     "commands": [{"command": "cat", "args": "-n", "venv": "tools", "installs": ["pip x"]}],
     "tasks": [
         {
@@ -42,6 +43,7 @@ FULL = {
             "timeout": 1.5,
             "state_from": "stderr",
             "state_on_failure": "last_line",
+            "log_stdout": False,
             "pipeline": [{"command": "cat", "args": 1}],
             "commands": [{"command": "echo"}],
             "lambda": {

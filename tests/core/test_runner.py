@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -13,6 +14,7 @@ import pytest
 from handoff_provider.core.errors import StageError, TemplateError
 from handoff_provider.core.project import EnvVar
 from handoff_provider.core.runner import ProjectRunner, RunSummary, read_run_summary
+from handoff_provider.core.secrets import SecretRedactor
 from handoff_provider.core.workspace import Workspace
 
 try:
@@ -71,7 +73,7 @@ def test_failing_stage_fails_the_run_names_it_and_keeps_the_previous_state(
     with pytest.raises(StageError) as caught:
         runner.run()
     message = str(caught.value)
-    assert message == "task 'default' stage 2 ('sh -c 'cat; exit 3'') exited with status 3"
+    assert message == "task 'default' stage 2 exited with status 3: sh -c 'cat; exit 3'"
     assert caught.value.stage_index == 2 and caught.value.exit_code == 3
     assert ws.state_path.read_text() == "previous state\n"
     assert not [n for n in _artifacts(ws) if n.endswith(".tmp")]  # no temp state left
@@ -83,7 +85,7 @@ def test_failing_stage_fails_the_run_names_it_and_keeps_the_previous_state(
     assert data["tasks"][0]["status"] == "failed"
     assert data["tasks"][0]["state_updated"] is False
     assert [s["status"] for s in data["tasks"][0]["stages"]] == ["ok", "failed"]
-    assert any("run failed" in line for line in lines)
+    assert lines[-1] == message  # the failure line names the stage first
 
 
 def test_state_replaced_only_on_success_across_runs(ws: Workspace) -> None:
@@ -150,7 +152,7 @@ def test_commands_task_stops_at_first_failure(ws: Workspace) -> None:
         )
     )
     with pytest.raises(
-        StageError, match=r"task 'steps' stage 2 \('sh -c 'exit 5''\) exited with status 5"
+        StageError, match=r"task 'steps' stage 2 exited with status 5: sh -c 'exit 5'"
     ):
         _runner(proj, ws)[0].run()
     assert not (ws.artifacts_dir / "third-ran").exists()
@@ -175,7 +177,7 @@ def test_tasks_run_in_order_and_inactive_ones_are_skipped(ws: Workspace) -> None
 
 def test_a_failed_task_stops_the_run(ws: Workspace) -> None:
     proj = project(task("a", cmd("false")), task("b", cmd("touch", "artifacts/b-ran")))
-    with pytest.raises(StageError, match="task 'a' stage 1 \\('false'\\) exited with status 1"):
+    with pytest.raises(StageError, match="task 'a' stage 1 exited with status 1: false"):
         _runner(proj, ws)[0].run()
     assert not (ws.artifacts_dir / "b-ran").exists()
     assert [t["status"] for t in _run_json(ws)["tasks"]] == ["failed", "not_run"]
@@ -239,7 +241,7 @@ def test_terminate_from_another_thread_fails_the_run_and_kills_the_group(
     assert wait_dead(read_pid(pid_file))
     assert not (ws.artifacts_dir / "after-ran").exists()
     data = _run_json(ws)
-    assert data["status"] == "failed" and "terminated" in data["error"]
+    assert data["status"] == "killed" and "terminated" in data["error"]
     assert [t["status"] for t in data["tasks"]] == ["failed", "not_run"]
 
 
@@ -352,12 +354,26 @@ def test_summary_and_logs_never_hold_rendered_args_or_env_values(ws: Workspace) 
         task("t", cmd("sh", '-c \'echo ok; test "$1" = "$TOKEN"\' x {{ password }}')),
         envs=[EnvVar("TOKEN", secret, secret=True)],
     )
-    runner, lines = _runner(proj, ws, variables={"password": secret})
+    redactor = SecretRedactor()
+    redactor.add(secret)  # what HandoffRun does with the project's secrets
+    runner, lines = _runner(proj, ws, variables={"password": secret}, redact=redactor)
     runner.run()
     text = ws.run_summary_path.read_text()
+    data = json.loads(text)
     assert "{{ password }}" in text  # the template as written
+    assert data["tasks"][0]["stages"][0]["rendered"] == (
+        'sh -c \'echo ok; test "$1" = "$TOKEN"\' x ***'
+    )
     assert secret not in text
     assert not any(secret in line for line in lines)
+
+
+def test_a_secret_env_value_is_never_rendered_as_a_template(ws: Workspace) -> None:
+    secret = "{% bad-jinja s3cr3t"
+    check = '-c \'test "$TOKEN" = "$1"\' x "{% raw %}{% bad-jinja s3cr3t{% endraw %}"'
+    proj = project(task("t", cmd("sh", check)), envs=[EnvVar("TOKEN", secret, secret=True)])
+    runner, _ = _runner(proj, ws)
+    assert runner.run().succeeded
 
 
 def test_stderr_lines_reach_the_callback_with_task_stage_and_command(ws: Workspace) -> None:
@@ -424,3 +440,37 @@ def test_terminate_from_a_signal_handler_in_the_waiting_thread(ws: Workspace) ->
         signal.signal(signal.SIGTERM, previous)
     assert time.monotonic() - started < 10
     assert wait_dead(read_pid(pid_file))
+
+
+def test_the_log_shows_each_task_as_rendered_shell_lines_and_a_stage_table(
+    ws: Workspace,
+) -> None:
+    proj = project(
+        task("load", cmd("echo", "--day {{ day }}"), cmd("sh", "-c 'cat; echo two words'")),
+        task("stats", cmd("echo", "counted 5 rows"), cmd("printf", "'x'"), kind="commands"),
+        task("quiet", cmd("echo", "not shown"), kind="commands", state_from="none"),
+    )
+    proj = dataclasses.replace(
+        proj,
+        tasks=(*proj.tasks[:2], dataclasses.replace(proj.tasks[2], log_stdout=False)),
+    )
+    runner, lines = _runner(proj, ws, variables={"day": "2024-01-02"})
+    runner.run()
+    start = lines.index("task 'load': starting (pipeline, 2 stages)")
+    assert lines[start + 1] == "  $ echo --day 2024-01-02 | sh -c 'cat; echo two words'"
+    done = lines.index("task 'load': succeeded in " + lines[start + 2].split(" in ")[1])
+    assert lines[done].endswith("; state: artifacts/state written")
+    assert lines[done + 1].split() == ["stage", "exit", "seconds", "bytes", "out", "command"]
+    first, second = lines[done + 2].split(), lines[done + 3].split()
+    assert first[0:2] == ["1", "0"] and first[3:] == ["17", "echo"]  # "--day 2024-01-02\n"
+    assert second[0:2] == ["2", "0"] and second[-1] == "sh"
+    # a commands: task's stdout is in the log (not its last command's: that is the state)
+    assert "  $ echo counted 5 rows" in lines and "  $ printf x" in lines
+    assert "[stats:1 echo stdout] counted 5 rows" in lines
+    assert not [line for line in lines if "stats:2" in line]
+    assert not [line for line in lines if "not shown" in line and "stdout]" in line]
+    stages = _run_json(ws)["tasks"][0]["stages"]
+    assert [stage["rendered"] for stage in stages] == [
+        "echo --day 2024-01-02",
+        "sh -c 'cat; echo two words'",
+    ]
