@@ -182,6 +182,7 @@ class Project:
     def stateful(self) -> bool:
         """Whether a run carries state to the next (an active task writes ``state``)."""
         return any(task.active and task.state_from != "none" for task in self.tasks)
+
     #: ``secrets:`` entries (config files / JSONPaths whose values are secrets).
     secrets: tuple[SecretRef, ...] = ()
 
