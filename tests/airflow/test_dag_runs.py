@@ -429,8 +429,12 @@ def test_when_archiving_is_impossible_the_log_says_so_once_and_no_link_is_offere
         tmp_path, "tasks:\n  - name: main\n    pipeline:\n      - command: date\n"
     )
     with _daily_dag(_dag_id("noarchive")) as dag:
-        HandoffRunOperator(
-            task_id="run", project_dir=project, stack=stack, bucket="no-such-bucket-e2e"
+        HandoffRunOperator(  # no lease: the try starts, then archiving fails
+            task_id="run",
+            project_dir=project,
+            stack=stack,
+            bucket="no-such-bucket-e2e",
+            lock=False,
         )
     dag_run = run_dag(dag, DAY1)
     assert task_states(dag_run) == {"run": "failed"}
