@@ -290,6 +290,27 @@ class HandoffRun:
         with self._stack_lease(self._redacting_log(request.log)):
             return self._execute()
 
+    def _install_keeping_log(
+        self, project: Project, workspace: Workspace, log: LogFn
+    ) -> dict[str, Path]:
+        """Install the venvs; when that fails, its output is also written (redacted) to
+        ``artifacts/install.log``, so the archived try shows the installer's own error: on
+        Fargate the run's log is otherwise only in CloudWatch. A successful install's lines
+        are in the run's log already and leave no file."""
+        lines: list[str] = []
+
+        def keep(line: str) -> None:
+            lines.append(line)
+            log(line)
+
+        try:
+            return _install(project, workspace, self.request.venv_cache_dir, keep)
+        except BaseException:
+            text = "".join(self.redactor(line) + "\n" for line in lines)
+            with contextlib.suppress(OSError):
+                (workspace.artifacts_dir / "install.log").write_text(text, encoding="utf-8")
+            raise
+
     def _stack_lease(self, log: LogFn) -> contextlib.AbstractContextManager[Any]:
         """The stack lease for a run that archives (a no-op context otherwise)."""
         request = self.request
@@ -345,7 +366,7 @@ class HandoffRun:
                 workspace.state_path.unlink(missing_ok=True)
                 log("state: full refresh: starting without state")
             self._checkpoint("installing the venvs")
-            venvs = _install(project, workspace, request.venv_cache_dir, log)
+            venvs = self._install_keeping_log(project, workspace, log)
             self._checkpoint("starting the commands")
             runner = self._make_runner(project, workspace, venvs, context, log, log_error)
             runner.run(summary)

@@ -136,6 +136,19 @@ def test_failing_venv_install_names_the_venv(make_project, capsys, ws: Path, tmp
     assert summary["status"] == "failed" and "install command 1 of 1" in summary["error"]
 
 
+def test_a_failing_install_leaves_its_output_in_the_install_log(
+    make_project, capsys, ws: Path, tmp_path
+) -> None:
+    installs = "['echo fetching pkg-zz9; echo pkg-zz9 not found >&2; exit 7']"
+    project = make_project(
+        f"commands:\n  - command: echo\n    venv: v1\n    installs: {installs}\n"
+    )
+    argv = ["run", "-w", str(ws), "-p", str(project), "--venv-cache", str(tmp_path / "vc")]
+    error_line(capsys, argv, prefix="handoff: run failed: ")
+    kept = (ws / "artifacts" / "install.log").read_text()
+    assert "fetching pkg-zz9" in kept and "pkg-zz9 not found" in kept, kept
+
+
 # --------------------------------------------------------------------------- options
 
 
