@@ -72,9 +72,11 @@ test-e2e: venv
 bench: venv
 	for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python $$script || exit 1; done
 
+# ruff on everything, mypy on the package (config in pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check handoff_provider tests bench dags
 	$(VENV)/bin/ruff format --check handoff_provider tests bench dags
+	$(VENV)/bin/mypy
 
 # project_schema.json compiled ahead of time (see the script's docstring for why 2.20.0)
 project-validator: venv
