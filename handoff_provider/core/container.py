@@ -18,8 +18,10 @@ from datetime import datetime
 from handoff_provider.core.context import (
     ENV_END_AT,
     ENV_LOGICAL_DATE,
+    ENV_ORIGIN,
     ENV_RUN_KEY,
     ENV_START_AT,
+    origin_text,
 )
 from handoff_provider.core.errors import ConfigurationError
 
@@ -88,8 +90,10 @@ def container_environment(
     start_at: datetime | str | None = None,
     end_at: datetime | str | None = None,
     logical_date: datetime | str | None = None,
+    origin: Mapping[str, str | int] | None = None,
 ) -> dict[str, str]:
-    """The environment a remote run needs beyond its task role: where, which run, which interval.
+    """The environment a remote run needs beyond its task role: where, which run, which
+    interval, who started it.
 
     These are the variables the CLI reads back (``Remote.from_options`` and
     ``RunContext.from_strings``). Never a config value: the config stays in SSM and the
@@ -110,6 +114,8 @@ def container_environment(
         text = _iso(value)
         if text:
             env[name] = text
+    if origin:
+        env[ENV_ORIGIN] = origin_text(origin)
     return env
 
 

@@ -7,7 +7,9 @@ container). Templates see it as variables, commands as environment variables.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -18,6 +20,9 @@ ENV_START_AT = "HANDOFF_START_AT"
 ENV_END_AT = "HANDOFF_END_AT"
 ENV_RUN_KEY = "HANDOFF_RUN_KEY"
 ENV_LOGICAL_DATE = "HANDOFF_LOGICAL_DATE"
+#: Who started the run, as a JSON object (Airflow: dag_id, run_id, task_id, map_index,
+#: try_number); recorded in ``run.json`` so that a reader can link a run to its task try.
+ENV_ORIGIN = "HANDOFF_ORIGIN"
 
 
 def parse_timestamp(value: str, *, name: str) -> datetime:
@@ -42,6 +47,8 @@ class RunContext:
     end_at: datetime | None = None
     logical_date: datetime | None = None
     run_key: str | None = None
+    #: Who started the run (see ``ENV_ORIGIN``): plain strings and numbers, never a secret.
+    origin: Mapping[str, str | int] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.start_at and self.end_at and self.start_at > self.end_at:
@@ -58,16 +65,19 @@ class RunContext:
         end_at: str | None = None,
         logical_date: str | None = None,
         run_key: str | None = None,
+        origin: str | None = None,
     ) -> RunContext:
         """Build from CLI options, falling back to the ``HANDOFF_*`` environment variables."""
         start = start_at or os.environ.get(ENV_START_AT) or None
         end = end_at or os.environ.get(ENV_END_AT) or None
         logical = logical_date or os.environ.get(ENV_LOGICAL_DATE) or None
+        origin_text = origin or os.environ.get(ENV_ORIGIN) or None
         return cls(
             start_at=parse_timestamp(start, name="start_at") if start else None,
             end_at=parse_timestamp(end, name="end_at") if end else None,
             logical_date=parse_timestamp(logical, name="logical_date") if logical else None,
             run_key=run_key or os.environ.get(ENV_RUN_KEY) or None,
+            origin=parse_origin(origin_text) if origin_text else None,
         )
 
     def as_variables(self) -> dict[str, object]:
@@ -103,4 +113,28 @@ class RunContext:
             env[ENV_LOGICAL_DATE] = self.logical_date.isoformat()
         if self.run_key:
             env[ENV_RUN_KEY] = self.run_key
+        if self.origin:
+            env[ENV_ORIGIN] = origin_text(self.origin)
         return env
+
+
+def origin_text(origin: Mapping[str, str | int]) -> str:
+    """``origin`` as the value of ``HANDOFF_ORIGIN``."""
+    return json.dumps(dict(origin), sort_keys=True, separators=(",", ":"))
+
+
+def parse_origin(text: str) -> dict[str, str | int]:
+    """``HANDOFF_ORIGIN``: a JSON object of strings and integers."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise ConfigurationError(
+            f"{ENV_ORIGIN}: not a JSON object of strings and integers "
+            '(e.g. {"dag_id": "d", "run_id": "r", "task_id": "t"})'
+        )
+    return value

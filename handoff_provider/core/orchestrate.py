@@ -354,7 +354,11 @@ class HandoffRun:
             workspace, project_dir=request.project_dir, remote=request.remote, log=log
         )
         self.redactor.add_all(project.secret_values(request.sensitive_words or SENSITIVE_KEY_WORDS))
-        summary = RunSummary(run_key=run_key, data_interval=context.data_interval())
+        summary = RunSummary(
+            run_key=run_key,
+            data_interval=context.data_interval(),
+            origin=dict(context.origin) if context.origin else None,
+        )
         outcome = RunOutcome(run_key=run_key, workspace=workspace.root, summary=summary)
         self.outcome = outcome
         try:

@@ -199,9 +199,9 @@ class RunSummary:
     ``timed_out`` (a task's ``timeout`` or the caller's, e.g. Airflow's
     ``execution_timeout``) or ``killed`` (terminated: SIGTERM, Airflow's ``on_kill``);
     ``error`` says why. ``run_key`` and ``data_interval`` (``{"start", "end"}``, ISO
-    strings or None) identify the run. ``transfers`` (only for a project with
-    ``transfers:``): ``{"inputs", "outputs", "flags", "post_copy"}``, lists of ``{"uri",
-    "status", ...}``."""
+    strings or None) identify the run, ``origin`` who started it (``RunContext.origin``).
+    ``transfers`` (only for a project with ``transfers:``): ``{"inputs", "outputs",
+    "flags", "post_copy"}``, lists of ``{"uri", "status", ...}``."""
 
     status: str = "running"
     error: str | None = None
@@ -211,6 +211,7 @@ class RunSummary:
     transfers: dict[str, Any] | None = None
     run_key: str | None = None
     data_interval: dict[str, str | None] | None = None
+    origin: dict[str, str | int] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -240,6 +241,8 @@ class RunSummary:
         }
         if self.transfers is not None:
             data["transfers"] = self.transfers
+        if self.origin is not None:
+            data["origin"] = self.origin
         return data
 
     @classmethod
@@ -265,6 +268,7 @@ class RunSummary:
             transfers=data.get("transfers"),
             run_key=data.get("run_key"),
             data_interval=data.get("data_interval"),
+            origin=data.get("origin"),
         )
 
     def finish(self, status: str, error: str | None = None) -> None:

@@ -36,6 +36,7 @@ from handoff_provider._compat import (
     airflow_setting,
     context_data_interval,
     context_logical_date,
+    context_task_identity,
     run_key_from_context,
 )
 from handoff_provider.asset_events import report_last_event
@@ -277,6 +278,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             start_at=start,
             end_at=end,
             logical_date=context_logical_date(context),
+            origin=context_task_identity(context),
         )
         return {
             "name": self.container_name,

@@ -40,6 +40,7 @@ from handoff_provider._compat import (
     airflow_sensitive_words,
     context_data_interval,
     context_logical_date,
+    context_task_identity,
     fill_missing_data_interval,
     provider_setting,
     run_key_from_context,
@@ -293,7 +294,11 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             remote.config = MaskingConfigStore(remote.config)  # mask as soon as fetched
         start, end = context_data_interval(context)
         run_context = RunContext(
-            start_at=start, end_at=end, logical_date=context_logical_date(context), run_key=run_key
+            start_at=start,
+            end_at=end,
+            logical_date=context_logical_date(context),
+            run_key=run_key,
+            origin=context_task_identity(context),
         )
         workspace, temporary = self._workspace(run_key)
         cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")

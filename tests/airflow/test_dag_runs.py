@@ -376,6 +376,13 @@ def test_execution_timeout_archives_the_try_as_timed_out_and_keeps_last(
     assert "AirflowTaskTimeout" in record["error"]
     assert record["run_key"] == key
     assert record["data_interval"]["end"].startswith("2024-01-02")
+    origin = record["origin"]  # the task try that ran, for readers such as the runs view
+    assert (origin["dag_id"], origin["task_id"], origin["map_index"]) == (
+        slow_dag.dag_id,
+        "run",
+        -1,
+    )
+    assert origin["run_id"] and origin["try_number"] >= 1
     assert {k: read_text(bucket, k) for k in list_keys(bucket, f"{stack}/last/")} == last_before
     log = task_log.text()
     assert f"artifacts: s3://{bucket}/{stack}/runs/{key}/" in log

@@ -399,7 +399,12 @@ def test_contract_operator_request_runs_the_project_like_the_container(
         "HANDOFF_START_AT": START.isoformat(),
         "HANDOFF_END_AT": END.isoformat(),
         "HANDOFF_LOGICAL_DATE": START.isoformat(),
-    }
+        "HANDOFF_ORIGIN": json.dumps(
+            {"dag_id": ti.dag_id, "map_index": -1, "run_id": ti.run_id, "task_id": ti.task_id,
+             "try_number": ti.try_number or 1},
+            sort_keys=True, separators=(",", ":"),
+        ),
+    }  # fmt: skip
     assert run_key == run_key_from_context(context)  # per try: see _compat.run_key_for
 
     # moto recorded the same overrides on the task.
