@@ -229,7 +229,7 @@ class RunSummary:
         return round((self.ended_at - self.started_at).total_seconds(), 3)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "status": self.status,
             "error": self.error,
             "run_key": self.run_key,
