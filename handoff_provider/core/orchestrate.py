@@ -90,7 +90,7 @@ from handoff_provider.core.ssm_lookup import (
 
 if TYPE_CHECKING:
     from handoff_provider.core.project import Project
-    from handoff_provider.core.runner import ProjectRunner, RunSummary
+    from handoff_provider.core.runner import ProjectRunner
     from handoff_provider.core.stores import (
         ArtifactsLocation,
         LastRef,
@@ -98,6 +98,7 @@ if TYPE_CHECKING:
         RepairResult,
         StackLease,
     )
+    from handoff_provider.core.summary import RunSummary
     from handoff_provider.core.workspace import Workspace
 
 LogFn = Callable[[str], None]
@@ -332,8 +333,8 @@ class HandoffRun:
         return lease
 
     def _execute(self) -> RunOutcome:
-        from handoff_provider.core.runner import RunSummary, write_run_summary
         from handoff_provider.core.secrets import SENSITIVE_KEY_WORDS
+        from handoff_provider.core.summary import RunSummary, write_run_summary
         from handoff_provider.core.workspace import Workspace
 
         request = self.request
@@ -427,7 +428,7 @@ class HandoffRun:
     def _record_failure(self, summary: RunSummary, exc: BaseException, log_error: LogFn) -> None:
         """Finalise ``summary`` (and ``run.json``) for a run ``exc`` ended; the runner has
         done so already when the commands ran, a timeout/kill of the caller is re-labelled."""
-        from handoff_provider.core.runner import (
+        from handoff_provider.core.summary import (
             CALLER_TIMEOUT,
             describe_exception,
             write_run_summary,

@@ -30,19 +30,15 @@ through exactly the same validation when it comes back from SSM.
 from __future__ import annotations
 
 import copy
-import json
 import os
-import re
-import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.lambda_invoke import LambdaStep
+from handoff_provider.core.project_schema import project_schema
 from handoff_provider.core.project_yaml import MAX_PROJECT_BYTES, check_depth, parse_yaml
 from handoff_provider.core.project_yaml import type_name as _type_name
 from handoff_provider.core.s3_watch import normalize_prefix
@@ -53,24 +49,22 @@ from handoff_provider.core.secrets import (
     config_file_secrets,
     maskable,
 )
-from handoff_provider.core.shell_words import split_words
-from handoff_provider.core.templating import has_markers
+from handoff_provider.core.steps import kind_named, kinds_in, one_of_hint
+from handoff_provider.core.steps.process import check_stages, check_venv_name, commands_of
 from handoff_provider.core.transfers import (
     OTF_KEY_HINTS,
     InputSpec,
     OutputSpec,
-    TouchStep,
     TransfersSpec,
 )
 
-TaskKind = Literal["pipeline", "commands", "lambda", "s3_touch"]
-#: Task kinds that run processes (``commands`` holds their stages) and those that are one
-#: AWS call (``step`` holds it).
-PROCESS_KINDS = ("pipeline", "commands")
-STEP_KINDS = ("lambda", "s3_touch")
+#: A task's kind: the key of its kind in project.yml (:data:`handoff_provider.core.steps.KINDS`).
+TaskKind = str
 StateFrom = Literal["stdout", "stderr", "none"]
 StateOnFailure = Literal["discard", "last_line"]
 StateFormat = Literal["text", "json"]
+
+_T = TypeVar("_T")
 
 #: The task name a seed-form project (top-level ``commands:``) gets.
 DEFAULT_TASK_NAME = "default"
@@ -81,7 +75,6 @@ MAX_CONFIG_BYTES = 4 << 20
 
 #: Schema errors listed in one message (each names its own key path).
 _MAX_ERRORS = 3
-_VENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Variable names the run context provides; a project var may not shadow them.
 RESERVED_VARS = frozenset(RunContext().as_variables())
 
@@ -121,7 +114,8 @@ class Task:
     #: stays) or ``last_line`` (the last complete line the task's state output wrote).
     state_on_failure: StateOnFailure = "discard"
     description: str | None = None
-    step: LambdaStep | TouchStep | None = None
+    #: The spec of a kind that is one call (``LambdaStep``, ``TouchStep``; see core/steps/).
+    step: Any = None
     #: A ``commands:`` task's stdout (all but the state) also goes to the log.
     log_stdout: bool = True
 
@@ -230,14 +224,7 @@ class Project:
                 if task.timeout is not None:
                     notes.append(f"timeout {task.timeout:g}s")
                 lines.append(f"# task: {task.name} ({', '.join(notes)})")
-            if task.step is not None:
-                lines.append(_step_line(task))
-                continue
-            shown = [_shell_word(command) for command in task.commands]
-            if task.kind == "pipeline":
-                lines.append(" | ".join(shown))
-            else:
-                lines.extend(shown)
+            lines.extend(kind_named(task.kind).describe(task))
         lines.extend(
             f"# transfers.outputs[{index}]: {_output_line(spec)}"
             for index, spec in enumerate(self.transfers.outputs)
@@ -259,39 +246,6 @@ class Project:
         env_sets = [self.envs, *(schedule.envs for schedule in self.schedules)]
         values.extend(env.value for envs in env_sets for env in envs if env.secret)
         return maskable(values)
-
-
-def _shell_word(command: Command) -> str:
-    program = command.command
-    if command.venv:
-        if "/" in program:
-            program = f"PATH=venvs/{command.venv}/bin:$PATH {program}"
-        else:
-            program = f"venvs/{command.venv}/bin/{program}"
-    return f"{program} {command.args}" if command.args else program
-
-
-def _step_line(task: Task) -> str:
-    """A lambda / s3_touch task as the AWS CLI command doing the same (unrendered)."""
-    step = task.step
-    if isinstance(step, LambdaStep):
-        words = ["aws lambda invoke --function-name", shlex.quote(step.function)]
-        words += ["--invocation-type", step.invocation_type]
-        if step.qualifier:
-            words += ["--qualifier", shlex.quote(step.qualifier)]
-        if step.payload is not None:
-            payload = step.payload  # a string is JSON text already (encode_payload)
-            if not isinstance(payload, str):
-                payload = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-            words += ["--cli-binary-format raw-in-base64-out --payload", shlex.quote(payload)]
-        words.append(f"artifacts/lambda-{task.name}.json")
-        return " ".join(words)
-    assert isinstance(step, TouchStep)
-    words = ["aws s3api put-object --bucket", shlex.quote(step.bucket)]
-    words += ["--key", shlex.quote(step.key)]
-    if not step.disable_bucket_owner_acl:
-        words.append("--acl bucket-owner-full-control")
-    return " ".join(words)
 
 
 def _s3_folder(bucket: str, directory: str) -> str:
@@ -426,19 +380,12 @@ def _load_yaml(path: Path, *, source: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- validation
 
 
-@cache
-def _schema() -> dict[str, Any]:
-    # Next to this module (package data); importlib.resources would cost more to import.
-    text = Path(__file__).with_name("project_schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
 def _normalise(document: dict[str, Any], *, source: str) -> dict[str, Any]:
     """Validate ``document`` and return its canonical form (a new dict)."""
     problems = _schema_problems(document)
     if problems:
         raise ProjectError(f"{source}: {problems}")
-    canonical = _canonical(document, _schema())
+    canonical = _canonical(document, project_schema())
     _check_semantics(canonical, source=source)
     return canonical
 
@@ -446,7 +393,7 @@ def _normalise(document: dict[str, Any], *, source: str) -> dict[str, Any]:
 def _deref(schema: Mapping[str, Any]) -> Mapping[str, Any]:
     while "$ref" in schema:
         name = schema["$ref"].removeprefix("#/$defs/")
-        schema = _schema()["$defs"][name]
+        schema = project_schema()["$defs"][name]
     return schema
 
 
@@ -498,7 +445,7 @@ def _schema_problems(document: Any) -> str | None:
     from jsonschema import Draft202012Validator
 
     errors = sorted(
-        Draft202012Validator(_schema()).iter_errors(document),
+        Draft202012Validator(project_schema()).iter_errors(document),
         key=lambda e: _error_order(document, e.absolute_path),
     )
     if not errors:
@@ -607,51 +554,23 @@ def _check_semantics(document: dict[str, Any], *, source: str) -> None:
             "use either 'commands' (seed form: one pipeline) or 'tasks' (task form)"
             + (", not both" if has_commands else ""),
         )
-    stage_lists: list[tuple[str, list[dict[str, Any]]]] = []
     if has_commands:
-        stage_lists.append(("commands", document["commands"]))
+        _with_source(source, check_stages, document["commands"], "commands")
     seen_tasks: dict[str, int] = {}
     for index, task in enumerate(document.get("tasks", [])):
         where = f"tasks[{index}]"
-        kinds = [kind for kind in (*PROCESS_KINDS, *STEP_KINDS) if kind in task]
+        kinds = kinds_in(task)
         if len(kinds) != 1:
-            fail(
-                where,
-                "needs exactly one of 'pipeline' (stages joined by pipes), 'commands', "
-                "'lambda' or 's3_touch'",
-            )
+            fail(where, f"needs exactly one of {one_of_hint()}")
         if task["name"] in seen_tasks:
             fail(
                 f"{where}.name",
                 f"duplicate task name {task['name']!r} (also tasks[{seen_tasks[task['name']]}])",
             )
         seen_tasks[task["name"]] = index
-        if kinds[0] in STEP_KINDS:
-            for key in ("state_from", "state_on_failure"):
-                if key in task:
-                    fail(f"{where}.{key}", "only applies to pipeline/commands tasks")
-            _step_from_document(task, kinds[0], f"{where}.{kinds[0]}", source)
-            continue
-        if task.get("state_on_failure") == "last_line" and task.get("state_from") == "none":
-            fail(f"{where}.state_on_failure", "last_line needs a state (state_from stdout|stderr)")
-        stage_lists.append((f"{where}.{kinds[0]}", task[kinds[0]]))
-
-    venvs = [(f"installs[{i}].venv", e["venv"]) for i, e in enumerate(document.get("installs", []))]
-    for where, stages in stage_lists:
-        for index, stage in enumerate(stages):
-            if stage.get("installs") and "venv" not in stage:
-                fail(f"{where}[{index}].installs", "needs a 'venv' to install into")
-            problem = _args_problem(stage.get("args", ""))
-            if problem:
-                fail(f"{where}[{index}].args", problem)
-        venvs += [(f"{where}[{i}].venv", s["venv"]) for i, s in enumerate(stages) if "venv" in s]
-    for where, name in venvs:
-        if not _VENV_NAME.fullmatch(name):
-            fail(
-                where,
-                f"{name!r} is not a valid venv name (letters, digits, '.', '_' and '-'; "
-                "./venv/<name> is read as <name>; no other paths)",
-            )
+        _with_source(source, kinds[0].validate, task, where=where)
+    for index, entry in enumerate(document.get("installs", [])):
+        _with_source(source, check_venv_name, entry["venv"], f"installs[{index}].venv")
 
     _check_unique_keys(document.get("envs", []), "envs", fail)
     _check_unique_keys(document.get("vars", []), "vars", fail)
@@ -694,14 +613,10 @@ def _secret_refs(document: Mapping[str, Any], source: str) -> tuple[SecretRef, .
     return tuple(refs)
 
 
-def _step_from_document(
-    task: Mapping[str, Any], kind: str, where: str, source: str
-) -> LambdaStep | TouchStep:
-    """The step of a ``lambda`` / ``s3_touch`` task (the step classes check what the
-    schema can't: payload JSON, key shape); errors prefixed with ``source``."""
-    step_class = LambdaStep if kind == "lambda" else TouchStep
+def _with_source(source: str, check: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``check(*args, **kwargs)``, its ``ProjectError`` prefixed with ``source``."""
     try:
-        return step_class.from_mapping(task[kind], path=where)
+        return check(*args, **kwargs)
     except ProjectError as exc:
         raise ProjectError(f"{source}: {exc}") from None
 
@@ -711,20 +626,6 @@ def _transfers_from_document(document: Mapping[str, Any], source: str) -> Transf
         return TransfersSpec.from_mapping(document.get("transfers"), path="transfers")
     except ProjectError as exc:
         raise ProjectError(f"{source}: {exc}") from None
-
-
-def _args_problem(args: str) -> str | None:
-    """Why ``args`` without templates can't be split into words (checked at load time, so
-    ``config push`` refuses it rather than the run failing later). Args with templates
-    are split after rendering (:func:`handoff_provider.core.templating.split_args`)."""
-    if not args or has_markers(args):
-        return None
-    try:
-        split_words(args)
-    except ValueError as exc:
-        # shlex's messages ("No closing quotation", "No escaped character") hold no value.
-        return f"cannot split args into words: {exc}"
-    return None
 
 
 def _check_unique_keys(entries: list[dict[str, Any]], where: str, fail: Any) -> None:
@@ -754,13 +655,6 @@ def _env_vars(entries: list[dict[str, Any]]) -> tuple[EnvVar, ...]:
     return tuple(EnvVar(e["key"], e["value"], bool(e.get("secret", False))) for e in entries)
 
 
-def _commands(stages: list[dict[str, Any]], where: str) -> tuple[Command, ...]:
-    return tuple(
-        Command(s["command"], s.get("args", ""), s.get("venv"), location=f"{where}[{i}]")
-        for i, s in enumerate(stages)
-    )
-
-
 def _build_project(document: dict[str, Any], *, source: str) -> Project:
     installs: dict[str, list[str]] = {}
 
@@ -777,32 +671,24 @@ def _build_project(document: dict[str, Any], *, source: str) -> Project:
     if "commands" in document:
         stage_lists.append(document["commands"])
         tasks.append(
-            Task(DEFAULT_TASK_NAME, "pipeline", _commands(document["commands"], "commands"))
+            Task(DEFAULT_TASK_NAME, "pipeline", commands_of(document["commands"], "commands"))
         )
     for index, entry in enumerate(document.get("tasks", [])):
-        kind: TaskKind = next(k for k in (*PROCESS_KINDS, *STEP_KINDS) if k in entry)  # type: ignore[assignment]
+        (kind,) = kinds_in(entry)
         timeout = entry.get("timeout")
-        common = {
-            "name": entry["name"],
-            "kind": kind,
-            "active": entry.get("active", True),
-            "timeout": float(timeout) if timeout is not None else None,
-            "description": entry.get("description"),
-        }
-        if kind in STEP_KINDS:
-            step = _step_from_document(entry, kind, f"tasks[{index}].{kind}", source)
-            tasks.append(Task(**common, commands=(), state_from="none", step=step))
-            continue
-        stage_lists.append(entry[kind])
+        fields = _with_source(source, kind.build, entry, where=f"tasks[{index}]")
         tasks.append(
             Task(
-                **common,
-                commands=_commands(entry[kind], f"tasks[{index}].{kind}"),
-                state_from=entry.get("state_from", "stdout"),
-                state_on_failure=entry.get("state_on_failure", "discard"),
-                log_stdout=entry.get("log_stdout", True),
+                name=entry["name"],
+                kind=kind.key,
+                active=entry.get("active", True),
+                timeout=float(timeout) if timeout is not None else None,
+                description=entry.get("description"),
+                **fields,
             )
         )
+        if kind.runs_processes:
+            stage_lists.append(entry[kind.key])
     for stages in stage_lists:
         for stage in stages:
             if "venv" in stage:

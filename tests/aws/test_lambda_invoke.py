@@ -26,12 +26,12 @@ from handoff_provider.core.lambda_invoke import (
     LambdaError,
     LambdaFunctionError,
     LambdaResult,
-    LambdaStep,
     encode_payload,
     invoke_lambda,
     lambda_client_config,
     save_lambda_response,
 )
+from handoff_provider.core.steps.aws_lambda import LambdaStep
 from handoff_provider.core.templating import render_text
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-function"

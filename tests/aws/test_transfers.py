@@ -13,13 +13,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handoff_provider.core.errors import ProjectError, TemplateError
+from handoff_provider.core.steps.s3_touch import TouchStep
 from handoff_provider.core.templating import render_text
 from handoff_provider.core.transfers import (
     BUCKET_OWNER_FULL_CONTROL,
     InputSpec,
     OutputSpec,
     PostCopy,
-    TouchStep,
     TransferError,
     TransfersSpec,
     apply_input_post_copy,

@@ -9,10 +9,8 @@ schema, at every place, in every way a user's YAML can go wrong, and compare.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 import pytest
@@ -22,9 +20,9 @@ from jsonschema import Draft202012Validator
 from handoff_provider.core import _project_validator
 from handoff_provider.core.errors import ProjectError
 from handoff_provider.core.project import project_from_document
+from handoff_provider.core.project_schema import project_schema, schema_digest
 
-SCHEMA_TEXT = resources.files("handoff_provider.core").joinpath("project_schema.json").read_text()
-SCHEMA = json.loads(SCHEMA_TEXT)
+SCHEMA = project_schema()
 
 # Schema-valid (not necessarily a sensible project): every property of the schema is used.
 FULL = {
@@ -159,9 +157,9 @@ def _fast_accepts(document: Any) -> bool:
 
 
 def test_generated_code_is_from_the_current_schema() -> None:
-    digest = hashlib.sha256(SCHEMA_TEXT.encode()).hexdigest()
-    assert digest == _project_validator.SCHEMA_SHA256, (
-        "project_schema.json changed: run `make project-validator`"
+    assert schema_digest() == _project_validator.SCHEMA_SHA256, (
+        "the project schema (project_schema.json or a kind's fragment) changed: "
+        "run `make project-validator`"
     )
 
 
@@ -169,9 +167,15 @@ def test_the_full_document_uses_every_property_of_the_schema() -> None:
     used: set[str] = set()
     for path in _places(FULL):
         used.update(str(step) for step in path if isinstance(step, str))
-    declared = set(SCHEMA["properties"])
-    for definition in SCHEMA["$defs"].values():
-        declared.update(definition.get("properties", {}))
+    declared: set[str] = set()
+
+    def collect(schema: Any) -> None:  # every property, also of inline (kind) fragments
+        if isinstance(schema, dict):
+            declared.update(schema.get("properties", {}))
+            for value in schema.values():
+                collect(value)
+
+    collect(SCHEMA)
     assert declared - used == set()
 
 

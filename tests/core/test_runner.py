@@ -13,8 +13,9 @@ import pytest
 
 from handoff_provider.core.errors import StageError, TemplateError
 from handoff_provider.core.project import EnvVar
-from handoff_provider.core.runner import ProjectRunner, RunSummary, read_run_summary
+from handoff_provider.core.runner import ProjectRunner
 from handoff_provider.core.secrets import SecretRedactor
+from handoff_provider.core.summary import RunSummary, read_run_summary
 from handoff_provider.core.workspace import Workspace
 
 try:

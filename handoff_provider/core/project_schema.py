@@ -1,0 +1,44 @@
+"""The project's JSON Schema: ``project_schema.json`` plus each task kind's fragment.
+
+``project_schema.json`` holds everything but the task kinds; every kind of the registry
+(:data:`handoff_provider.core.steps.KINDS`) adds its key, with its own fragment, to a
+task's properties, in registry order (the canonical key order). The composed schema is
+what jsonschema words errors with, what orders the compiled document, and what
+``make project-validator`` compiles ahead of time (``_project_validator.py``, stamped
+with :func:`schema_digest`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+BASE = Path(__file__).with_name("project_schema.json")
+
+
+@cache
+def project_schema() -> dict[str, Any]:
+    """The composed schema (cached: do not mutate it; :func:`compose` makes a new one)."""
+    return compose()
+
+
+def compose() -> dict[str, Any]:
+    """A new copy of the composed schema."""
+    from handoff_provider.core.steps import KINDS
+
+    # Next to this module (package data); importlib.resources would cost more to import.
+    schema = json.loads(BASE.read_text(encoding="utf-8"))
+    task = schema["$defs"]["task"]["properties"]
+    for key, kind in KINDS.items():
+        task[key] = copy.deepcopy(dict(kind.schema))
+    return schema
+
+
+def schema_digest() -> str:
+    """What the generated validator was made from (a test compares it)."""
+    text = json.dumps(compose(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
