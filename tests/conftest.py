@@ -7,6 +7,7 @@ No test reaches real AWS: the credentials are fake and the endpoint is loopback.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -54,6 +55,30 @@ def pytest_configure(config: pytest.Config) -> None:
             f"HANDOFF_TEST_INSTALLED: handoff_provider was imported from {package.parent}, "
             f"not from the installed wheel in {site_packages}"
         )
+
+
+@pytest.fixture(autouse=True)
+def _logging_of_a_handoff_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Outside ``tests/airflow`` the code runs as in a ``handoff`` process, which never
+    imports Airflow (tests/core/test_cli_imports.py). Once a test module of this session has
+    imported Airflow, Airflow has configured the root logger; on Airflow 2.x and 3.0 its
+    console handler writes to whatever ``sys.stdout`` is at the time, so the provider's INFO
+    lines would land in the CLI output that ``capsys`` reads. Airflow's handlers are taken
+    off the root logger for such a test and put back after it."""
+    root = logging.getLogger()
+    airflows = [
+        handler
+        for handler in root.handlers
+        if type(handler).__module__.partition(".")[0] == "airflow"
+        and request.node.get_closest_marker("airflow") is None
+    ]
+    for handler in airflows:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in airflows:
+            root.addHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -245,6 +245,8 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self._handoff_context: Context | None = None
         self._watching_client = False
         self._stopped_arn: str | None = None
+        #: the task of the last RunTask/ListTasks answer or trigger event (see _recall_arn)
+        self._task_arn_seen: str | None = None
 
     if not _AMAZON_TAKES_CONTAINER_NAME:
 
@@ -355,6 +357,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
                 self._stop_task("Airflow task timed out (execution_timeout)")
                 raise
             except (AirflowException, EcsOperatorError, EcsTaskFailToStart) as exc:
+                self._recall_arn()
                 if not self._retry_start(exc, attempt):
                     self._on_failure(exc)
                 continue
@@ -367,11 +370,13 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     ) -> dict[str, Any]:
         self._handoff_context = context
         self._watch_task_arns()
+        self._task_arn_seen = (event or {}).get("task_arn")
         try:
             super().execute_complete(context, event)
         except AirflowSkipException:
             raise
         except (AirflowException, EcsTaskFailToStart) as exc:
+            self._recall_arn()
             if not self._retry_start(exc, self._attempts_so_far(context)):
                 self._on_failure(exc)
             # a new task, and a new deferral (execute counts the attempts in XCom)
@@ -425,6 +430,16 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         )
 
     # -- retries of tasks AWS failed to start -----------------------------------------------
+
+    def _recall_arn(self) -> None:
+        """Put the failed task's ARN back on ``self.arn`` when the Amazon operator cleared it.
+
+        Some versions (9.0.0) set ``self.arn = None`` before raising ``EcsTaskFailToStart``;
+        deciding on a retry, a skip exit code and the failed run's summary all read that
+        task, so the operator remembers the ARN it last saw itself.
+        """
+        if not self.arn and self._task_arn_seen:
+            self.arn = self._task_arn_seen
 
     def _retry_reason(self, exc: BaseException) -> str | None:
         """Why a failure is AWS's, worth a new task: a capacity failure or a transient stop."""
@@ -693,8 +708,9 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         )
 
     def _watch_task_arns(self) -> None:
-        """Persist the ECS console link as soon as a task is started or reattached: botocore
-        reports the ARNs in this operator's own ``RunTask``/``ListTasks`` responses."""
+        """Persist the ECS console link (and remember the ARN) as soon as a task is started or
+        reattached: botocore reports the ARNs in this operator's own ``RunTask``/``ListTasks``
+        responses."""
         if self._watching_client:
             return
         events = self.client.meta.events
@@ -705,6 +721,8 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     def _on_task_arns(self, parsed: dict, **_: Any) -> None:
         arns = [t.get("taskArn") for t in parsed.get("tasks", [])] + parsed.get("taskArns", [])
         arns = [arn for arn in arns if arn]
+        # (a capacity failure answers RunTask without a task: nothing to recall then)
+        self._task_arn_seen = arns[0] if arns else None
         if not arns or self._handoff_context is None:
             return
         try:
