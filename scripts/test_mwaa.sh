@@ -41,7 +41,20 @@ fi
 # apache-airflow is pinned by the image's essential constraints, the rest by its
 # Airflow constraints; the wheel is reinstalled on every run (the source may have changed).
 # uv (pinned by the image too) is what project venvs are built with when it is installed.
-"$uv" pip install -q -p "$venv/bin/python" -c "$requirements" \
+# requirements/mwaa-<version>.overrides.txt, where there is one, replaces some of the
+# image's pins with a test tool's versions (that file says why): those packages' lines are
+# left out of the constraints, and the file's pins are constraints instead.
+overrides=requirements/mwaa-$version.overrides.txt
+constraint_args=(-c "$requirements")
+if [[ -f $overrides ]]; then
+    # package names, with - _ . matched alike (PEP 503)
+    names=$(sed -nE 's/^([A-Za-z0-9][A-Za-z0-9._-]*)==.*/\1/p' "$overrides" | sed -E 's/[-_.]+/[-_.]+/g' | paste -sd'|')
+    mkdir -p build
+    kept=build/mwaa-$version-constraints.txt
+    grep -viE "^($names)==" "$requirements" > "$kept"
+    constraint_args=(-c "$kept" -c "$overrides")
+fi
+"$uv" pip install -q -p "$venv/bin/python" "${constraint_args[@]}" \
     --reinstall-package handoff-provider \
     apache-airflow apache-airflow-providers-amazon uv \
     "handoff-provider[airflow,test] @ $(realpath "$wheel")"
@@ -62,5 +75,5 @@ echo "== MWAA $version: $versions (venv ready in $((SECONDS - started))s)"
 # -P: no current directory at the front of sys.path, so `import handoff_provider` finds the
 # wheel; tests/conftest.py checks that it did (HANDOFF_TEST_INSTALLED).
 # shellcheck disable=SC2086
-HANDOFF_TEST_INSTALLED=1 "$venv/bin/python" -P -m pytest -q -p no:cacheprovider --disable-warnings ${PYTEST_ARGS:-}
+HANDOFF_TEST_INSTALLED=1 "$venv/bin/python" -P -m pytest -q -rs -p no:cacheprovider --disable-warnings ${PYTEST_ARGS:-}
 echo "== MWAA $version: done in $((SECONDS - started))s"

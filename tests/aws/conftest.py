@@ -2,8 +2,9 @@
 
 ``recorder`` wraps the default client factory so every API call the stores make is
 recorded (operation name + API parameters, via botocore's ``before-parameter-build``
-event) and can be made to fail on purpose (``fail_on``) the way AWS would: a
-``ClientError`` raised before the request is sent. The stores under test are never mocked.
+event; the HTTP headers sent, via ``before-send``) and can be made to fail on purpose
+(``fail_on``) the way AWS would: a ``ClientError`` raised before the request is sent.
+The stores under test are never mocked.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class Call:
     service: str
     operation: str
     params: dict[str, Any]
+    #: the request's HTTP headers as sent (names in lower case), e.g. ``if-match``: what
+    #: S3 sees, also when an older botocore lacks the parameter and it travels as a header
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Recorder:
     _failures: list[tuple[str, Callable[[dict[str, Any]], bool], int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seen: dict[int, int] = field(default_factory=dict)
+    _current: threading.local = field(default_factory=threading.local)
 
     def factory(self) -> Callable[[str], Any]:
         base = default_client_factory()
@@ -47,14 +52,17 @@ class Recorder:
         def make(service: str) -> Any:
             client = base(service)
             client.meta.events.register("before-parameter-build", self._before_call)
+            client.meta.events.register("before-send", self._before_send)
             return client
 
         return make
 
     def _before_call(self, model: Any, params: dict[str, Any], **kwargs: Any) -> None:
         service = model.metadata.get("endpointPrefix", "")
+        call = Call(service, model.name, dict(params))
+        self._current.call = call  # a call is sent by the thread that made it
         with self._lock:
-            self.calls.append(Call(service, model.name, dict(params)))
+            self.calls.append(call)
             for index, (operation, match, after, code) in enumerate(self._failures):
                 if operation == model.name and match(params):
                     self._seen[index] = self._seen.get(index, 0) + 1
@@ -63,6 +71,14 @@ class Recorder:
                             {"Error": {"Code": code, "Message": "injected failure"}},
                             model.name,
                         )
+
+    def _before_send(self, request: Any, **kwargs: Any) -> None:
+        call = getattr(self._current, "call", None)
+        if call is not None:
+            call.headers = {
+                name.lower(): value.decode() if isinstance(value, bytes) else str(value)
+                for name, value in request.headers.items()
+            }
 
     def fail_on(
         self,

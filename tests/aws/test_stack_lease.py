@@ -96,18 +96,19 @@ def test_lease_costs_two_round_trips_at_start_and_two_at_end(
     lease = remote.lease("run-1", ttl=60)
     lease.acquire()
     assert [c.operation for c in recorder.calls] == ["GetObject", "PutObject"]
-    assert recorder.calls[1].params["IfMatch"], "taking over the released lease is conditional"
+    taking_over = recorder.calls[1]
+    assert taking_over.headers.get("if-match"), "taking over the released lease is conditional"
     recorder.clear()
     lease.check()
     lease.release()
     assert [c.operation for c in recorder.calls] == ["PutObject", "PutObject"]
-    assert all(c.params.get("IfMatch") for c in recorder.calls)
+    assert all(c.headers.get("if-match") for c in recorder.calls)
 
 
 def test_first_lease_is_created_with_if_none_match(remote: Remote, recorder: Recorder) -> None:
     with remote.lease("run-1"):
         put = recorder.ops("PutObject")[0]
-        assert put.params.get("IfNoneMatch") == "*" and "IfMatch" not in put.params
+        assert put.headers.get("if-none-match") == "*" and "if-match" not in put.headers
 
 
 def test_cancel_stops_the_wait(remote: Remote) -> None:
