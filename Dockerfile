@@ -4,7 +4,7 @@
 # dependencies of pyproject.toml (boto3, PyYAML, Jinja2, jsonschema, filelock). Airflow only
 # launches and watches the task. The operator overrides CMD (ECS `command`), never the
 # ENTRYPOINT, so the process is always `handoff run -w /home/handoff/workspace -a [...]`
-# (see handoff_provider/core/container.py; tests/test_container_files.py checks both agree,
+# (see handoff_provider/core/cli/container.py; tests/test_container_files.py checks both agree,
 # and `make test-container` builds this file and runs the image against moto).
 #
 #   docker build -t handoff-runtime .

@@ -59,7 +59,7 @@ def main() -> int:
             assert logged == size, f"the stage log holds {logged} bytes, not {size}"
             started = time.perf_counter()
             # No pipefail: `yes` ends by SIGPIPE when head is done (141 under pipefail;
-            # the runner excuses it, see core/pipeline.py).
+            # the runner excuses it, see core/run/pipeline.py).
             subprocess.run(["bash", "-c", f"( {line} ) 2>{root / 'bash.log'}"], check=True)
             logged = (root / "bash.log").stat().st_size
             assert logged == size, f"bash's log holds {logged} bytes, not {size}"

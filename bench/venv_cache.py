@@ -26,7 +26,7 @@ from pathlib import Path
 
 from _util import REPO, compile_bytecode, handoff_script
 
-from handoff_provider.core.workspace import find_uv
+from handoff_provider.core.run.workspace import find_uv
 
 PROJECT = REPO / "examples" / "projects" / "02_singer_csv"
 

@@ -131,7 +131,7 @@ def _default_sensitive_fields() -> frozenset[str]:
                 DEFAULT_SENSITIVE_FIELDS,
             )
         except ImportError:
-            from handoff_provider.core.secrets import SENSITIVE_KEY_WORDS
+            from handoff_provider.core.model.secrets import SENSITIVE_KEY_WORDS
 
             return SENSITIVE_KEY_WORDS
     return frozenset(DEFAULT_SENSITIVE_FIELDS)

@@ -63,7 +63,7 @@ from handoff_provider._compat import (
 )
 
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Project
+    from handoff_provider.core.load.project import Project
 
 Mode = Literal["push_and_run", "run_remote", "run_local"]
 Execution = Literal["local", "ecs"]
@@ -234,7 +234,7 @@ def _cache_key(path: Path, signature: tuple[Any, ...]) -> str:
     """What a cached validation depends on: the project files, this package, its schema."""
     from handoff_provider import __version__
 
-    schema = Path(__file__).parent / "core" / "project_schema.json"
+    schema = Path(__file__).parent / "core" / "load" / "project_schema.json"
     try:
         schema_stat: Any = (schema.stat().st_mtime_ns, schema.stat().st_size)
     except OSError:
@@ -307,7 +307,7 @@ def project_info(project_dir: str | os.PathLike[str]) -> ProjectInfo:
     key = _cache_key(path, signature)
     info = _read_disk_cache(path, key)
     if info is None:
-        from handoff_provider.core.project import load_project
+        from handoff_provider.core.load.project import load_project
 
         project: Project = load_project(path)
         info = ProjectInfo(

@@ -58,7 +58,7 @@ def document_secret_values(document: Any) -> list[str]:
     """
     from handoff_provider._compat import airflow_sensitive_words
     from handoff_provider.core.errors import HandoffError
-    from handoff_provider.core.project import project_from_document
+    from handoff_provider.core.load.project import project_from_document
 
     try:
         project = project_from_document(document, source="remote config")

@@ -110,7 +110,7 @@ def use_stack(workdir: Path, stack: str = STACK, bucket: str = BUCKET) -> None:
 
 def handoff(*argv: str | Path) -> None:
     """Run one CLI command in-process (the same code as the ``handoff`` console script)."""
-    from handoff_provider.core import cli
+    from handoff_provider.core.cli import main as cli
 
     words = [str(arg) for arg in argv]
     shown = " ".join(_short(word) for word in words)

@@ -1,6 +1,6 @@
-"""Regenerate ``handoff_provider/core/_project_validator.py`` from the project schema
+"""Regenerate ``handoff_provider/core/load/_project_validator.py`` from the project schema
 (``project_schema.json`` + the task kinds' fragments, composed by
-``handoff_provider/core/project_schema.py``).
+``handoff_provider/core/load/project_schema.py``).
 
 Validating a project with jsonschema costs a third of a second of imports per process
 (its format checkers pull in ``arrow``, ``isoduration``, ... whenever they are installed,
@@ -23,7 +23,7 @@ from pathlib import Path
 import fastjsonschema
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET = REPO / "handoff_provider" / "core" / "_project_validator.py"
+TARGET = REPO / "handoff_provider" / "core" / "load" / "_project_validator.py"
 VERSION = "2.20.0"
 
 HEADER = '''\
@@ -43,7 +43,7 @@ def main() -> int:
         print(f"run with fastjsonschema=={VERSION}, not {fastjsonschema.VERSION}", file=sys.stderr)
         return 1
     sys.path.insert(0, str(REPO))  # the package's own code, not an installed copy
-    from handoff_provider.core.project_schema import compose, schema_digest
+    from handoff_provider.core.load.project_schema import compose, schema_digest
 
     code = fastjsonschema.compile_to_code(compose())  # it may change what it is given
     entry = code.split("\ndef ", 1)[1].split("(", 1)[0]

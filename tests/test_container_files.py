@@ -2,7 +2,7 @@
 
 These checks need no Docker (``make test-container`` builds and runs the image for real,
 tests/container/); the files are validated structurally: the image's ENTRYPOINT + CMD are
-the command the ECS operator sends (``core.container``, which the operator builds its
+the command the ECS operator sends (``core.cli.container``, which the operator builds its
 override from), it runs as a non-root user and installs no Airflow; the compose file has
 its services, the AWS endpoint and credentials wired, and mounts paths that exist; the
 task definition template is a valid ``RegisterTaskDefinition`` request; the task role
@@ -27,7 +27,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from handoff_provider.core.container import (
+from handoff_provider.core.cli.container import (
     CONTAINER_NAME,
     ENTRYPOINT,
     HOME,
@@ -161,7 +161,7 @@ def test_installs_the_core_without_airflow(dockerfile) -> None:
         re.search(r"pip install (--no-cache-dir )?\"?/tmp/handoff-src(\[runtime\])?\"?", r)
         for r in runs
     )
-    assert pyproject["scripts"]["handoff"] == "handoff_provider.core.cli:main"
+    assert pyproject["scripts"]["handoff"] == "handoff_provider.core.cli.main:main"
 
 
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:
@@ -191,7 +191,10 @@ def test_copied_sources_exist_and_pass_dockerignore(dockerfile) -> None:
     for source in sources:
         assert (REPO / source).exists(), source
         assert not dockerignore_excludes(patterns, source), f".dockerignore drops {source}"
-    for path in ("handoff_provider/core/cli.py", "handoff_provider/core/project_schema.json"):
+    for path in (
+        "handoff_provider/core/cli/main.py",
+        "handoff_provider/core/load/project_schema.json",
+    ):
         assert not dockerignore_excludes(patterns, path), path
     for kept_out in (".venv/bin/python", ".git/config", "tests/conftest.py", "dags/x.py"):
         assert dockerignore_excludes(patterns, kept_out), kept_out

@@ -108,7 +108,7 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
         self.allow_advanced_tier = allow_advanced_tier
 
     def _push(self, project_dir: Path) -> Any:
-        from handoff_provider.core.project import load_project
+        from handoff_provider.core.load.project import load_project
 
         project = load_project(project_dir)
         mask_values(project.secret_values(airflow_sensitive_words()))

@@ -1,10 +1,10 @@
 """Register the project's ECS task definition (``deploy:`` in project.yml) before a run.
 
 :class:`HandoffRegisterTaskDefinitionOperator` renders ``deploy:`` into a
-``RegisterTaskDefinition`` request (:mod:`handoff_provider.core.deploy`) and registers it
-unless the family's latest ACTIVE revision is the same; it returns the ARN, which the DAG
-factory hands to ``HandoffEcsRunOperator`` (``ecs={"register": True}``). The project is
-read when the task runs, never at DAG parse.
+``RegisterTaskDefinition`` request (:mod:`handoff_provider.core.aws.task_definition`) and
+registers it unless the family's latest ACTIVE revision is the same; it returns the ARN,
+which the DAG factory hands to ``HandoffEcsRunOperator`` (``ecs={"register": True}``). The
+project is read when the task runs, never at DAG parse.
 """
 
 from __future__ import annotations
@@ -51,9 +51,12 @@ class HandoffRegisterTaskDefinitionOperator(BaseOperator):
     def execute(self, context: Any) -> str:
         from airflow.providers.amazon.aws.hooks.ecs import EcsHook
 
-        from handoff_provider.core.deploy import register_task_definition, render_task_definition
+        from handoff_provider.core.aws.task_definition import (
+            register_task_definition,
+            render_task_definition,
+        )
         from handoff_provider.core.errors import HandoffError
-        from handoff_provider.core.project import load_project
+        from handoff_provider.core.load.project import load_project
         from handoff_provider.operators.run import resolve_stack
 
         stack = resolve_stack(self.stack)

@@ -2,7 +2,7 @@
 
 :class:`HandoffEcsRunOperator` is the Amazon provider's ``EcsRunTaskOperator`` with the
 container override filled in: the command is the ``handoff`` CLI's remote run
-(``handoff run -w <workspace> -a``, see :mod:`handoff_provider.core.container`) and the
+(``handoff run -w <workspace> -a``, see :mod:`handoff_provider.core.cli.container`) and the
 environment carries the stack, the bucket, the run key and the data interval. Everything
 else - starting the task, reattaching after a worker restart, waiting (or deferring to
 the provider's trigger), forwarding the CloudWatch log into the task log, failing with the
@@ -40,7 +40,9 @@ from handoff_provider._compat import (
     run_key_from_context,
 )
 from handoff_provider.asset_events import report_last_event
-from handoff_provider.core.container import (
+from handoff_provider.core.aws.ecs_failures import capacity_failure, transient_stop
+from handoff_provider.core.aws.task_definition import check_overrides_size
+from handoff_provider.core.cli.container import (
     CONTAINER_NAME,
     ENV_BUCKET,
     ENV_STACK,
@@ -49,10 +51,8 @@ from handoff_provider.core.container import (
     container_command,
     container_environment,
 )
-from handoff_provider.core.context import ENV_RUN_KEY
-from handoff_provider.core.deploy import check_overrides_size
-from handoff_provider.core.ecs_failures import capacity_failure, transient_stop
 from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.model.context import ENV_RUN_KEY
 from handoff_provider.links.artifacts import HandoffArtifactsLink, artifacts_prefix
 from handoff_provider.links.ecs import HandoffEcsTaskLink
 from handoff_provider.operators.run import resolve_bucket, resolve_stack, with_last_outlet
@@ -140,7 +140,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     :param start_attempts: how many ECS tasks a try may start when AWS fails it before the
         container ran: a capacity failure of ``RunTask``, or a task stopped by a transient
         start problem (network interface or ephemeral storage timeout, image pull i/o
-        timeout/EOF, secrets retrieval timeout; see :mod:`handoff_provider.core.ecs_failures`).
+        timeout/EOF, secrets retrieval timeout; see :mod:`handoff_provider.core.aws.ecs_failures`).
         A container that ran and failed is never started again here (that is Airflow's
         ``retries``).
     :param start_retry_delay: seconds between those attempts (doubled each time).

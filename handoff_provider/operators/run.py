@@ -1,6 +1,6 @@
 """``HandoffRunOperator``: run a handoff project on the Airflow worker.
 
-The operator is a thin shell over ``core.orchestrate.HandoffRun`` (the same flow as
+The operator is a thin shell over ``core.run.orchestrate.HandoffRun`` (the same flow as
 ``handoff run`` and the Fargate container). What it adds is the Airflow part:
 
 * the run context from the task: ``data_interval_start``/``data_interval_end`` and the
@@ -55,7 +55,7 @@ from handoff_provider.links.artifacts import (
 from handoff_provider.masking import mask_values
 
 if TYPE_CHECKING:
-    from handoff_provider.core.orchestrate import HandoffRun
+    from handoff_provider.core.run.orchestrate import HandoffRun
     from handoff_provider.core.stores import Remote
     from handoff_provider.hooks.handoff import HandoffHook
 
@@ -266,10 +266,10 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         return self.project_dir is None or self.push_artifacts
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from handoff_provider.core.context import RunContext
         from handoff_provider.core.errors import HandoffError
-        from handoff_provider.core.orchestrate import HandoffRun, RunRequest
-        from handoff_provider.core.project import load_project
+        from handoff_provider.core.load.project import load_project
+        from handoff_provider.core.model.context import RunContext
+        from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
         from handoff_provider.masking import MaskingConfigStore
 
         # Stage lines are logged from reader threads: give them this thread's log context

@@ -1,6 +1,6 @@
 """``HandoffS3FileSensor``: wait for S3 objects matching a regex (OTF's S3 file watch).
 
-Matching rules are those of :mod:`handoff_provider.core.s3_watch` (also used by
+Matching rules are those of :mod:`handoff_provider.core.aws.s3_watch` (also used by
 ``handoff watch`` and the project's input transfers): ``prefix`` is a folder, ``file_regex``
 is fully matched against the key relative to it, optional inclusive size bounds and ages
 (seconds since ``LastModified``).
@@ -32,7 +32,7 @@ from handoff_provider._compat import (
     PokeReturnValue,
     airflow_setting,
 )
-from handoff_provider.core.s3_watch import WatchCriteria, describe_count, find_with_criteria
+from handoff_provider.core.aws.s3_watch import WatchCriteria, describe_count, find_with_criteria
 from handoff_provider.triggers.s3_file import HandoffS3FileTrigger, s3_client
 
 __all__ = ["HandoffS3FileSensor"]

@@ -1,7 +1,7 @@
 """``HandoffS3FileTrigger``: the deferred half of :class:`HandoffS3FileSensor`.
 
 It polls S3 with the same matching rules as the sensor and ``handoff watch``
-(:mod:`handoff_provider.core.s3_watch`). Unlike the Amazon provider's ``S3KeyTrigger`` it
+(:mod:`handoff_provider.core.aws.s3_watch`). Unlike the Amazon provider's ``S3KeyTrigger`` it
 does not need ``aiobotocore`` (an optional extra of the provider, absent from many
 deployments): each check runs the ordinary boto3 client of an ``S3Hook`` in a worker thread
 (``asgiref.sync_to_async``, as the provider does for its own connection lookups), which
@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from handoff_provider.core.s3_watch import (
+from handoff_provider.core.aws.s3_watch import (
     WatchCriteria,
     describe_count,
     find_with_criteria,

@@ -71,7 +71,7 @@ def test_failing_run_masks_every_secret(
         config={"tap-config.json": json.dumps({"password": in_config})},
     )
     if remote_config:
-        from handoff_provider.core.project import compile_document
+        from handoff_provider.core.load.project import compile_document
         from handoff_provider.core.stores import Remote
 
         Remote.from_options(stack=stack, bucket=bucket).config.push(compile_document(project))

@@ -20,8 +20,8 @@ import boto3
 import pytest
 from af_helpers import run_dag, task_states, write_project
 
-from handoff_provider.core.secret_lookup import make_secret_function
-from handoff_provider.core.ssm_lookup import make_ssm_function
+from handoff_provider.core.aws.secret_lookup import make_secret_function
+from handoff_provider.core.aws.ssm_lookup import make_ssm_function
 from handoff_provider.core.stores import Remote
 from handoff_provider.dag_factory import handoff_dag
 from handoff_provider.hooks.handoff import HandoffHook

@@ -233,7 +233,7 @@ def test_project_info_is_cached_until_a_file_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = write_project(tmp_path, PIPELINE, config={"c.json": "{}"}, name="cached")
-    from handoff_provider.core import project as core_project
+    from handoff_provider.core.load import project as core_project
 
     calls: list[Path] = []
     real = core_project.load_project

@@ -263,7 +263,7 @@ def test_secrets_are_masked_in_log_xcom_and_rendered_fields(
     if mode == "run_remote":
         # Deployed earlier by someone else (no masking in this process): the values are
         # only known once the run fetched the config from SSM.
-        from handoff_provider.core.project import compile_document
+        from handoff_provider.core.load.project import compile_document
         from handoff_provider.core.stores import Remote
 
         Remote.from_options(stack=stack, bucket=bucket).config.push(compile_document(project))

@@ -39,7 +39,7 @@ from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 
 from handoff_provider._compat import AirflowException, Asset, run_key_from_context
-from handoff_provider.core.container import (
+from handoff_provider.core.cli.container import (
     ENTRYPOINT,
     WORKSPACE,
     container_command,

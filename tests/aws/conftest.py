@@ -20,8 +20,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from handoff_provider.core.aws.clients import default_client_factory
 from handoff_provider.core.stores import Remote
-from handoff_provider.core.stores._aws import default_client_factory
 
 REGION = "us-east-1"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 def _install(operation: str, key_part: str, when: str) -> None:
     from handoff_provider.core import stores
-    from handoff_provider.core.stores import _aws
+    from handoff_provider.core.aws import clients
 
-    make_factory = _aws.default_client_factory
+    make_factory = clients.default_client_factory
 
     def killing_factory() -> Any:
         base = make_factory()
@@ -44,8 +44,8 @@ def _install(operation: str, key_part: str, when: str) -> None:
         return factory
 
     # Remote.from_options uses the name stores/__init__ imported; the CLI's lazy factory
-    # imports it from _aws.
-    _aws.default_client_factory = killing_factory
+    # imports it from aws/clients.
+    clients.default_client_factory = killing_factory
     stores.default_client_factory = killing_factory  # type: ignore[attr-defined]
 
 
@@ -53,7 +53,7 @@ def main() -> int:
     operation, key_part, when, separator, *argv = sys.argv[1:]
     assert separator == "--" and when in ("before", "after")
     _install(operation, key_part, when)
-    from handoff_provider.core.cli import main as cli_main
+    from handoff_provider.core.cli.main import main as cli_main
 
     return cli_main(argv)
 

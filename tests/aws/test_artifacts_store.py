@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
-from handoff_provider.core.run_key import check_run_key
+from handoff_provider.core.model.run_key import check_run_key
 from handoff_provider.core.stores import MANIFEST_NAME, Remote, new_run_key
 from tests.aws.conftest import Recorder, keys, read
 

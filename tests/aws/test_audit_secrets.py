@@ -23,12 +23,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from handoff_provider.core.cli import main
+from handoff_provider.core.cli.main import main
 from handoff_provider.core.errors import HandoffError, RunFailed, StoreError
-from handoff_provider.core.orchestrate import HandoffRun, RunRequest
-from handoff_provider.core.project import compile_document, load_project
+from handoff_provider.core.load.project import compile_document, load_project
+from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
+from handoff_provider.core.run.workspace import Workspace
 from handoff_provider.core.stores import Remote
-from handoff_provider.core.workspace import Workspace
 from tests.aws.conftest import Recorder, keys
 
 SECRET = "S3cr3t-Zebra-42"

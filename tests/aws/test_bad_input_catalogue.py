@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.cli import main as cli
 from tests.aws.conftest import keys
 
 OK = "commands:\n  - command: echo\n    args: hi\n"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.cli import main as cli
 from tests.aws.conftest import keys, read
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,14 +11,14 @@ from typing import Any
 import boto3
 import pytest
 
-from handoff_provider.core import cli
-from handoff_provider.core.container import HOME
-from handoff_provider.core.deploy import (
+from handoff_provider.core.aws.task_definition import (
     MAX_OVERRIDES_BYTES,
     check_overrides_size,
     register_task_definition,
     render_task_definition,
 )
+from handoff_provider.core.cli import main as cli
+from handoff_provider.core.cli.container import HOME
 from handoff_provider.core.errors import ConfigurationError
 
 REGION = "us-east-1"

@@ -21,8 +21,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from handoff_provider.core.errors import ConfigurationError, ProjectError
-from handoff_provider.core.lambda_invoke import (
+from handoff_provider.core.aws.lambda_invoke import (
     LambdaError,
     LambdaFunctionError,
     LambdaResult,
@@ -31,8 +30,9 @@ from handoff_provider.core.lambda_invoke import (
     lambda_client_config,
     save_lambda_response,
 )
+from handoff_provider.core.errors import ConfigurationError, ProjectError
+from handoff_provider.core.load.templating import render_text
 from handoff_provider.core.steps.aws_lambda import LambdaStep
-from handoff_provider.core.templating import render_text
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:my-function"
 

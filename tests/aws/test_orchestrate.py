@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from handoff_provider.core.errors import ConfigurationError, RunFailed
-from handoff_provider.core.orchestrate import (
+from handoff_provider.core.load.project import compile_document
+from handoff_provider.core.run.orchestrate import (
     HandoffRun,
     RunOutcome,
     RunRequest,
     install_workspace,
     push_workspace_artifacts,
 )
-from handoff_provider.core.project import compile_document
 from handoff_provider.core.stores import MANIFEST_NAME, Remote
 from tests.aws.conftest import Recorder, keys, read
 

@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.aws.clients import default_client_factory, make_client
+from handoff_provider.core.cli import main as cli
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed, StageError
-from handoff_provider.core.orchestrate import HandoffRun, RunRequest
-from handoff_provider.core.project import load_project
-from handoff_provider.core.runner import ProjectRunner
+from handoff_provider.core.load.project import load_project
+from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
+from handoff_provider.core.run.runner import ProjectRunner
+from handoff_provider.core.run.workspace import Workspace
 from handoff_provider.core.stores import Remote
-from handoff_provider.core.stores._aws import default_client_factory, make_client
-from handoff_provider.core.workspace import Workspace
 from tests.aws.conftest import WRITES, Recorder, keys, read
 from tests.aws.test_lambda_invoke import StubbedLambda
 

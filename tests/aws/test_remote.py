@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.cli import main as cli
 from handoff_provider.core.errors import ConfigurationError, StoreError
 from handoff_provider.core.stores import Remote
 from tests.aws.conftest import Recorder

@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
+from handoff_provider.core.aws.secret_lookup import SecretLookupError, make_secret_function
 from handoff_provider.core.errors import HandoffError, TemplateError
-from handoff_provider.core.orchestrate import HandoffRun, RunRequest
-from handoff_provider.core.secret_lookup import SecretLookupError, make_secret_function
-from handoff_provider.core.templating import render_text
+from handoff_provider.core.load.templating import render_text
+from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
 from tests.aws.conftest import REGION
 from tests.aws.test_otf_integration import handoff, write_project
 

@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
+from handoff_provider.core.aws.ssm_lookup import SsmLookupError, make_ssm_function
 from handoff_provider.core.errors import TemplateError
-from handoff_provider.core.ssm_lookup import SsmLookupError, make_ssm_function
-from handoff_provider.core.templating import render_text
+from handoff_provider.core.load.templating import render_text
 
 
 class CountingFactory:

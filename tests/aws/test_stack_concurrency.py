@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from handoff_provider.core.aws.clients import default_client_factory
 from handoff_provider.core.errors import RunFailed
-from handoff_provider.core.orchestrate import HandoffRun, RunOutcome, RunRequest
-from handoff_provider.core.state_ops import get_state
+from handoff_provider.core.run.orchestrate import HandoffRun, RunOutcome, RunRequest
 from handoff_provider.core.stores import MANIFEST_NAME, Remote
-from handoff_provider.core.stores._aws import default_client_factory
+from handoff_provider.core.stores.state import get_state
 from tests.aws.conftest import Recorder, keys, read
 
 HANDOFF = Path(sys.executable).with_name("handoff")

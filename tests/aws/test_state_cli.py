@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.cli import main as cli
 from handoff_provider.core.stores import MANIFEST_NAME
 from tests.aws.conftest import keys, read
 

@@ -12,10 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from handoff_provider.core.errors import ProjectError, TemplateError
-from handoff_provider.core.steps.s3_touch import TouchStep
-from handoff_provider.core.templating import render_text
-from handoff_provider.core.transfers import (
+from handoff_provider.core.aws.s3_transfers import (
     BUCKET_OWNER_FULL_CONTROL,
     InputSpec,
     OutputSpec,
@@ -28,6 +25,9 @@ from handoff_provider.core.transfers import (
     touch_flag,
     upload_outputs,
 )
+from handoff_provider.core.errors import ProjectError, TemplateError
+from handoff_provider.core.load.templating import render_text
+from handoff_provider.core.steps.s3_touch import TouchStep
 
 WRITES = ("PutObject", "CopyObject", "CreateMultipartUpload", "UploadPartCopy")
 

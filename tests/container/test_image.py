@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.cli import main as cli
 from handoff_provider.operators.ecs import HandoffEcsRunOperator
 from tests.container.conftest import Image
 

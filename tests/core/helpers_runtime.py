@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from handoff_provider.core.pipeline import StageSpec
-from handoff_provider.core.project import Command, EnvVar, Project, Task
+from handoff_provider.core.load.project import Command, EnvVar, Project, Task
+from handoff_provider.core.run.pipeline import StageSpec
 
 
 def stage(*argv: str, env: dict[str, str] | None = None) -> StageSpec:

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from handoff_provider.core.cli import main
+from handoff_provider.core.cli.main import main
 
 OK_YML = "commands:\n  - command: echo\n    args: hi\n"
 

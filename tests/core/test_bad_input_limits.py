@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from handoff_provider.core import cli
+from handoff_provider.core.cli import main as cli
 from handoff_provider.core.errors import ConfigurationError, ProjectError, TemplateError
-from handoff_provider.core.pipeline import RELAY_BACKLOG, StageSpec, run_pipeline
-from handoff_provider.core.project_yaml import MAX_DEPTH, MAX_NODES, parse_yaml
-from handoff_provider.core.shell_words import split_words
-from handoff_provider.core.templating import MAX_TEMPLATE_BYTES, render_workspace_files
-from handoff_provider.core.workspace import MARKER, VenvCache
+from handoff_provider.core.load.project_yaml import MAX_DEPTH, MAX_NODES, parse_yaml
+from handoff_provider.core.load.shell_words import split_words
+from handoff_provider.core.load.templating import MAX_TEMPLATE_BYTES, render_workspace_files
+from handoff_provider.core.run.pipeline import RELAY_BACKLOG, StageSpec, run_pipeline
+from handoff_provider.core.run.workspace import MARKER, VenvCache
 
 # --------------------------------------------------------------------------- YAML
 
@@ -51,7 +51,7 @@ def test_a_recursive_alias_is_refused() -> None:
 
 
 def test_a_deep_compiled_document_from_ssm_is_refused(make_project) -> None:  # type: ignore[no-untyped-def]
-    from handoff_provider.core.project import project_from_document
+    from handoff_provider.core.load.project import project_from_document
 
     deep: dict[str, object] = {}
     node = deep

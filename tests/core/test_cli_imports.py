@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "projects"
 AWS = {"boto3", "botocore", "s3transfer"}
 SCHEMA_ZOO = {"jsonschema", "jsonschema_specifications", "referencing", "arrow", "isoduration"}
 TEMPLATES = {"jinja2"}
-PROJECT_LOADING = {"yaml", "fastjsonschema", "handoff_provider.core.project"}
+PROJECT_LOADING = {"yaml", "fastjsonschema", "handoff_provider.core.load.project"}
 
 pytestmark = pytest.mark.skipif(not SCRIPT.exists(), reason=f"no console script {SCRIPT}")
 
@@ -38,7 +38,7 @@ def imported(*args: str, cwd: Path, expect_exit: int = 0) -> set[str]:
     )
     assert done.returncode == expect_exit, done.stderr[-2000:]
     names = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M))
-    assert "handoff_provider.core.cli" in names, "the import log was not read"
+    assert "handoff_provider.core.cli.main" in names, "the import log was not read"
     return names | {name.split(".")[0] for name in names}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handoff_provider.core.cli import main
+from handoff_provider.core.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "projects"
 

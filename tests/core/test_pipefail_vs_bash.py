@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from handoff_provider.core.pipeline import StageSpec, run_pipeline
+from handoff_provider.core.run.pipeline import StageSpec, run_pipeline
 
 SH = shutil.which("sh") or "/bin/sh"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import StageError
-from handoff_provider.core.pipeline import PipelineControl, StageSpec, run_pipeline
+from handoff_provider.core.run.pipeline import PipelineControl, StageSpec, run_pipeline
 
 try:
     from .helpers_runtime import read_pid, sh, stage, wait_dead

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.project import (
+from handoff_provider.core.load.project import (
     Command,
     ConfigFile,
     EnvVar,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from handoff_provider.core.aws.s3_transfers import InputSpec, OutputSpec, PostCopy
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.project import compile_document, load_project, project_from_document
+from handoff_provider.core.load.project import compile_document, load_project, project_from_document
 from handoff_provider.core.steps.aws_lambda import LambdaStep
 from handoff_provider.core.steps.s3_touch import TouchStep
-from handoff_provider.core.transfers import InputSpec, OutputSpec, PostCopy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "projects" / "03_s3_drop"
 

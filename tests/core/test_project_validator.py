@@ -17,10 +17,10 @@ import pytest
 from fastjsonschema import JsonSchemaValueException
 from jsonschema import Draft202012Validator
 
-from handoff_provider.core import _project_validator
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.project import project_from_document
-from handoff_provider.core.project_schema import project_schema, schema_digest
+from handoff_provider.core.load import _project_validator
+from handoff_provider.core.load.project import project_from_document
+from handoff_provider.core.load.project_schema import project_schema, schema_digest
 
 SCHEMA = project_schema()
 

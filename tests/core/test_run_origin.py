@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from handoff_provider.core.cli import main
-from handoff_provider.core.container import container_environment
-from handoff_provider.core.context import RunContext
+from handoff_provider.core.cli.container import container_environment
+from handoff_provider.core.cli.main import main
+from handoff_provider.core.model.context import RunContext
 
 ORIGIN = {"dag_id": "d", "run_id": "manual__2024-01-01T00:00:00+00:00", "task_id": "t",
           "map_index": -1, "try_number": 2}  # fmt: skip

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import StageError, TemplateError
-from handoff_provider.core.project import EnvVar
-from handoff_provider.core.runner import ProjectRunner
-from handoff_provider.core.secrets import SecretRedactor
-from handoff_provider.core.summary import RunSummary, read_run_summary
-from handoff_provider.core.workspace import Workspace
+from handoff_provider.core.load.project import EnvVar
+from handoff_provider.core.model.secrets import SecretRedactor
+from handoff_provider.core.run.runner import ProjectRunner
+from handoff_provider.core.run.summary import RunSummary, read_run_summary
+from handoff_provider.core.run.workspace import Workspace
 
 try:
     from .helpers_runtime import cmd, project, read_pid, task, wait_dead

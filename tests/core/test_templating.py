@@ -8,16 +8,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import StoreError, TemplateError
-from handoff_provider.core.project import project_from_document
-from handoff_provider.core.templating import (
+from handoff_provider.core.load.project import project_from_document
+from handoff_provider.core.load.templating import (
     build_variables,
     parse_var_overrides,
     render_text,
     render_workspace_files,
     split_args,
 )
+from handoff_provider.core.model.context import RunContext
 
 ARGS_SOURCE = "project.yml: tasks[0].pipeline[1].args"
 

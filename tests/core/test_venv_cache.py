@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import InstallError
-from handoff_provider.core.workspace import (
+from handoff_provider.core.run.workspace import (
     MARKER,
     VenvCache,
     Workspace,
@@ -153,7 +153,7 @@ def test_stale_incomplete_venvs_of_other_keys_are_cleaned(cache: VenvCache, tmp_
 _CONCURRENT = """
 import sys, time
 from pathlib import Path
-from handoff_provider.core.workspace import VenvCache
+from handoff_provider.core.run.workspace import VenvCache
 cache_dir, install, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 print("ready", flush=True)
 while not go.exists():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.project import ConfigFile
-from handoff_provider.core.workspace import Workspace
+from handoff_provider.core.load.project import ConfigFile
+from handoff_provider.core.run.workspace import Workspace
 
 
 def _mode(path: Path) -> int:

@@ -18,16 +18,17 @@ from handoff_provider.core.errors import HandoffError, ProjectError, StageError
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Task
-    from handoff_provider.core.summary import StageResult, TaskResult
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.summary import StageResult, TaskResult
 
 #: How often a wait checks for terminate() and the task timeout.
 POLL_SECONDS = 0.05
 
 
 def schema_keys(schema: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """``allowed``/``required`` of :func:`~handoff_provider.core.transfers.check_mapping_keys`
-    from an object schema: the spec checks the keys its schema declares, nothing else."""
+    """``allowed``/``required`` of
+    :func:`~handoff_provider.core.aws.s3_transfers.check_mapping_keys` from an object schema:
+    the spec checks the keys its schema declares, nothing else."""
     return {"allowed": tuple(schema["properties"]), "required": tuple(schema.get("required", ()))}
 
 
@@ -84,7 +85,7 @@ class AwsCallKind:
         return TaskPlan(task=task, step=step, label=self.label(task.step))
 
     def run(self, plan: TaskPlan, scope: RunScope, result: TaskResult) -> None:
-        from handoff_provider.core.summary import StageResult
+        from handoff_provider.core.run.summary import StageResult
 
         task, label = plan.task, plan.label
         scope.log(f"task '{task.name}': starting ({label})")

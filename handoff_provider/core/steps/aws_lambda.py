@@ -1,11 +1,11 @@
 """Task kind ``lambda:``: invoke an AWS Lambda function (Open Task Framework's Lambda
-"execution"; the call itself is :mod:`handoff_provider.core.lambda_invoke`).
+"execution"; the call itself is :mod:`handoff_provider.core.aws.lambda_invoke`).
 
 The spec's strings are rendered like ``args``. The response (status, request id,
 payload) is saved to ``artifacts/lambda-<task>.json``, also when the function reports an
 error, which fails the task with the function's own message. The client has a 900 s read
 timeout and no retries for ``RequestResponse``
-(:func:`~handoff_provider.core.lambda_invoke.lambda_client_config`); the task's
+(:func:`~handoff_provider.core.aws.lambda_invoke.lambda_client_config`); the task's
 ``timeout`` and the run's terminate() stop waiting for it.
 """
 
@@ -17,8 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from handoff_provider.core.errors import ConfigurationError, HandoffError, ProjectError
-from handoff_provider.core.lambda_invoke import (
+from handoff_provider.core.aws.lambda_invoke import (
     INVOCATION_TYPES,
     LAMBDA_MAX_SECONDS,
     LambdaFunctionError,
@@ -26,12 +25,13 @@ from handoff_provider.core.lambda_invoke import (
     encode_payload,
     invoke_lambda,
 )
+from handoff_provider.core.errors import ConfigurationError, HandoffError, ProjectError
 from handoff_provider.core.steps.aws_call import AwsCallKind, schema_keys, wait_for
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Task
-    from handoff_provider.core.summary import StageResult
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.summary import StageResult
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class LambdaStep:
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> LambdaStep:
-        from handoff_provider.core.transfers import check_mapping_keys
+        from handoff_provider.core.aws.s3_transfers import check_mapping_keys
 
         data = check_mapping_keys(data, path, **schema_keys(cls.SCHEMA))
         for key in ("function", "invocation_type", "qualifier"):
@@ -142,7 +142,7 @@ class LambdaKind(AwsCallKind):
         return " ".join(words)
 
     def call(self, plan: TaskPlan, scope: RunScope, stage: StageResult) -> None:
-        from handoff_provider.core.lambda_invoke import lambda_client_config
+        from handoff_provider.core.aws.lambda_invoke import lambda_client_config
 
         task, step = plan.task, plan.step
         overrides: dict[str, Any] = {}
@@ -165,7 +165,7 @@ class LambdaKind(AwsCallKind):
 
 
 def _save(task: Task, scope: RunScope, result: LambdaResult) -> None:
-    from handoff_provider.core.lambda_invoke import save_lambda_response
+    from handoff_provider.core.aws.lambda_invoke import save_lambda_response
 
     save_lambda_response(scope.workspace.artifacts_dir, task.name, result)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from handoff_provider.core.pipeline import PipelineControl, StageSpec
-    from handoff_provider.core.project import Project, Task
-    from handoff_provider.core.summary import TaskResult
-    from handoff_provider.core.workspace import Workspace
+    from handoff_provider.core.load.project import Project, Task
+    from handoff_provider.core.run.pipeline import PipelineControl, StageSpec
+    from handoff_provider.core.run.summary import TaskResult
+    from handoff_provider.core.run.workspace import Workspace
 
 LogFn = Callable[[str], None]
 #: ``render(text, field_path) -> str``: a template rendered, errors naming the field.
@@ -46,7 +46,7 @@ class StepKind(Protocol):
         ``ProjectError("<where>...: why")`` without the source (the caller adds it)."""
 
     def build(self, entry: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-        """The :class:`~handoff_provider.core.project.Task` fields of this kind
+        """The :class:`~handoff_provider.core.load.project.Task` fields of this kind
         (``commands``, ``step``, ``state_from``, ...) from a validated ``entry``."""
 
     def describe(self, task: Task) -> list[str]:
@@ -111,7 +111,7 @@ def renderer(
     prefix: str,
 ) -> RenderFn:
     """``render(text, field_path)`` with ``variables``; errors name ``<prefix><field_path>``."""
-    from handoff_provider.core.templating import render_text
+    from handoff_provider.core.load.templating import render_text
 
     def render(text: str, path: str) -> str:
         return render_text(text, variables, source=f"{prefix}{path}", functions=functions)

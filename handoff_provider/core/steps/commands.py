@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from handoff_provider.core.steps.process import ProcessKind
 
 if TYPE_CHECKING:
-    from handoff_provider.core.pipeline import StageSpec
-    from handoff_provider.core.project import Task
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.pipeline import StageSpec
 
 
 class CommandsKind(ProcessKind):

@@ -1,5 +1,5 @@
 """Task kind ``pipeline:``: the stages run at once, joined by OS pipes
-(``stage1 | stage2 | ...``; see ``core/pipeline.py`` for pipefail, SIGPIPE and timeouts).
+(``stage1 | stage2 | ...``; see ``core/run/pipeline.py`` for pipefail, SIGPIPE and timeouts).
 The last stage's stdout goes to ``artifacts/<task>.stdout.log`` when it isn't the state."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from handoff_provider.core.steps.process import ProcessKind
 
 if TYPE_CHECKING:
-    from handoff_provider.core.pipeline import StageSpec
-    from handoff_provider.core.project import Task
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.pipeline import StageSpec
 
 
 class PipelineKind(ProcessKind):

@@ -2,9 +2,10 @@
 
 A process task is a list of stages (``command``, ``args``, ``venv``, ``installs``). Its
 plan resolves every command and renders every ``args`` before the run's first process
-starts; its run spawns them with :func:`~handoff_provider.core.pipeline.run_pipeline` (as
+starts; its run spawns them with :func:`~handoff_provider.core.run.pipeline.run_pipeline` (as
 one pipeline, or one command after the other: :meth:`ProcessKind.groups`) and leaves the
-last stage's output as ``artifacts/state`` (:class:`~handoff_provider.core.task_state.TaskState`).
+last stage's output as ``artifacts/state``
+(:class:`~handoff_provider.core.run.task_state.TaskState`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ProjectError, StageError
-from handoff_provider.core.safe_tree import shown
+from handoff_provider.core.load.safe_tree import shown
+from handoff_provider.core.run.task_log import log_stdout, log_task_table
 from handoff_provider.core.steps.base import RunScope, TaskPlan
-from handoff_provider.core.task_log import log_stdout, log_task_table
 
 if TYPE_CHECKING:
-    from handoff_provider.core.pipeline import PipelineResult, StageSpec
-    from handoff_provider.core.project import Command, Task
-    from handoff_provider.core.summary import TaskResult
+    from handoff_provider.core.load.project import Command, Task
+    from handoff_provider.core.run.pipeline import PipelineResult, StageSpec
+    from handoff_provider.core.run.summary import TaskResult
 
 #: The schema fragment of a process task's value (its stages).
 STAGES_SCHEMA = {"$ref": "#/$defs/stages"}
@@ -64,9 +65,9 @@ def check_stages(stages: list[Mapping[str, Any]], where: str) -> None:
 def _args_problem(args: str) -> str | None:
     """Why ``args`` without templates can't be split into words (checked at load time, so
     ``config push`` refuses it rather than the run failing later). Args with templates
-    are split after rendering (:func:`handoff_provider.core.templating.split_args`)."""
-    from handoff_provider.core.shell_words import split_words
-    from handoff_provider.core.templating import has_markers
+    are split after rendering (:func:`handoff_provider.core.load.templating.split_args`)."""
+    from handoff_provider.core.load.shell_words import split_words
+    from handoff_provider.core.load.templating import has_markers
 
     if not args or has_markers(args):
         return None
@@ -80,7 +81,7 @@ def _args_problem(args: str) -> str | None:
 
 def commands_of(stages: list[Mapping[str, Any]], where: str) -> tuple[Command, ...]:
     """The model's commands of a (validated) list of stages."""
-    from handoff_provider.core.project import Command
+    from handoff_provider.core.load.project import Command
 
     return tuple(
         Command(s["command"], s.get("args", ""), s.get("venv"), location=f"{where}[{i}]")
@@ -157,8 +158,8 @@ class ProcessKind:
     # -- a run
 
     def plan(self, task: Task, scope: RunScope) -> TaskPlan:
-        from handoff_provider.core.pipeline import StageSpec
-        from handoff_provider.core.templating import render_text, split_args
+        from handoff_provider.core.load.templating import render_text, split_args
+        from handoff_provider.core.run.pipeline import StageSpec
 
         plan = TaskPlan(task=task)
         for number, command in enumerate(task.commands, start=1):
@@ -177,8 +178,8 @@ class ProcessKind:
         return plan
 
     def run(self, plan: TaskPlan, scope: RunScope, result: TaskResult) -> None:
-        from handoff_provider.core.summary import StageResult
-        from handoff_provider.core.task_state import TaskState
+        from handoff_provider.core.run.summary import StageResult
+        from handoff_provider.core.run.task_state import TaskState
 
         task, artifacts = plan.task, scope.workspace.artifacts_dir
         count = len(plan.stages)
@@ -221,7 +222,7 @@ class ProcessKind:
         deadline: float | None,
     ) -> StageError | None:
         """One pipeline of the task (stages ``first``...); its error, if it failed."""
-        from handoff_provider.core.pipeline import run_pipeline
+        from handoff_provider.core.run.pipeline import run_pipeline
 
         task, artifacts = plan.task, scope.workspace.artifacts_dir
         last = first + len(specs) - 1 == len(plan.stages)
@@ -353,7 +354,7 @@ def _stderr_callback(task: Task, scope: RunScope) -> Callable[[int, str], None]:
 
 
 def _record(result: TaskResult, outcome: PipelineResult) -> None:
-    from handoff_provider.core.summary import StageResult
+    from handoff_provider.core.run.summary import StageResult
 
     for stage in outcome.stages:
         recorded = StageResult.from_outcome(stage)

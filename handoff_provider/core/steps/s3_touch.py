@@ -1,6 +1,6 @@
 """Task kind ``s3_touch:``: write one empty flag object (OTF's "touch a file as an
 execution"), recorded as one stage. The write is
-:func:`~handoff_provider.core.transfers.touch_flag` (bucket-owner-full-control ACL unless
+:func:`~handoff_provider.core.aws.s3_transfers.touch_flag` (bucket-owner-full-control ACL unless
 ``disable_bucket_owner_acl``)."""
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+# The spec readers of transfers.py: a flag's key follows the same rules as its flags'.
+from handoff_provider.core.aws.s3_transfers import _bool, _key, _require, _str, check_mapping_keys
 from handoff_provider.core.steps.aws_call import AwsCallKind, schema_keys, wait_for
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
-# The spec readers of transfers.py: a flag's key follows the same rules as its flags'.
-from handoff_provider.core.transfers import _bool, _key, _require, _str, check_mapping_keys
-
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Task
-    from handoff_provider.core.summary import StageResult
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.summary import StageResult
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class TouchStep:
 
     def run(self, s3: Any) -> str:
         """Touch the flag; returns its ``s3://`` URI."""
-        from handoff_provider.core.transfers import touch_flag
+        from handoff_provider.core.aws.s3_transfers import touch_flag
 
         return touch_flag(s3, self.bucket, self.key, acl=not self.disable_bucket_owner_acl)
 

@@ -7,7 +7,7 @@
     remote.files.push(Path("project/files"))   # s3://my-bucket/etl/files/
     remote.artifacts.push(Path("ws/artifacts"), new_run_key(), succeeded=True)
 
-Layout under the bucket (``core/stack_layout.py``): ``<stack>/files/``,
+Layout under the bucket (``core/layout.py``): ``<stack>/files/``,
 ``<stack>/runs/<run-key>/``, ``<stack>/last/``, ``<stack>/config/`` (config documents over
 8 KB) and ``<stack>/lease.json`` (the stack lease, ``remote.lease(run_key)``). No Airflow
 import here: the hook passes its own ``client_factory``; the CLI and the container use
@@ -22,10 +22,10 @@ import re
 import threading
 from typing import Any
 
-from handoff_provider.core import stack_layout
+from handoff_provider.core import layout
+from handoff_provider.core.aws.clients import ClientFactory, default_client_factory, translate
 from handoff_provider.core.errors import ConfigurationError
-from handoff_provider.core.run_key import new_run_key
-from handoff_provider.core.stores._aws import ClientFactory, default_client_factory, translate
+from handoff_provider.core.model.run_key import new_run_key
 from handoff_provider.core.stores.artifacts import (
     MANIFEST_NAME,
     ArtifactsLocation,
@@ -158,7 +158,7 @@ class Remote:
     def files(self) -> FilesStore:
         """``s3://<bucket>/<stack>/files/``."""
         return FilesStore(
-            lambda: self.client("s3"), self._require_bucket(), stack_layout.files_prefix(self.stack)
+            lambda: self.client("s3"), self._require_bucket(), layout.files_prefix(self.stack)
         )
 
     @property
@@ -172,7 +172,7 @@ class Remote:
         return StackLease(
             lambda: self.client("s3"),
             self._require_bucket(),
-            stack_layout.lease_key(self.stack),
+            layout.lease_key(self.stack),
             run_key=run_key,
             **options,
         )
@@ -187,10 +187,10 @@ class Remote:
         return {
             "stack": stack,
             "config_parameter": self.config.name,
-            "files_uri": uri(stack_layout.files_prefix(stack)),
-            "runs_uri": uri(stack_layout.runs_root(stack)),
-            "last_uri": uri(stack_layout.last_prefix(stack)),
-            "lease_uri": uri(stack_layout.lease_key(stack)),
+            "files_uri": uri(layout.files_prefix(stack)),
+            "runs_uri": uri(layout.runs_root(stack)),
+            "last_uri": uri(layout.last_prefix(stack)),
+            "lease_uri": uri(layout.lease_key(stack)),
         }
 
     def __repr__(self) -> str:

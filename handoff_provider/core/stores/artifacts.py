@@ -43,10 +43,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from handoff_provider.core import stack_layout
+from handoff_provider.core import layout
+from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
 from handoff_provider.core.errors import ConfigurationError, StoreError
-from handoff_provider.core.run_key import check_run_key
-from handoff_provider.core.stores._aws import aws_errors, error_code, s3_uri
+from handoff_provider.core.model.run_key import check_run_key
 from handoff_provider.core.stores.conditional import enable_conditional_put, is_condition_failure
 from handoff_provider.core.stores.s3sync import (
     META_MODE,
@@ -175,10 +175,10 @@ class ArtifactsStore:
         self._client = get_client
         self.bucket = bucket
         self.stack = stack
-        self.last_prefix = stack_layout.last_prefix(stack)
+        self.last_prefix = layout.last_prefix(stack)
 
     def runs_prefix(self, run_key: str) -> str:
-        return stack_layout.runs_prefix(self.stack, run_key)
+        return layout.runs_prefix(self.stack, run_key)
 
     @property
     def last_uri(self) -> str:

@@ -41,9 +41,9 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from handoff_provider.core import stack_layout
+from handoff_provider.core import layout
+from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
 from handoff_provider.core.errors import ConfigurationError, StoreError
-from handoff_provider.core.stores._aws import aws_errors, error_code, s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class ConfigStore:
         self.stack = stack
         self.bucket = bucket
         self.kms_key_id = kms_key_id
-        self.objects_prefix = stack_layout.config_prefix(stack)
+        self.objects_prefix = layout.config_prefix(stack)
 
     @property
     def resource(self) -> str:

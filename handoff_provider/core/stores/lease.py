@@ -1,6 +1,6 @@
 """The stack lease: one run (or state operation) of a stack at a time, wherever it runs.
 
-The lease is one S3 object, ``<stack>/lease.json`` (see ``core/stack_layout.py``), written
+The lease is one S3 object, ``<stack>/lease.json`` (see ``core/layout.py``), written
 only with S3 conditional writes, so no other service (no DynamoDB) is needed:
 
 * **acquire** = ``GetObject`` then one conditional ``PutObject``: ``If-None-Match: *``
@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
 from handoff_provider.core.errors import ConfigurationError, StoreError
-from handoff_provider.core.stores._aws import aws_errors, error_code, s3_uri
 from handoff_provider.core.stores.conditional import enable_conditional_put, is_condition_failure
 
 LogFn = Callable[[str], None]

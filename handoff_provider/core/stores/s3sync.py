@@ -44,9 +44,9 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
+from handoff_provider.core.aws.clients import MAX_CONCURRENCY, aws_errors, s3_uri
 from handoff_provider.core.errors import ConfigurationError, StoreError
-from handoff_provider.core.safe_tree import walk_tree
-from handoff_provider.core.stores._aws import MAX_CONCURRENCY, aws_errors, s3_uri
+from handoff_provider.core.load.safe_tree import walk_tree
 from handoff_provider.core.stores.sync_cache import RemoteRecord, SyncCache
 
 #: Object metadata holding the hex SHA-256 of the content (``x-amz-meta-handoff-sha256``).
@@ -203,7 +203,7 @@ def local_files(
     root: Path, *, outside_links: str = "error", problems: list[str] | None = None
 ) -> dict[str, Path]:
     """Regular files under ``root``, keyed by POSIX relative path (see
-    :func:`~handoff_provider.core.safe_tree.walk_tree`).
+    :func:`~handoff_provider.core.load.safe_tree.walk_tree`).
 
     ``outside_links="error"`` (for ``files/``): a symlink pointing outside the root, a
     loop, a special file or a name S3 can't carry is a :class:`ConfigurationError`

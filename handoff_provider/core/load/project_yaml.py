@@ -4,7 +4,7 @@ Limits (documented in the README; each breach is one :class:`ProjectError` line 
 the file, line and column):
 
 * :data:`MAX_PROJECT_BYTES`: ``project.yml`` itself (read through
-  :func:`~handoff_provider.core.safe_tree.read_regular_file`, so a FIFO is refused too);
+  :func:`~handoff_provider.core.load.safe_tree.read_regular_file`, so a FIFO is refused too);
 * :data:`MAX_DEPTH`: nesting of mappings/lists (PyYAML composes recursively: a file
   nested a thousand levels deep would otherwise end in a ``RecursionError``);
 * :data:`MAX_NODES`: values in the document *after* expanding aliases. An alias is a

@@ -1,6 +1,6 @@
 """The ``secret('name')`` template function: AWS Secrets Manager lookups at run time.
 
-The companion of ``ssm()`` (:mod:`handoff_provider.core.ssm_lookup`), with the same
+The companion of ``ssm()`` (:mod:`handoff_provider.core.aws.ssm_lookup`), with the same
 contract: **lazy** (nothing is read until a template calls it), **once per run** (each
 function made by :func:`make_secret_function` caches every secret version it read),
 **masked first** (``on_value`` gets each value before the template does) and **errors name

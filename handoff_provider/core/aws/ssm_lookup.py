@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handoff_provider.core.errors import TemplateError
-from handoff_provider.core.secrets import SecretRedactor  # re-exported: its old home
+from handoff_provider.core.model.secrets import SecretRedactor  # re-exported: its old home
 
 __all__ = [
     "SecretRedactor",

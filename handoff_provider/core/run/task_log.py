@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Task
-    from handoff_provider.core.summary import TaskResult
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.summary import TaskResult
 
 #: How much of a ``commands:`` command's stdout goes to the log (all of it to its file).
 STDOUT_LOG_LIMIT = 64 * 1024

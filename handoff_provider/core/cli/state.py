@@ -7,7 +7,7 @@
     handoff state rollback --to RUN_KEY    publish an earlier run (its state) again
 
 ``set``/``clear``/``rollback`` take the stack lease (``--lock-wait``, ``--no-lock``) and
-print one line saying what changed; see ``core/state_ops.py``. ``set`` checks the value is
+print one line saying what changed; see ``core/stores/state.py``. ``set`` checks the value is
 JSON when the project says ``state_format: json`` (the project from ``-p``, else the
 remote config).
 """
@@ -70,8 +70,8 @@ def add_state_parser(verbs: Any, command: Any) -> None:
 
 
 def run_state(args: argparse.Namespace, remote: Any) -> int:
-    from handoff_provider.core import state_ops
     from handoff_provider.core.errors import ConfigurationError
+    from handoff_provider.core.stores import state as state_ops
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -133,7 +133,7 @@ def _read_value(args: argparse.Namespace) -> bytes:
 def _state_format(args: argparse.Namespace, remote: Any) -> tuple[str, str]:
     """(the project's ``state_format``, what to name in errors)."""
     from handoff_provider.core.errors import StoreError
-    from handoff_provider.core.project import load_project, project_from_document
+    from handoff_provider.core.load.project import load_project, project_from_document
 
     where = "--file " + str(args.file) if args.file is not None else "state set VALUE"
     if args.project is not None:

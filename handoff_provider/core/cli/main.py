@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff_provider.core.cli_deploy import add_deploy_parser, run_deploy
-from handoff_provider.core.cli_state import add_lock_options, add_state_parser, run_state
-from handoff_provider.core.cli_watch import add_watch_parser, run_watch
+from handoff_provider.core.cli.deploy import add_deploy_parser, run_deploy
+from handoff_provider.core.cli.state import add_lock_options, add_state_parser, run_state
+from handoff_provider.core.cli.watch import add_watch_parser, run_watch
 from handoff_provider.core.errors import (
     ConfigurationError,
     HandoffError,
@@ -28,7 +28,7 @@ from handoff_provider.core.errors import (
     RunFailed,
     TemplateError,
 )
-from handoff_provider.core.safe_tree import shown as one_line
+from handoff_provider.core.load.safe_tree import shown as one_line
 
 
 def _add_remote_options(parser: argparse.ArgumentParser) -> None:
@@ -215,7 +215,7 @@ def _lazy_client_factory() -> Any:
 
     def factory(service_name: str, config: Any = None) -> Any:
         if not made:
-            from handoff_provider.core.stores._aws import default_client_factory
+            from handoff_provider.core.aws.clients import default_client_factory
 
             made.append(default_client_factory())
         return made[0](service_name, config=config)
@@ -228,7 +228,7 @@ def _print_json(document: Any) -> None:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from handoff_provider.core.project import compile_document
+    from handoff_provider.core.load.project import compile_document
 
     if args.action == "print":
         if args.project is not None:
@@ -246,7 +246,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _workspace(path: Path) -> Any:
     """The workspace at ``path``, its directories created (a clear error if it can't be)."""
-    from handoff_provider.core.workspace import Workspace
+    from handoff_provider.core.run.workspace import Workspace
 
     return Workspace(path).prepare()
 
@@ -264,7 +264,7 @@ def _cmd_files(args: argparse.Namespace) -> int:
 def _cmd_artifacts(args: argparse.Namespace) -> int:
     remote = _remote(args)
     if args.action == "push":
-        from handoff_provider.core.orchestrate import push_workspace_artifacts
+        from handoff_provider.core.run.orchestrate import push_workspace_artifacts
 
         location = push_workspace_artifacts(
             args.workspace,
@@ -275,7 +275,7 @@ def _cmd_artifacts(args: argparse.Namespace) -> int:
             lock_wait=args.lock_wait,
         )
     elif args.action == "repair":
-        from handoff_provider.core.orchestrate import repair_artifacts
+        from handoff_provider.core.run.orchestrate import repair_artifacts
 
         result = repair_artifacts(remote, lock=not args.no_lock, lock_wait=args.lock_wait)
         print(f"artifacts repair: {remote.artifacts.last_uri}: {result}", file=sys.stderr)
@@ -287,7 +287,7 @@ def _cmd_artifacts(args: argparse.Namespace) -> int:
 
 
 def _cmd_workspace(args: argparse.Namespace) -> int:
-    from handoff_provider.core.orchestrate import install_workspace
+    from handoff_provider.core.run.orchestrate import install_workspace
 
     remote = None if args.project is not None else _remote(args)
     venvs = install_workspace(
@@ -299,9 +299,9 @@ def _cmd_workspace(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from handoff_provider.core.context import RunContext
-    from handoff_provider.core.orchestrate import HandoffRun, RunRequest
-    from handoff_provider.core.templating import parse_var_overrides
+    from handoff_provider.core.load.templating import parse_var_overrides
+    from handoff_provider.core.model.context import RunContext
+    from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
 
     needs_remote = args.project is None or args.push_artifacts
     remote = _remote(args) if needs_remote else None
@@ -341,7 +341,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from handoff_provider.core.project import load_project, project_from_document
+    from handoff_provider.core.load.project import load_project, project_from_document
 
     if args.project is not None:
         project = load_project(args.project)

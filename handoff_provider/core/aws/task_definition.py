@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from handoff_provider.core.container import CONTAINER_NAME, HOME
+from handoff_provider.core.cli.container import CONTAINER_NAME, HOME
 from handoff_provider.core.errors import ConfigurationError
 
 #: Fargate's task sizes: cpu units -> allowed memory (MiB).

@@ -3,7 +3,7 @@
 :class:`ProjectRunner` runs each active task through its kind (the step-kind registry,
 :mod:`handoff_provider.core.steps`: ``pipeline``, ``commands``, ``lambda``, ``s3_touch``;
 each kind's module says how it runs) and records a
-:class:`~handoff_provider.core.summary.RunSummary` in ``artifacts/run.json`` — when the
+:class:`~handoff_provider.core.run.summary.RunSummary` in ``artifacts/run.json`` — when the
 run starts, on success and on failure — before raising. ``active: false`` tasks are
 recorded as ``skipped``.
 
@@ -11,7 +11,7 @@ The order of a run: ``files/`` templates are rendered, then every task is planne
 templates rendered, its commands resolved: a typo fails the run before it touched
 anything), **then** the project's ``transfers:`` inputs are downloaded into
 ``files/<dest>/`` (so a dropped file is never rendered as a template;
-:mod:`handoff_provider.core.run_transfers`), the tasks run in project order, and only when
+:mod:`handoff_provider.core.run.transfers`), the tasks run in project order, and only when
 all of them succeeded the outputs are uploaded, their flag files written and the inputs'
 post-copy actions applied. What was transferred is recorded in the summary
 (``transfers``: URIs and statuses). ``lambda``/``s3_touch``/``transfers`` need the
@@ -24,7 +24,7 @@ behaviour; ``none``), only when the task succeeded — a failed run never clobbe
 previous state, unless the task says ``state_on_failure: last_line`` (the last complete
 line of its state output is kept: ``TaskResult.partial_state``; the run is still
 ``failed``, and is published to ``last/`` so that the next run resumes from there). See
-:mod:`handoff_provider.core.task_state`.
+:mod:`handoff_provider.core.run.task_state`.
 
 Every stage's stderr is streamed live to ``on_stderr_line(task, stage_number, command,
 line)`` (default: ``log("[task:stage command] line")``) and saved to
@@ -55,26 +55,26 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError, HandoffError, StageError
-from handoff_provider.core.pipeline import DEFAULT_KILL_GRACE, PipelineControl
-from handoff_provider.core.project import Project
-from handoff_provider.core.run_transfers import TransferPhase
-from handoff_provider.core.steps import RunScope, kind_named
-from handoff_provider.core.steps.base import renderer
-from handoff_provider.core.summary import (
+from handoff_provider.core.load.project import Project
+from handoff_provider.core.load.templating import render_text, render_workspace_files
+from handoff_provider.core.run.pipeline import DEFAULT_KILL_GRACE, PipelineControl
+from handoff_provider.core.run.summary import (
     CALLER_TIMEOUT,
     RunSummary,
     TaskResult,
     describe_exception,
     write_run_summary,
 )
-from handoff_provider.core.templating import render_text, render_workspace_files
-from handoff_provider.core.workspace import Workspace
+from handoff_provider.core.run.transfers import TransferPhase
+from handoff_provider.core.run.workspace import Workspace
+from handoff_provider.core.steps import RunScope, kind_named
+from handoff_provider.core.steps.base import renderer
 
 _logger = logging.getLogger(__name__)
 
 LogFn = Callable[[str], None]
 StderrLineFn = Callable[[str, int, str, str], None]
-#: ``client_factory(service_name, config=None) -> botocore client`` (see stores/_aws.py).
+#: ``client_factory(service_name, config=None) -> botocore client`` (see aws/clients.py).
 ClientFactory = Callable[..., Any]
 
 
@@ -305,7 +305,7 @@ class ClientCache:
         self._clients: dict[tuple[str, str], Any] = {}
 
     def __call__(self, service: str, config: Any = None, *, key: str = "") -> Any:
-        from handoff_provider.core.stores._aws import make_client
+        from handoff_provider.core.aws.clients import make_client
 
         client = self._clients.get((service, key))
         if client is None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from handoff_provider.core.context import (
+from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.model.context import (
     ENV_END_AT,
     ENV_LOGICAL_DATE,
     ENV_ORIGIN,
@@ -23,7 +24,6 @@ from handoff_provider.core.context import (
     ENV_START_AT,
     origin_text,
 )
-from handoff_provider.core.errors import ConfigurationError
 
 #: The container's name in the task definition (the operator's default ``container_name``).
 CONTAINER_NAME = "handoff"

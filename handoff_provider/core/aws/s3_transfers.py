@@ -6,7 +6,7 @@ These are Open Task Framework's S3 transfer features, reshaped for a handoff pro
   (relative to the directory) fully matches ``file_regex`` are downloaded into
   ``files/<dest>/`` of the workspace, keeping their relative path. Keys that would land
   outside that directory are refused. The matching rules are those of
-  :mod:`handoff_provider.core.s3_watch` (sizes, ages and the ``min_count``/``max_count``
+  :mod:`handoff_provider.core.aws.s3_watch` (sizes, ages and the ``min_count``/``max_count``
   bounds on how many objects match included: a count outside them fails the run before
   any command starts; ``required: false`` only lets an input match nothing at all).
 * **post-copy** (:func:`apply_post_copy`): ``move`` (copy to an archive folder, then delete),
@@ -43,13 +43,13 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from handoff_provider.core.errors import HandoffError, ProjectError, StoreError
-from handoff_provider.core.s3_watch import (
+from handoff_provider.core.aws.s3_watch import (
     WatchCriteria,
     describe_count,
     find_with_criteria,
     normalize_prefix,
 )
+from handoff_provider.core.errors import HandoffError, ProjectError, StoreError
 
 __all__ = [
     "BUCKET_OWNER_FULL_CONTROL",

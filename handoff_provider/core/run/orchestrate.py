@@ -60,7 +60,7 @@ archive after a successful run (the run is then reported failed: nothing downstr
 should trust an unpublished state) and a termination raise :class:`RunFailed` carrying the
 outcome; anything else propagates unchanged (a timeout stays a timeout). Failures before
 that (bad project, missing config) raise their own :class:`HandoffError`. The project's
-secrets (:mod:`handoff_provider.core.secrets`) and ``secret_env`` values are redacted from
+secrets (:mod:`handoff_provider.core.model.secrets`) and ``secret_env`` values are redacted from
 every line the run logs and everything it records.
 :meth:`HandoffRun.terminate` works in every phase: before the runner exists it makes the
 run stop at the next phase boundary (an install in progress finishes first).
@@ -78,19 +78,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handoff_provider.core.context import RunContext
-from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
-from handoff_provider.core.run_key import new_run_key
-from handoff_provider.core.secret_lookup import make_secret_function, unavailable_secret_function
-from handoff_provider.core.ssm_lookup import (
+from handoff_provider.core.aws.secret_lookup import (
+    make_secret_function,
+    unavailable_secret_function,
+)
+from handoff_provider.core.aws.ssm_lookup import (
     SecretRedactor,
     make_ssm_function,
     unavailable_ssm_function,
 )
+from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
+from handoff_provider.core.model.context import RunContext
+from handoff_provider.core.model.run_key import new_run_key
 
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Project
-    from handoff_provider.core.runner import ProjectRunner
+    from handoff_provider.core.load.project import Project
+    from handoff_provider.core.run.runner import ProjectRunner
+    from handoff_provider.core.run.summary import RunSummary
+    from handoff_provider.core.run.workspace import Workspace
     from handoff_provider.core.stores import (
         ArtifactsLocation,
         LastRef,
@@ -98,8 +103,6 @@ if TYPE_CHECKING:
         RepairResult,
         StackLease,
     )
-    from handoff_provider.core.summary import RunSummary
-    from handoff_provider.core.workspace import Workspace
 
 LogFn = Callable[[str], None]
 StderrLineFn = Callable[[str, int, str, str], None]
@@ -149,7 +152,7 @@ class RunRequest:
     #: Exceptions meaning "the caller's time limit hit" (Airflow's AirflowTaskTimeout):
     #: the run is recorded ``timed_out``, then the exception propagates unchanged.
     timeout_errors: tuple[type[BaseException], ...] = ()
-    #: Key words marking config values as secrets (see core/secrets.py); the Airflow
+    #: Key words marking config values as secrets (see core/model/secrets.py); the Airflow
     #: layer passes Airflow's own list.
     sensitive_words: frozenset[str] | None = None
 
@@ -333,9 +336,9 @@ class HandoffRun:
         return lease
 
     def _execute(self) -> RunOutcome:
-        from handoff_provider.core.secrets import SENSITIVE_KEY_WORDS
-        from handoff_provider.core.summary import RunSummary, write_run_summary
-        from handoff_provider.core.workspace import Workspace
+        from handoff_provider.core.model.secrets import SENSITIVE_KEY_WORDS
+        from handoff_provider.core.run.summary import RunSummary, write_run_summary
+        from handoff_provider.core.run.workspace import Workspace
 
         request = self.request
         log = self._redacting_log(request.log)
@@ -428,12 +431,12 @@ class HandoffRun:
     def _record_failure(self, summary: RunSummary, exc: BaseException, log_error: LogFn) -> None:
         """Finalise ``summary`` (and ``run.json``) for a run ``exc`` ended; the runner has
         done so already when the commands ran, a timeout/kill of the caller is re-labelled."""
-        from handoff_provider.core.summary import (
+        from handoff_provider.core.run.summary import (
             CALLER_TIMEOUT,
             describe_exception,
             write_run_summary,
         )
-        from handoff_provider.core.workspace import Workspace
+        from handoff_provider.core.run.workspace import Workspace
 
         if summary.status != "running":
             return  # the runner recorded it (and logged it)
@@ -528,8 +531,8 @@ class HandoffRun:
         log: LogFn,
         log_error: LogFn,
     ) -> ProjectRunner:
-        from handoff_provider.core.runner import ProjectRunner
-        from handoff_provider.core.templating import build_variables
+        from handoff_provider.core.load.templating import build_variables
+        from handoff_provider.core.run.runner import ProjectRunner
 
         request = self.request
         factory = run_client_factory(request)
@@ -566,7 +569,7 @@ def run_client_factory(request: RunRequest) -> ClientFactory | None:
     remote = request.remote
     if remote is None:
         return None
-    from handoff_provider.core.stores._aws import make_client
+    from handoff_provider.core.aws.clients import make_client
 
     base = remote.client_factory
 
@@ -606,7 +609,7 @@ def prepare_workspace(
     log: LogFn = stderr_log,
 ) -> Project:
     """Phase 1: config files and ``files/`` in place; returns the validated project."""
-    from handoff_provider.core.project import load_project, project_from_document
+    from handoff_provider.core.load.project import load_project, project_from_document
 
     workspace.prepare()
     if project_dir is not None:
@@ -653,7 +656,7 @@ def restore_state(
 def _install(
     project: Project, workspace: Workspace, venv_cache_dir: Path | None, log: LogFn
 ) -> dict[str, Path]:
-    from handoff_provider.core.workspace import VenvCache, install_venvs
+    from handoff_provider.core.run.workspace import VenvCache, install_venvs
 
     return install_venvs(project, VenvCache(venv_cache_dir), log, workspace)
 
@@ -670,7 +673,7 @@ def install_workspace(
 
     Install commands may use ``files/`` (``pip install ./files/pkg``), hence the prepare.
     """
-    from handoff_provider.core.workspace import Workspace
+    from handoff_provider.core.run.workspace import Workspace
 
     log = log or stderr_log
     ws = Workspace(workspace)
@@ -698,9 +701,9 @@ def push_workspace_artifacts(
     by hand) have no record: ``by_hand=True`` (``--by-hand``) publishes them, and
     refuses if there *is* a ``run.json``.
     """
-    from handoff_provider.core.safe_tree import read_regular_file
+    from handoff_provider.core.load.safe_tree import read_regular_file
+    from handoff_provider.core.run.workspace import Workspace
     from handoff_provider.core.stores.lease import lease_options
-    from handoff_provider.core.workspace import Workspace
 
     ws = Workspace(workspace)
     if not ws.artifacts_dir.is_dir():

@@ -19,15 +19,15 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handoff_provider.core.context import RunContext
 from handoff_provider.core.errors import HandoffError, TemplateError
-from handoff_provider.core.safe_tree import shown
-from handoff_provider.core.shell_words import split_words
+from handoff_provider.core.load.safe_tree import shown
+from handoff_provider.core.load.shell_words import split_words
+from handoff_provider.core.model.context import RunContext
 
 if TYPE_CHECKING:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from handoff_provider.core.project import Project
+    from handoff_provider.core.load.project import Project
 
 _MARKERS = ("{{", "{%", "{#")
 _BYTE_MARKERS = tuple(marker.encode() for marker in _MARKERS)

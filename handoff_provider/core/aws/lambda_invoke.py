@@ -255,8 +255,8 @@ class LambdaStep:
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> LambdaStep:
+        from handoff_provider.core.aws.s3_transfers import check_mapping_keys
         from handoff_provider.core.errors import ProjectError
-        from handoff_provider.core.transfers import check_mapping_keys
 
         data = check_mapping_keys(
             data,

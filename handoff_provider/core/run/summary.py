@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handoff_provider.core.workspace import Workspace
+from handoff_provider.core.run.workspace import Workspace
 
 if TYPE_CHECKING:
-    from handoff_provider.core.pipeline import StageOutcome
+    from handoff_provider.core.run.pipeline import StageOutcome
 
 #: Why a run hit by the caller's ``timeout_errors`` ended (Airflow's execution_timeout, ...).
 CALLER_TIMEOUT = "stopped by the caller's time limit"

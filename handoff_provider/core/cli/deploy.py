@@ -50,8 +50,11 @@ def _region(args: argparse.Namespace) -> str:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from handoff_provider.core.deploy import register_task_definition, render_task_definition
-    from handoff_provider.core.project import load_project
+    from handoff_provider.core.aws.task_definition import (
+        register_task_definition,
+        render_task_definition,
+    )
+    from handoff_provider.core.load.project import load_project
 
     stack = args.stack or os.environ.get("HANDOFF_STACK") or os.environ.get("STACK_NAME")
     if not stack:

@@ -13,7 +13,7 @@ boto3-free so that the Airflow layer (links, outlets) can name the same keys.
 
 from __future__ import annotations
 
-from handoff_provider.core.run_key import check_run_key
+from handoff_provider.core.model.run_key import check_run_key
 
 
 def files_prefix(stack: str) -> str:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from handoff_provider.core.errors import StageError
 
 if TYPE_CHECKING:
-    from handoff_provider.core.project import Task
-    from handoff_provider.core.summary import TaskResult
-    from handoff_provider.core.workspace import Workspace
+    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.run.summary import TaskResult
+    from handoff_provider.core.run.workspace import Workspace
 
 
 def state_temp(artifacts: Path) -> tuple[int, Path]:

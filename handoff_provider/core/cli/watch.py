@@ -82,8 +82,8 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_watch(args: argparse.Namespace, *, client: Any = None, out: TextIO | None = None) -> int:
     """Handler of ``handoff watch``; ``client`` (an S3 client) and ``out`` (default
     stdout, where only the JSON lines go) are injectable for tests."""
+    from handoff_provider.core.aws.s3_watch import WatchTimeout, wait_for_files
     from handoff_provider.core.errors import ConfigurationError
-    from handoff_provider.core.s3_watch import WatchTimeout, wait_for_files
 
     bucket = args.bucket or os.environ.get("HANDOFF_BUCKET") or os.environ.get("S3_BUCKET_NAME")
     if not bucket:

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from handoff_provider.core.errors import StageError
-from handoff_provider.core.process_tree import (
+from handoff_provider.core.run.process_tree import (
     Watchdog,
     child_setup,
     new_tag,

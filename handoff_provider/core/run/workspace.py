@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
-from handoff_provider.core.process_tree import Watchdog, child_setup, new_tag, stop_tagged
-from handoff_provider.core.safe_tree import shown, walk_tree
-from handoff_provider.core.shell_words import split_words
+from handoff_provider.core.load.safe_tree import shown, walk_tree
+from handoff_provider.core.load.shell_words import split_words
+from handoff_provider.core.run.process_tree import Watchdog, child_setup, new_tag, stop_tagged
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -213,8 +213,8 @@ class Workspace:
         ``../config/secret.json`` would leak config into files that get pushed to S3);
         any other symlink, a loop, a special file or a name S3 can't carry is a
         :class:`ProjectError` before anything is copied (see
-        :func:`~handoff_provider.core.safe_tree.walk_tree`). The copy is built next to ``files/``
-        and swapped in, so a failure leaves the previous ``files/`` untouched. Without a
+        :func:`~handoff_provider.core.load.safe_tree.walk_tree`). The copy is built next to
+        ``files/`` and swapped in, so a failure leaves the previous ``files/`` untouched. Without a
         ``PROJECT/files/`` directory, ``files/`` is left as it is.
         """
         source = Path(project_dir) / "files"

@@ -7,11 +7,11 @@ handled here). ``project.yml`` comes in two forms:
 * seed form: top-level ``commands:`` is one pipeline; it becomes the task ``default``;
 * task form: top-level ``tasks:``, each with a ``pipeline:`` (stages joined by pipes),
   ``commands:`` (run one after the other), ``lambda:`` (invoke an AWS Lambda function,
-  :class:`~handoff_provider.core.lambda_invoke.LambdaStep`) or ``s3_touch:`` (write an
-  empty flag object, :class:`~handoff_provider.core.transfers.TouchStep`).
+  :class:`~handoff_provider.core.aws.lambda_invoke.LambdaStep`) or ``s3_touch:`` (write an
+  empty flag object, :class:`~handoff_provider.core.aws.s3_transfers.TouchStep`).
 
 Both forms may also have ``description``, ``installs``, ``envs``, ``vars``, ``transfers``
-(S3 inputs/outputs around the run, :class:`~handoff_provider.core.transfers.TransfersSpec`),
+(S3 inputs/outputs around the run, :class:`~handoff_provider.core.aws.s3_transfers.TransfersSpec`),
 ``schedules`` and ``deploy``; every stage may have ``args``, ``venv`` and ``installs``.
 
 Validation is in two layers. The structure (keys, types, patterns) is the JSON Schema in
@@ -36,14 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from handoff_provider.core.context import RunContext
+from handoff_provider.core.aws.s3_transfers import (
+    OTF_KEY_HINTS,
+    InputSpec,
+    OutputSpec,
+    TransfersSpec,
+)
+from handoff_provider.core.aws.s3_watch import normalize_prefix
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.project_schema import project_schema
-from handoff_provider.core.project_yaml import MAX_PROJECT_BYTES, check_depth, parse_yaml
-from handoff_provider.core.project_yaml import type_name as _type_name
-from handoff_provider.core.s3_watch import normalize_prefix
-from handoff_provider.core.safe_tree import read_regular_file, shown, walk_tree
-from handoff_provider.core.secrets import (
+from handoff_provider.core.load.project_schema import project_schema
+from handoff_provider.core.load.project_yaml import MAX_PROJECT_BYTES, check_depth, parse_yaml
+from handoff_provider.core.load.project_yaml import type_name as _type_name
+from handoff_provider.core.load.safe_tree import read_regular_file, shown, walk_tree
+from handoff_provider.core.model.context import RunContext
+from handoff_provider.core.model.secrets import (
     SENSITIVE_KEY_WORDS,
     SecretRef,
     config_file_secrets,
@@ -51,12 +57,6 @@ from handoff_provider.core.secrets import (
 )
 from handoff_provider.core.steps import kind_named, kinds_in, one_of_hint
 from handoff_provider.core.steps.process import check_stages, check_venv_name, commands_of
-from handoff_provider.core.transfers import (
-    OTF_KEY_HINTS,
-    InputSpec,
-    OutputSpec,
-    TransfersSpec,
-)
 
 #: A task's kind: the key of its kind in project.yml (:data:`handoff_provider.core.steps.KINDS`).
 TaskKind = str
@@ -87,7 +87,7 @@ class Command:
     """One stage of a pipeline (or one step of a ``commands:`` task).
 
     ``args`` is the unrendered template string; the runner renders it, then splits it
-    with :func:`handoff_provider.core.templating.split_args`. ``location`` is the
+    with :func:`handoff_provider.core.load.templating.split_args`. ``location`` is the
     document path (``tasks[0].pipeline[1]``) for error messages, e.g.
     ``f"{project.source}: {command.location}.args"``.
     """
@@ -232,7 +232,7 @@ class Project:
         return lines
 
     def secret_values(self, sensitive_words: Iterable[str] = SENSITIVE_KEY_WORDS) -> list[str]:
-        """The values to mask (:mod:`handoff_provider.core.secrets` says which): config
+        """The values to mask (:mod:`handoff_provider.core.model.secrets` says which): config
         values under sensitive-looking keys or declared in ``secrets:``, and ``secret:
         true`` env values. ``sensitive_words``: the key words (the Airflow layer passes
         Airflow's own list). Too short values are dropped; order kept, deduped."""
@@ -326,7 +326,7 @@ def read_config_files(project_dir: Path) -> list[dict[str, str]]:
 
     Symlinks are followed only while they stay inside the project directory; special
     files, loops and names the document can't carry are refused
-    (:func:`~handoff_provider.core.safe_tree.walk_tree`); files must be UTF-8 text and
+    (:func:`~handoff_provider.core.load.safe_tree.walk_tree`); files must be UTF-8 text and
     together at most :data:`MAX_CONFIG_BYTES`. Errors name the file, never its content.
     """
     project_dir = Path(project_dir)
@@ -435,7 +435,7 @@ def _schema_problems(document: Any) -> str | None:
     """
     from fastjsonschema import JsonSchemaValueException
 
-    from handoff_provider.core._project_validator import validate
+    from handoff_provider.core.load._project_validator import validate
 
     try:
         validate(document)

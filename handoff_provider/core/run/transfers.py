@@ -1,6 +1,6 @@
 """The ``transfers:`` section of a project inside one run (used by the runner).
 
-:mod:`handoff_provider.core.transfers` has the building blocks; this module applies a
+:mod:`handoff_provider.core.aws.s3_transfers` has the building blocks; this module applies a
 project's :class:`TransfersSpec` in the order a run needs (see ``runner.py``)::
 
     phase = TransferPhase.rendered(project.transfers, render, s3_client=..., ...)
@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from handoff_provider.core.s3_watch import normalize_prefix
-from handoff_provider.core.transfers import (
+from handoff_provider.core.aws.s3_transfers import (
     PostCopyResult,
     TransferError,
     Transferred,
@@ -34,6 +33,7 @@ from handoff_provider.core.transfers import (
     touch_flag,
     upload_outputs,
 )
+from handoff_provider.core.aws.s3_watch import normalize_prefix
 
 __all__ = ["TransferPhase"]
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ConfigurationError
-from handoff_provider.core.run_key import check_run_key, new_run_key
+from handoff_provider.core.model.run_key import check_run_key, new_run_key
 
 if TYPE_CHECKING:
     from handoff_provider.core.stores import ArtifactsLocation, Remote

@@ -1,0 +1,1 @@
+"""The ``handoff`` console script: its verbs and the runtime container's contract."""

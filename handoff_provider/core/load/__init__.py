@@ -1,0 +1,1 @@
+"""From a project directory to a validated Project: YAML, schema, semantics, templating."""

@@ -1,0 +1,1 @@
+"""Pure values: the run context, run keys, which values are secrets."""

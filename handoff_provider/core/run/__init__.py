@@ -1,0 +1,1 @@
+"""Running a project: the flows (orchestrate), the runner, pipelines, workspace and venvs."""
