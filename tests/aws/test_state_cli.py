@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from handoff_provider.core.cli import main as cli
-from handoff_provider.core.stores import MANIFEST_NAME
+from handoff_provider.core.stores import MANIFEST_NAME, Remote
 from tests.aws.conftest import keys, read
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,3 +161,40 @@ def test_state_on_failure_is_validated(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert handoff("config", "print", "-p", path) != 0
     assert "tasks[0].state_on_failure: last_line needs a state" in capsys.readouterr().err
+
+
+def test_state_changes_with_no_lock_skip_the_lease_and_say_so(
+    handoff_env: dict[str, str],
+    remote: Remote,
+    tmp_path: Path,
+    s3: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A lease held by a hung run: the state verbs wait for it (here: --lock-wait 0 fails
+    naming the holder); with --no-lock they publish anyway, through the conditional publish."""
+    stack, bucket = handoff_env["HANDOFF_STACK"], handoff_env["HANDOFF_BUCKET"]
+    assert handoff("run", "-w", tmp_path / "ws", "-p", SINGER, "-a", "--run-key", "first") == 0
+    capsys.readouterr()
+    value = '{"bookmarks": {"readings": {"day": "2024-06-01"}}}\n'
+    with remote.lease("hung-run", ttl=60):
+        assert handoff("state", "set", "-p", SINGER, "--lock-wait", "0", value) == 1
+        err = capsys.readouterr().err
+        assert "is held by run hung-run" in err and len(err.strip().splitlines()) == 1
+        assert read(s3, bucket, f"{stack}/last/state") != value.encode()
+
+        assert handoff("state", "set", "-p", SINGER, "--no-lock", value) == 0
+        err = capsys.readouterr().err
+        assert "--no-lock: NOT holding the stack lease" in err
+        assert "state set: last/ now holds run " in err and "(was run first)" in err
+        assert read(s3, bucket, f"{stack}/last/state") == value.encode()
+
+        assert handoff("state", "rollback", "--no-lock", "--to", "first") == 0
+        assert "state rollback to first: last/ now holds run first" in capsys.readouterr().err
+        assert last_manifest(s3, bucket, stack)["run_key"] == "first"
+
+        assert handoff("state", "clear", "--no-lock") == 0
+        assert "NOT holding the stack lease" in capsys.readouterr().err
+        assert "state" not in keys(s3, bucket, f"{stack}/last/")
+    # the hung run's lease was never touched: it released it itself
+    lease = json.loads(read(s3, bucket, f"{stack}/lease.json"))
+    assert lease["run_key"] == "hung-run"

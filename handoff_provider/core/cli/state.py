@@ -6,10 +6,10 @@
     handoff state clear                    publish "no state": the next run starts from scratch
     handoff state rollback --to RUN_KEY    publish an earlier run (its state) again
 
-``set``/``clear``/``rollback`` take the stack lease (``--lock-wait``, ``--no-lock``) and
-print one line saying what changed; see ``core/stores/state.py``. ``set`` checks the value is
-JSON when the project says ``state_format: json`` (the project from ``-p``, else the
-remote config).
+``set``/``clear``/``rollback`` take the stack lease (``--lock-wait``; ``--no-lock`` skips
+it, unsafe) and print one line saying what changed; see ``core/stores/state.py``. ``set``
+checks the value is JSON when the project says ``state_format: json`` (the project from
+``-p``, else the remote config).
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ def add_state_parser(verbs: Any, command: Any) -> None:
 
 
 def run_state(args: argparse.Namespace, remote: Any) -> int:
-    from handoff_provider.core.errors import ConfigurationError
     from handoff_provider.core.stores import state as state_ops
 
     def log(line: str) -> None:
@@ -94,14 +93,9 @@ def run_state(args: argparse.Namespace, remote: Any) -> int:
             print(row.line())
         return 0
 
-    if args.no_lock:
-        raise ConfigurationError(
-            f"state {args.action}: --no-lock is not offered for state changes (they are "
-            "quick; a run holding the lease is waited for)"
-        )
     from handoff_provider.core.stores.lease import lease_options
 
-    options = lease_options(args.lock_wait)
+    options = {"lock": not args.no_lock, **lease_options(args.lock_wait)}
     if args.action == "set":
         value = _read_value(args)
         project_format, source = _state_format(args, remote)

@@ -12,16 +12,22 @@ run, under the stack lease (it waits for a running run, and a run waits for it):
 * ``get`` and ``list`` only read (through the manifest, like every reader: they never see
   a publish in progress), so they don't take the lease and work while a run holds it.
 
+``lock=False`` (``--no-lock``, unsafe, e.g. to fix the state while a hung run still renews
+its lease): no lease, only the conditional publish. A run in flight then fails its own
+publish as a conflict (its ``runs/<key>/`` kept), or, if it publishes first, this change
+fails as one; the raw keys under ``last/`` may be a mix until the next publish.
+
 ``list`` shows the runs that published state, newest first: the current one, then the
 ``history`` the ``last/`` manifest carries (up to ``HISTORY_LENGTH`` runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,12 +145,13 @@ def check_state_value(value: bytes, *, state_format: str, source: str) -> None:
 
 
 def set_state(
-    remote: Remote, value: bytes | None, *, log: LogFn, **lease_options: Any
+    remote: Remote, value: bytes | None, *, log: LogFn, lock: bool = True, **lease_options: Any
 ) -> StateChange:
-    """Publish ``value`` as the state (None: clear it), under the lease."""
+    """Publish ``value`` as the state (None: clear it), under the lease (unless ``lock``
+    is False, see the module docstring)."""
     operation = "clear" if value is None else "set"
     run_key = new_run_key(f"{new_run_key()}.state-{operation}")
-    with remote.lease(run_key, operation=f"state {operation}", log=log, **lease_options) as lease:
+    with _lease(remote, run_key, f"state {operation}", log, lock, lease_options) as check:
         artifacts = remote.artifacts
         base = _repaired_base(remote, log)
         staging = Path(tempfile.mkdtemp(prefix=".handoff-state-"))
@@ -158,7 +165,7 @@ def set_state(
             }
             (staging / OPERATION_FILE).write_text(json.dumps(record, indent=1) + "\n")
             location = artifacts.push(
-                staging, run_key, succeeded=True, base=base, before_publish=lease.check
+                staging, run_key, succeeded=True, base=base, before_publish=check
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -166,9 +173,10 @@ def set_state(
 
 
 def rollback_state(
-    remote: Remote, to_run_key: str, *, log: LogFn, **lease_options: Any
+    remote: Remote, to_run_key: str, *, log: LogFn, lock: bool = True, **lease_options: Any
 ) -> StateChange:
-    """Publish the archived run ``to_run_key`` again, under the lease."""
+    """Publish the archived run ``to_run_key`` again, under the lease (unless ``lock`` is
+    False, see the module docstring)."""
     try:
         check_run_key(to_run_key)
     except ConfigurationError as exc:
@@ -183,10 +191,33 @@ def rollback_state(
     if STATE_NAME not in manifest["files"]:
         raise ConfigurationError(f"--to {to_run_key}: that run has no state file to roll back to")
     run_key = new_run_key(f"{new_run_key()}.state-rollback")
-    with remote.lease(run_key, operation="state rollback", log=log, **lease_options) as lease:
+    with _lease(remote, run_key, "state rollback", log, lock, lease_options) as check:
         base = _repaired_base(remote, log)
-        location = artifacts.publish_run(to_run_key, base=base, before_publish=lease.check)
+        location = artifacts.publish_run(to_run_key, base=base, before_publish=check)
     return StateChange(f"rollback to {to_run_key}", location, base.run_key)
+
+
+@contextlib.contextmanager
+def _lease(
+    remote: Remote,
+    run_key: str,
+    operation: str,
+    log: LogFn,
+    lock: bool,
+    lease_options: dict[str, Any],
+) -> Iterator[Callable[[], None] | None]:
+    """The stack lease around a state change; yields the check to run just before the
+    switch of ``last/`` (None without the lease)."""
+    if not lock:
+        log(
+            f"lease: --no-lock: NOT holding the stack lease; {operation} relies on the "
+            "conditional publish alone (a run publishing meanwhile makes one of the two "
+            "fail as a conflict)"
+        )
+        yield None
+        return
+    with remote.lease(run_key, operation=operation, log=log, **lease_options) as lease:
+        yield lease.check
 
 
 def _repaired_base(remote: Remote, log: LogFn) -> Any:
