@@ -136,6 +136,13 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         Airflow task log shows the container's log and a failure shows its tail.
     :param awslogs_region: region of that log group (default: ``region_name``).
     :param awslogs_stream_prefix: the ``awslogs-stream-prefix`` of the task definition.
+    :param full_refresh: the container starts without the published state and publishes
+        the new one (``handoff run --full-refresh``): re-reads an interval in a backfill.
+    :param no_state_update: the container archives to ``runs/<key>/`` but leaves ``last/``
+        (and the state) as it is (``--no-state-update``).
+    :param lock_wait: seconds the container waits for the stack lease held by another run
+        before failing (``--lock-wait``; default the image's ``$HANDOFF_LOCK_WAIT``, else
+        600).
     :param workspace: the workspace directory inside the image.
     :param start_attempts: how many ECS tasks a try may start when AWS fails it before the
         container ran: a capacity failure of ``RunTask``, or a task stopped by a transient
@@ -185,6 +192,9 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         bucket: str | None = None,
         config_name: str | None = None,
         vars: Mapping[str, Any] | None = None,
+        full_refresh: bool = False,
+        no_state_update: bool = False,
+        lock_wait: float | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         awslogs_group: str | None = None,
@@ -198,6 +208,10 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
     ) -> None:
         if start_attempts < 1:
             raise ValueError("start_attempts: at least 1")
+        if lock_wait is not None and not (
+            isinstance(lock_wait, (int, float)) and 0 <= lock_wait < float("inf")
+        ):
+            raise ValueError(f"lock_wait: {lock_wait!r} is not a number of seconds (>= 0)")
         if subnets and ecs_kwargs.get("network_configuration") is not None:
             raise ValueError(
                 "pass either subnets/security_groups or network_configuration, not both"
@@ -237,6 +251,9 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         self.bucket = bucket
         self.config_name = config_name
         self.vars = dict(vars or {})
+        self.full_refresh = full_refresh
+        self.no_state_update = no_state_update
+        self.lock_wait = lock_wait
         self.workspace = workspace
         self.start_attempts = start_attempts
         self.start_retry_delay = start_retry_delay
@@ -284,7 +301,14 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         )
         return {
             "name": self.container_name,
-            "command": container_command(self.workspace, self.vars, config_name=self.config_name),
+            "command": container_command(
+                self.workspace,
+                self.vars,
+                config_name=self.config_name,
+                full_refresh=self.full_refresh,
+                no_state_update=self.no_state_update,
+                lock_wait=self.lock_wait,
+            ),
             "environment": [{"name": k, "value": v} for k, v in environment.items()],
         }
 

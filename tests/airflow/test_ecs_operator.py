@@ -464,6 +464,71 @@ def test_contract_operator_request_runs_the_project_like_the_container(
     )
 
 
+#: A stateful project: its state counts the runs that restored it (one more each time).
+COUNTER = """\
+tasks:
+  - name: count
+    pipeline:
+      - command: sh
+        args: "-c 'echo $(( $(cat artifacts/state 2>/dev/null || echo 0) + 1 ))'"
+"""
+
+
+def test_state_options_reach_the_container_full_refresh_and_no_state_update(
+    ecs_world: EcsWorld, bucket: str, stack: str, tmp_path: Path, runtime_handoff: Path
+) -> None:
+    """The run operator's full_refresh / no_state_update (and lock_wait) on Fargate: the
+    command the operator sends, run as the container runs it (a fresh workspace each time),
+    starts without the published state and publishes the new one, or archives without
+    touching last/."""
+    project = tmp_path / "counter"
+    project.mkdir()
+    (project / "project.yml").write_text(COUNTER)
+    handoff_cli("config", "push", "-p", str(project), "--stack", stack, "--bucket", bucket)
+    s3 = boto3.client("s3", region_name=REGION)
+
+    def state(prefix: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key=f"{stack}/{prefix}state")["Body"].read()
+
+    def run(try_number: int, **kwargs: Any) -> tuple[list[str], dict[str, Any]]:
+        def container(override: dict, _arn: str) -> tuple[int, list[str]]:
+            proc = run_like_the_container(
+                override,
+                handoff=runtime_handoff,
+                endpoint=ecs_world.endpoint,
+                root=tmp_path / f"try{try_number}",
+            )
+            return proc.returncode, proc.stdout.splitlines()
+
+        fargate = FakeFargate(ecs_world, container)
+        # (moto keeps the earlier tries' tasks RUNNING: no reattaching to them)
+        op = make_operator(ecs_world, stack=stack, bucket=bucket, reattach=False, **kwargs)
+        summary = fargate.attach(op).execute(make_context(try_number=try_number))
+        (override,) = fargate.requests[-1]["overrides"]["containerOverrides"]
+        assert fargate.exit_codes[summary["task_arn"]] == 0
+        return override["command"], summary
+
+    plain, _ = run(1)
+    run(2)
+    assert state("last/") == b"2\n"
+    assert plain == ["run", "-w", WORKSPACE, "-a"]
+
+    command, summary = run(3, full_refresh=True)
+    assert command == ["run", "-w", WORKSPACE, "-a", "--full-refresh"]
+    assert state("last/") == b"1\n"  # started from no state, and published
+    assert state(f"runs/{summary['run_key']}/") == b"1\n"
+
+    command, summary = run(4, no_state_update=True, lock_wait=5)
+    assert command == ["run", "-w", WORKSPACE, "-a", "--no-state-update", "--lock-wait", "5"]
+    assert state(f"runs/{summary['run_key']}/") == b"2\n"  # restored 1, archived its 2
+    assert state("last/") == b"1\n"  # last/ untouched
+
+
+def test_lock_wait_must_be_seconds() -> None:
+    with pytest.raises(ValueError, match="lock_wait"):
+        HandoffEcsRunOperator(task_id="t", cluster="c", task_definition="td", lock_wait=-1)
+
+
 def test_config_values_never_in_the_request(
     ecs_world: EcsWorld, bucket: str, stack: str, tmp_path: Path
 ) -> None:
@@ -665,6 +730,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert op.deferrable is False
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
     assert HandoffEcsRunOperator(task_id="t", cluster="c", task_definition="td").deferrable is True
+    assert (op.full_refresh, op.no_state_update, op.lock_wait) == (False, False, None)
     for templated in ("vars", "stack", "bucket", "overrides", "config_name"):
         assert templated in HandoffEcsRunOperator.template_fields
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError
 from handoff_provider.core.model.context import (
@@ -46,6 +47,9 @@ def container_command(
     variables: Mapping[str, object] | None = None,
     *,
     config_name: str | None = None,
+    full_refresh: bool = False,
+    no_state_update: bool = False,
+    lock_wait: float | None = None,
 ) -> list[str]:
     """The command (the image's ``CMD`` part) for a remote run that archives its artifacts.
 
@@ -53,11 +57,22 @@ def container_command(
     restores ``last/state``, runs, then archives ``artifacts/`` to ``runs/<run key>/`` and
     ``last/``. ``variables`` become ``-v key=value`` arguments (sorted, so the command is
     stable): they are visible in the ECS console, so they must never hold secrets.
-    ``config_name`` (an SSM parameter name, not a value) becomes ``--config-name``.
+    ``config_name`` (an SSM parameter name, not a value) becomes ``--config-name``;
+    ``full_refresh``, ``no_state_update`` and ``lock_wait`` the ``run`` options of the
+    same names (see docs/state.md).
     """
     command = ["run", "-w", workspace, "-a"]
     if config_name:
         command += ["--config-name", config_name]
+    if full_refresh:
+        command.append("--full-refresh")
+    if no_state_update:
+        command.append("--no-state-update")
+    if lock_wait is not None:
+        from handoff_provider.core.stores.lease import ENV_WAIT, seconds_option
+
+        seconds = seconds_option(lock_wait, name="lock_wait", env=ENV_WAIT, default=0.0)
+        command += ["--lock-wait", f"{seconds:g}"]
     for key, value in sorted((variables or {}).items()):
         key = str(key)
         if not key or "=" in key:
@@ -69,11 +84,10 @@ def container_command(
 def container_argv(
     workspace: str = WORKSPACE,
     variables: Mapping[str, object] | None = None,
-    *,
-    config_name: str | None = None,
+    **options: Any,
 ) -> list[str]:
     """The full process the container runs: ``ENTRYPOINT + container_command(...)``."""
-    return [*ENTRYPOINT, *container_command(workspace, variables, config_name=config_name)]
+    return [*ENTRYPOINT, *container_command(workspace, variables, **options)]
 
 
 def _iso(value: datetime | str | None) -> str | None:
