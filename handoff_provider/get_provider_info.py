@@ -73,6 +73,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": _existing(_OPERATOR_MODULES)}
         ],
+        "plugins": [
+            {
+                "name": "handoff_runs_view",
+                "plugin-class": "handoff_provider.runs_view.plugin.HandoffRunsViewPlugin",
+            }
+        ],
         "extra-links": [
             "handoff_provider.links.artifacts.HandoffArtifactsLink",
             "handoff_provider.links.ecs.HandoffEcsTaskLink",
@@ -100,6 +106,17 @@ def get_provider_info() -> dict[str, Any]:
                         "config/, so an unchanged project is not re-validated on every "
                         "parse). Empty: $AIRFLOW_HOME/.cache/handoff-parse; 'none' disables.",
                         example="none",
+                    ),
+                    "runs_view_stacks": _option(
+                        "Stacks the Handoff runs view shows (Browse > Handoff runs): "
+                        "'stack' or 'stack@bucket', comma separated; the bucket defaults "
+                        "to $HANDOFF_BUCKET. Empty: $HANDOFF_STACK.",
+                        example="sales-etl, billing@billing-artifacts",
+                    ),
+                    "runs_view_aws_conn_id": _option(
+                        "The AWS connection the runs view reads the archived runs with.",
+                        example="aws_default",
+                        default="aws_default",
                     ),
                     "keep_workspace": _option(
                         "Keep temporary workspaces after the run (for debugging).",

@@ -1,0 +1,64 @@
+"""The Airflow plugin of the runs view (registered by ``get_provider_info``'s ``plugins``).
+
+Airflow 3.0+: a FastAPI app mounted at ``/handoff``; 3.1+ also lists it in the UI (Browse
+> Handoff runs) and as a task-instance tab. Airflow 2.10/2.11: a Flask-AppBuilder view at
+``/handoff`` (Browse > Handoff runs). Importing this module makes no AWS call and builds
+no app: every process that loads plugins imports it, only the web server serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from handoff_provider._compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
+from handoff_provider.runs_view.site import URL_PREFIX
+
+
+class LazyApp:
+    """An ASGI app that builds the real FastAPI app on its first request."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            from handoff_provider.runs_view.fastapi_app import create_app
+
+            self._app = create_app()
+        await self._app(scope, receive, send)
+
+
+class HandoffRunsViewPlugin(AirflowPlugin):
+    name = "handoff_runs_view"
+    if AIRFLOW_V_3_0_PLUS:
+        fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "Handoff runs"}]
+    if AIRFLOW_V_3_1_PLUS:
+        external_views = [
+            {
+                "name": "Handoff runs",
+                "href": f"{URL_PREFIX.lstrip('/')}/runs",
+                "destination": "nav",
+                "category": "browse",
+                "url_route": "handoff-runs",
+            },
+            {
+                "name": "Handoff runs",
+                "href": (
+                    f"{URL_PREFIX.lstrip('/')}/task-instance?dag_id={{DAG_ID}}&run_id={{RUN_ID}}"
+                    "&task_id={TASK_ID}&map_index={MAP_INDEX}"
+                ),
+                "destination": "task_instance",
+                "url_route": "handoff-task-instance",
+            },
+        ]
+    if not AIRFLOW_V_3_0_PLUS:
+
+        @staticmethod
+        def _views() -> list[dict[str, Any]]:
+            from handoff_provider.runs_view.flask_view import HandoffRunsView
+
+            return [{"name": "Handoff runs", "category": "Browse", "view": HandoffRunsView()}]
+
+        appbuilder_views = _views()
