@@ -73,12 +73,6 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": INTEGRATION, "python-modules": _existing(_OPERATOR_MODULES)}
         ],
-        "plugins": [
-            {
-                "name": "handoff_runs_view",
-                "plugin-class": "handoff_provider.runs_view.plugin.HandoffRunsViewPlugin",
-            }
-        ],
         "extra-links": [
             "handoff_provider.links.artifacts.HandoffArtifactsLink",
             "handoff_provider.links.ecs.HandoffEcsTaskLink",

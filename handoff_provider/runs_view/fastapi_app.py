@@ -7,8 +7,8 @@ UI's session cookie or an ``Authorization: Bearer`` header): an anonymous reques
 Routes are plain functions: FastAPI runs them in its thread pool (boto3 blocks).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the route signatures, whose
+# dependencies are local names of create_app.
 from typing import Annotated, Any
 from urllib.parse import quote
 

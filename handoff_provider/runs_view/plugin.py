@@ -1,4 +1,4 @@
-"""The Airflow plugin of the runs view (registered by ``get_provider_info``'s ``plugins``).
+"""The Airflow plugin of the runs view (the ``airflow.plugins`` entry point).
 
 Airflow 3.0+: a FastAPI app mounted at ``/handoff``; 3.1+ also lists it in the UI (Browse
 > Handoff runs) and as a task-instance tab. Airflow 2.10/2.11: a Flask-AppBuilder view at
