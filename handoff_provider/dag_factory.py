@@ -31,11 +31,15 @@ is the whole period since the previous run, on Airflow 2 and 3 alike (see
 scheduled. A project without ``schedules`` gives an unscheduled (manual/backfill) DAG.
 
 Ordered runs: a project that carries state (an active task whose ``state_from`` is not
-``none``) gets ``max_active_runs=1`` unless the DAG is given another value, so catch-up runs
-(and Airflow 2 backfills) run their intervals one after another in logical-date order and
-each restores the state its predecessor published. (The stack lease makes concurrent runs
-of one stack wait for each other anyway, but in no particular order.) Airflow 3's
-``airflow backfill create`` has a limit of its own: ``--max-active-runs 1``.
+``none``) gets ``max_active_runs=1`` unless the DAG is given another value, and its ``run``
+task ``depends_on_past=True`` unless ``run_kwargs`` or ``default_args`` say otherwise. So
+catch-up runs and backfills - Airflow 2's ``airflow dags backfill`` and Airflow 3's
+``airflow backfill create``, whose own limit of 10 concurrent runs ignores the DAG's
+``max_active_runs`` (Airflow 3 then asks for ``--reprocess-behavior failed``) - run the
+project's intervals one after another in logical-date order, each restoring the state its
+predecessor published. A failed interval holds the later ones until it is cleared or
+marked successful, as ``depends_on_past`` does. (The stack lease makes concurrent runs of
+one stack wait for each other anyway, but in no particular order.)
 """
 
 from __future__ import annotations
@@ -474,6 +478,20 @@ def _build_tasks(
     return tasks
 
 
+def _ordered_run_kwargs(
+    project: ProjectInfo,
+    run_kwargs: Mapping[str, Any] | None,
+    *defaults: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """``run_kwargs`` plus ``depends_on_past=True`` for a project that carries state, unless
+    they or the ``default_args`` in ``defaults`` set it (see the module docstring)."""
+    kwargs = dict(run_kwargs or {})
+    chosen = "depends_on_past" in kwargs or any("depends_on_past" in (d or {}) for d in defaults)
+    if project.stateful and not chosen:
+        kwargs["depends_on_past"] = True
+    return kwargs
+
+
 def handoff_dag(
     project_dir: str | os.PathLike[str],
     *,
@@ -511,8 +529,9 @@ def handoff_dag(
     :param run_kwargs: more arguments of the run operator (``retries``, ``workspace``,
         ``execution_timeout``, ...); ``push_kwargs`` those of the config push
         (``allow_advanced_tier``, ``kms_key_id``).
-    :param dag_kwargs: anything else ``DAG`` takes. ``max_active_runs`` defaults to 1
-        for a project that carries state (see the module docstring).
+    :param dag_kwargs: anything else ``DAG`` takes. ``max_active_runs`` defaults to 1,
+        and the run task's ``depends_on_past`` to True, for a project that carries state
+        (see the module docstring).
     """
     project = project_info(resolve_project_dir(project_dir, base=_caller_dir(1 + _caller_depth)))
     notes: list[str] = []
@@ -531,6 +550,12 @@ def handoff_dag(
         dag_kwargs["max_active_runs"] = 1
         notes.append(
             "one run at a time (`max_active_runs=1`): each run restores the state of the one before"
+        )
+    run_kwargs = _ordered_run_kwargs(project, run_kwargs, default_args)
+    if run_kwargs.get("depends_on_past"):
+        notes.append(
+            "`run` depends on its past: backfills run their intervals in order, and a failed "
+            "interval holds the later ones until it is cleared"
         )
     dag = DAG(
         dag_id=dag_id or f"handoff_{_safe_id(project.name)}",
@@ -599,7 +624,9 @@ def HandoffTaskGroup(
             vars=vars,
             envs=envs,
             secret_envs=secret_envs,
-            run_kwargs=run_kwargs,
+            run_kwargs=_ordered_run_kwargs(
+                project, run_kwargs, group.default_args, getattr(group.dag, "default_args", None)
+            ),
             push_kwargs=push_kwargs,
         )
     return group

@@ -113,6 +113,19 @@ def test_stateful_project_runs_one_at_a_time_unless_told_otherwise(tmp_path: Pat
     assert dag.max_active_runs == 1
     assert "max_active_runs=1" in dag.doc_md
     assert handoff_dag(stateful, dag_id="many", max_active_runs=3).max_active_runs == 3
+    # Airflow 3's backfill ignores max_active_runs: the run task waits for its past instead
+    assert dag.get_task("run").depends_on_past and "depends on its past" in dag.doc_md
+    assert not dag.get_task("push_config").depends_on_past
+    told = handoff_dag(stateful, dag_id="told", run_kwargs={"depends_on_past": False})
+    assert not told.get_task("run").depends_on_past and "its past" not in told.doc_md
+    by_default = handoff_dag(stateful, dag_id="dflt", default_args={"depends_on_past": False})
+    assert not by_default.get_task("run").depends_on_past
+    with DAG(dag_id="host", schedule=None, default_args={"depends_on_past": False}):
+        group = HandoffTaskGroup(stateful, group_id="g")
+    assert not group.children["g.run"].depends_on_past
+    with DAG(dag_id="host2", schedule=None):
+        group = HandoffTaskGroup(stateful, group_id="g")
+    assert group.children["g.run"].depends_on_past
     stateless = write_project(
         tmp_path,
         """
@@ -126,7 +139,9 @@ def test_stateful_project_runs_one_at_a_time_unless_told_otherwise(tmp_path: Pat
         name="stateless",
     )
     default = DAG(dag_id="plain_default", schedule=None).max_active_runs
-    assert handoff_dag(stateless, schedule=None).max_active_runs == default != 1
+    plain = handoff_dag(stateless, schedule=None)
+    assert plain.max_active_runs == default != 1
+    assert not plain.get_task("run").depends_on_past
 
 
 def test_modes_build_the_expected_tasks(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ whose endpoint is passed in (``AWS_ENDPOINT_URL``, fake credentials); the
 Use it as a context manager; :meth:`stop` (also on errors) terminates every process it
 started, by pid (SIGTERM, then SIGKILL after a grace period), and reaps them.
 
-What tests read is what a user sees: :meth:`trigger` (``airflow dags trigger``),
+What tests do and read is what a user does and sees: :meth:`trigger` (the REST API the
+UI's Trigger button calls), :meth:`cli` (e.g. ``airflow backfill create``),
 :meth:`wait_for_run` (the run's state in the metadata DB), :meth:`task_log` (the task's log
 file as the UI shows it), :meth:`task_log_records` (its JSON records), :meth:`xcom`,
 :meth:`rendered_fields` and :meth:`db_dump` (every text of the metadata DB, to prove a
@@ -29,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +65,7 @@ class AirflowDeployment:
         self.api_port = free_port()
         self.db_path = self.home / "airflow.db"
         self._unpaused: set[str] = set()
+        self._token: str | None = None
 
     # -- lifecycle
 
@@ -224,18 +227,52 @@ class AirflowDeployment:
         errors = self._query("SELECT filename, stacktrace FROM import_error")
         raise RuntimeError(f"DAGs {sorted(wanted)} not parsed in {timeout:.0f} s: {errors}")
 
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """A call of the public REST API (``/api/v2``), as the UI and API clients make it,
+        with a token from the simple auth manager (every user is an admin here)."""
+        base = f"http://127.0.0.1:{self.api_port}"
+        if self._token is None:
+            with urllib.request.urlopen(f"{base}/auth/token", timeout=60) as response:
+                self._token = str(json.loads(response.read())["access_token"])
+        request = urllib.request.Request(
+            f"{base}/api/v2/{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:2000]
+            raise RuntimeError(f"{method} /api/v2/{path}: HTTP {error.code}: {detail}") from None
+
+    def unpause(self, dag_id: str) -> None:
+        if dag_id not in self._unpaused:
+            self.api("PATCH", f"dags/{dag_id}", {"is_paused": False})
+            self._unpaused.add(dag_id)
+
     def trigger(self, dag_id: str, *, run_id: str, conf: Mapping[str, Any] | None = None) -> str:
         """Unpause the DAG and trigger a manual run (no logical date: a manual run of
-        Airflow 3). Unpausing a scheduled DAG also lets the scheduler start its latest
-        interval (``catchup=False``)."""
-        if dag_id not in self._unpaused:
-            self.cli("dags", "unpause", dag_id)
-            self._unpaused.add(dag_id)
-        args = ["dags", "trigger", dag_id, "--run-id", run_id]
-        if conf:
-            args += ["--conf", json.dumps(conf)]
-        self.cli(*args)
+        Airflow 3), through the REST API (the UI's Trigger button). Unpausing a scheduled
+        DAG also lets the scheduler start its latest interval (``catchup=False``)."""
+        self.unpause(dag_id)
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
+        self.api("POST", f"dags/{dag_id}/dagRuns", body)
         return run_id
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id`` in the metadata DB (run id, type, state, logical date,
+        data interval, start/end), oldest logical date first."""
+        rows = self._query(
+            "SELECT run_id, run_type, state, logical_date, data_interval_start, "
+            "data_interval_end, start_date, end_date, backfill_id FROM dag_run "
+            "WHERE dag_id = ? ORDER BY logical_date",
+            (dag_id,),
+        )
+        names = ("run_id", "run_type", "state", "logical_date", "data_interval_start")
+        names += ("data_interval_end", "start_date", "end_date", "backfill_id")
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         """The final state of a DAG run (``success``/``failed``)."""
@@ -252,6 +289,43 @@ class AirflowDeployment:
                     return str(state)
             time.sleep(1)
         raise RuntimeError(f"{dag_id} {run_id}: still {state} after {timeout:.0f} s")
+
+    def wait_for_dag_runs(
+        self, dag_id: str, *, run_type: str, count: int, timeout: float = 600
+    ) -> list[dict[str, Any]]:
+        """The ``count`` runs of type ``run_type`` (e.g. ``backfill``) of ``dag_id``, oldest
+        logical date first, once all of them finished."""
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(sqlite3.OperationalError):
+                found = [run for run in self.dag_runs(dag_id) if run["run_type"] == run_type]
+                if len(found) >= count and all(run["state"] in FINISHED for run in found):
+                    return found
+            time.sleep(2)
+        states = [(run["run_id"], run["state"]) for run in found]
+        raise RuntimeError(
+            f"{dag_id}: {count} {run_type} runs not finished in {timeout:.0f} s: {states}"
+        )
+
+    def backfills(self, dag_id: str) -> list[dict[str, Any]]:
+        """The backfills of ``dag_id`` (id, max_active_runs, completed_at)."""
+        rows = self._query(
+            "SELECT id, max_active_runs, completed_at FROM backfill WHERE dag_id = ?", (dag_id,)
+        )
+        return [
+            dict(zip(("id", "max_active_runs", "completed_at"), row, strict=True)) for row in rows
+        ]
+
+    def task_window(self, dag_id: str, run_id: str, task_id: str) -> tuple[str, str]:
+        """When the task instance ran: (start, end) as the metadata DB has them (UTC)."""
+        ((start, end),) = self._query(
+            "SELECT start_date, end_date FROM task_instance "
+            "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+            (dag_id, run_id, task_id),
+        )
+        return str(start), str(end)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         rows = self._query(
