@@ -176,7 +176,8 @@ class ProjectRunner:
     def _run_phases(self, summary: RunSummary) -> None:
         self.workspace.prepare()
         self._write_summary(summary)
-        self._check_aws()
+        if self.client_factory is None:
+            check_no_aws(self.project)
         if self.render_files:
             render_workspace_files(
                 self.workspace.files_dir, self.variables, functions=self.template_functions
@@ -220,17 +221,6 @@ class ProjectRunner:
         else:
             self.log_error(f"run {summary.status.replace('_', ' ')}: {summary.error}")
 
-    def _check_aws(self) -> None:
-        if self.client_factory is None and self.project.uses_aws():
-            users = [f"task '{t.name}' ({t.kind})" for t in self.project.active_tasks() if t.step]
-            if self.project.transfers.inputs or self.project.transfers.outputs:
-                users.insert(0, "transfers")
-            raise ConfigurationError(
-                f"{self.project.source}: {', '.join(users)} need AWS access, but this run has "
-                "no AWS client factory: run with a stack/bucket (e.g. `handoff run -a` with "
-                "HANDOFF_STACK/HANDOFF_BUCKET) or, in Airflow, with an AWS connection"
-            )
-
     def _checkpoint(self, phase: str, task: str = "") -> None:
         """Refuse to go on once terminated (``phase``: what would happen next)."""
         if self._control.terminated:
@@ -248,7 +238,7 @@ class ProjectRunner:
             project=self.project,
             variables=self.variables,
             template_functions=self.template_functions,
-            base_env=self._base_env(),
+            base_env=base_env(self.project, self.variables, self.template_functions, self.env),
             venvs=self.venvs,
             redact=self.redact,
             log=self.log,
@@ -274,25 +264,47 @@ class ProjectRunner:
     def _default_stderr_line(self, task: str, stage: int, command: str, line: str) -> None:
         self.log(f"[{task}:{stage} {command}] {line}")
 
-    def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for index, var in enumerate(self.project.envs):
-            if var.secret:  # never a template: a syntax error would quote the secret
-                env[var.key] = var.value
-                continue
-            env[var.key] = render_text(
-                var.value,
-                self.variables,
-                source=f"{self.project.source}: envs[{index}].value",
-                functions=self.template_functions,
-            )
-        env.update(self.env)
-        return env
-
     def _write_summary(self, summary: RunSummary) -> None:
         # A run.json that cannot be written must not hide the run's own error.
         with contextlib.suppress(OSError):
             write_run_summary(self.workspace, summary)
+
+
+def check_no_aws(project: Project) -> None:
+    """``ConfigurationError`` naming what needs AWS when ``project`` does (a run without
+    a client factory fails before anything starts)."""
+    if project.uses_aws():
+        users = [f"task '{t.name}' ({t.kind})" for t in project.active_tasks() if t.step]
+        if project.transfers.inputs or project.transfers.outputs:
+            users.insert(0, "transfers")
+        raise ConfigurationError(
+            f"{project.source}: {', '.join(users)} need AWS access, but this run has "
+            "no AWS client factory: run with a stack/bucket (e.g. `handoff run -a` with "
+            "HANDOFF_STACK/HANDOFF_BUCKET) or, in Airflow, with an AWS connection"
+        )
+
+
+def base_env(
+    project: Project,
+    variables: Mapping[str, Any],
+    functions: Mapping[str, Callable[..., Any]] | None,
+    extra: Mapping[str, str],
+) -> dict[str, str]:
+    """Every command's environment: ``os.environ`` + the project's ``envs`` (rendered;
+    secret ones as they are) + ``extra``, later ones winning."""
+    env = dict(os.environ)
+    for index, var in enumerate(project.envs):
+        if var.secret:  # never a template: a syntax error would quote the secret
+            env[var.key] = var.value
+            continue
+        env[var.key] = render_text(
+            var.value,
+            variables,
+            source=f"{project.source}: envs[{index}].value",
+            functions=functions,
+        )
+    env.update(extra)
+    return env
 
 
 class ClientCache:
@@ -309,7 +321,7 @@ class ClientCache:
 
         client = self._clients.get((service, key))
         if client is None:
-            assert self.factory is not None  # checked by ProjectRunner._check_aws
+            assert self.factory is not None  # checked by check_no_aws
             client = make_client(self.factory, service, config)
             self._clients[(service, key)] = client
         return client
