@@ -100,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
+    _add_config_parser(verbs)
+    _add_files_parser(verbs)
+    _add_artifacts_parser(verbs)
+    _add_workspace_parser(verbs)
+    _add_run_parser(verbs)
+    _add_show_parser(verbs)
+    add_state_parser(verbs, _command)
+    add_watch_parser(verbs)
+    add_deploy_parser(verbs)
+    return parser
+
+
+def _add_config_parser(verbs: Any) -> None:
+    """``handoff config print|push``."""
     config = verbs.add_parser("config", help="compiled project config (SSM)")
     config_verbs = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     _command(
@@ -118,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_push.add_argument("--kms-key-id", help="KMS key for the SecureString (default: aws/ssm)")
 
+
+def _add_files_parser(verbs: Any) -> None:
+    """``handoff files push|get``."""
     files = verbs.add_parser("files", help="run-time files (S3)")
     files_verbs = files.add_subparsers(dest="action", required=True, metavar="ACTION")
     _command(files_verbs, "push", "sync PROJECT/files/ to s3://BUCKET/STACK/files/", project=True)
@@ -125,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         files_verbs, "get", "sync s3://BUCKET/STACK/files/ to WORKSPACE/files/", workspace=True
     )
 
+
+def _add_artifacts_parser(verbs: Any) -> None:
+    """``handoff artifacts push|get|repair``."""
     artifacts = verbs.add_parser("artifacts", help="run artifacts (S3)")
     artifacts_verbs = artifacts.add_subparsers(dest="action", required=True, metavar="ACTION")
     artifacts_push = _command(
@@ -150,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_lock_options(repair)
 
+
+def _add_workspace_parser(verbs: Any) -> None:
+    """``handoff workspace install``."""
     workspace = verbs.add_parser("workspace", help="workspace set-up")
     workspace_verbs = workspace.add_subparsers(dest="action", required=True, metavar="ACTION")
     install = _command(
@@ -161,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("--venv-cache", type=Path, help="venv cache directory")
 
+
+def _add_run_parser(verbs: Any) -> None:
+    """``handoff run``."""
     run = _command(
         verbs, "run", "run the project's tasks in the workspace", workspace=True, project=False
     )
@@ -188,14 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_lock_options(run)
 
+
+def _add_show_parser(verbs: Any) -> None:
+    """``handoff show commands``."""
     show = verbs.add_parser("show", help="inspect a project")
     show_verbs = show.add_subparsers(dest="action", required=True, metavar="ACTION")
     _command(show_verbs, "commands", "print the pipelines as shell lines", project=False)
-
-    add_state_parser(verbs, _command)
-    add_watch_parser(verbs)
-    add_deploy_parser(verbs)
-    return parser
 
 
 def _remote(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Any:

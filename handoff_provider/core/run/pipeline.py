@@ -423,6 +423,11 @@ def run_pipeline(
     Never raises for a failing stage: the result's ``error`` holds the
     :class:`StageError` (the caller decides when to raise it). Raises ``StageError`` only
     when a stage can't be spawned (after stopping the ones already started).
+
+    (Longer than 60 lines on purpose: half of it is this signature and docstring; the
+    rest is one spawn, wait, stop sequence whose cleanup, on any exception, must see
+    every process started so far. The steps are :func:`_spawn`, :func:`_wait`,
+    :func:`_stop_leftovers` and :func:`_measure`.)
     """
     if not stages:
         raise ValueError("a pipeline needs at least one stage")
@@ -438,13 +443,94 @@ def run_pipeline(
             task, outcomes, started, timed_out=False, terminated=control.reason, timeout=timeout
         )
 
-    procs: list[subprocess.Popen[bytes]] = []
-    pumps: list[_StderrPump] = []
-    reapers: list[_Reaper] = []
-    pgid = 0
-    tag = new_tag()
+    group = _Group(tag=new_tag())
     watchdog = Watchdog.get()
-    watchdog.register(tag)
+    watchdog.register(group.tag)
+    try:
+        _spawn(
+            stages,
+            group,
+            outcomes,
+            cwd=cwd,
+            stdout=stdout,
+            logs=logs,
+            started=started,
+            on_stderr_line=on_stderr_line,
+            control=control,
+            task=task,
+        )
+        if deadline is None and timeout is not None:
+            deadline = started + timeout
+        timed_out, kill_at = _wait(
+            group.reapers, group.pgid, group.tag, cond, control, deadline, kill_grace
+        )
+    except BaseException:  # a spawn failure, KeyboardInterrupt: leave nothing behind
+        _signal_all(group.pgid, group.tag, signal.SIGKILL)
+        _reap_all(group.procs, group.pumps, group.pgid, group.tag, control, grace=1.0)
+        watchdog.release(group.tag)
+        raise
+    # terminate() signals the group itself: the stages may all be gone before the wait
+    # loop saw the reason, so the reason (not kill_at) tells whether we were stopped.
+    stopped = kill_at is not None or control.reason is not None
+
+    _stop_leftovers(group, stopped=stopped, control=control, kill_grace=kill_grace)
+    watchdog.release(group.tag)
+    _measure(outcomes, group, stdout)
+    callback_errors = [p.callback_error for p in group.pumps if p.callback_error is not None]
+    result = _finish(
+        task,
+        outcomes,
+        started,
+        timed_out=timed_out,
+        terminated=control.reason if (stopped and not timed_out) else None,
+        timeout=timeout,
+    )
+    if callback_errors:
+        raise callback_errors[0]
+    return result
+
+
+def _stop_leftovers(
+    group: _Group, *, stopped: bool, control: PipelineControl, kill_grace: float
+) -> None:
+    """After the stages exited: everything a stage left behind goes too, in the group or
+    not (see the module docstring); SIGKILL at once when the pipeline was stopped."""
+    if stopped:
+        _signal_all(group.pgid, group.tag, signal.SIGKILL)
+    else:
+        _killpg(group.pgid, signal.SIGTERM)
+        stop_tagged([group.tag], grace=min(kill_grace, 2.0))
+    _reap_all(group.procs, group.pumps, group.pgid, group.tag, control, grace=kill_grace)
+
+
+@dataclass
+class _Group:
+    """The processes of one pipeline (one process group, all carrying ``tag`` in their
+    environment) with their stderr pumps and reapers, as far as they were started."""
+
+    tag: str
+    pgid: int = 0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    pumps: list[_StderrPump] = field(default_factory=list)
+    reapers: list[_Reaper] = field(default_factory=list)
+
+
+def _spawn(
+    stages: Sequence[StageSpec],
+    group: _Group,
+    outcomes: list[StageOutcome],
+    *,
+    cwd: Path,
+    stdout: int | None,
+    logs: list[Path | None],
+    started: float,
+    on_stderr_line: StderrCallback | None,
+    control: PipelineControl,
+    task: str,
+) -> None:
+    """Start every stage, each reading the previous one's stdout, into ``group`` (the
+    first stage's pid is the group id). Raises ``StageError`` when one can't start; the
+    caller stops what ``group`` holds then."""
     stdin_fd: int | None = None  # read end feeding the next stage
     last = len(stages) - 1
     try:
@@ -454,20 +540,9 @@ def run_pipeline(
                 read_next, write_fd = os.pipe()
             else:
                 read_next = None
+            out_fd = write_fd if write_fd is not None else stdout
             try:
-                proc = subprocess.Popen(
-                    list(stage.argv),
-                    stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
-                    stdout=write_fd
-                    if write_fd is not None
-                    else (stdout if stdout is not None else subprocess.DEVNULL),
-                    stderr=subprocess.PIPE,
-                    cwd=cwd,
-                    env={**stage.env, tag: "1"},
-                    close_fds=True,
-                    restore_signals=True,
-                    preexec_fn=child_setup(pgid),
-                )
+                proc = _popen(stage, stdin_fd, out_fd, cwd=cwd, group=group)
             except OSError as exc:
                 _close(read_next)
                 raise StageError(
@@ -484,46 +559,43 @@ def run_pipeline(
                 _close(write_fd)
                 stdin_fd = None
             stdin_fd = read_next
-            procs.append(proc)
-            if pgid == 0:
-                pgid = proc.pid
-                control._register(pgid, tag)
+            group.procs.append(proc)
+            if group.pgid == 0:
+                group.pgid = proc.pid
+                control._register(group.pgid, group.tag)
             assert proc.stderr is not None
             pump = _StderrPump(proc.stderr, outcomes[i].number, logs[i], on_stderr_line)
             pump.start()
-            pumps.append(pump)
-            reaper = _Reaper(proc, outcomes[i], started, measure_io=i < last, cond=cond)
+            group.pumps.append(pump)
+            reaper = _Reaper(proc, outcomes[i], started, measure_io=i < last, cond=control._cond)
             reaper.start()
-            reapers.append(reaper)
+            group.reapers.append(reaper)
     except BaseException:
         _close(stdin_fd)
-        _signal_all(pgid, tag, signal.SIGKILL)
-        _reap_all(procs, pumps, pgid, tag, control, grace=1.0)
-        watchdog.release(tag)
         raise
 
-    if deadline is None and timeout is not None:
-        deadline = started + timeout
-    try:
-        timed_out, kill_at = _wait(reapers, pgid, tag, cond, control, deadline, kill_grace)
-    except BaseException:  # KeyboardInterrupt in the waiting thread: leave nothing behind
-        _signal_all(pgid, tag, signal.SIGKILL)
-        _reap_all(procs, pumps, pgid, tag, control, grace=1.0)
-        watchdog.release(tag)
-        raise
-    # terminate() signals the group itself: the stages may all be gone before the wait
-    # loop saw the reason, so the reason (not kill_at) tells whether we were stopped.
-    stopped = kill_at is not None or control.reason is not None
 
-    # Everything a stage left behind goes too, in the group or not (see module docstring).
-    if stopped:
-        _signal_all(pgid, tag, signal.SIGKILL)
-    else:
-        _killpg(pgid, signal.SIGTERM)
-        stop_tagged([tag], grace=min(kill_grace, 2.0))
-    _reap_all(procs, pumps, pgid, tag, control, grace=kill_grace)
-    watchdog.release(tag)
-    for outcome, pump, reaper in zip(outcomes, pumps, reapers, strict=True):
+def _popen(
+    stage: StageSpec, stdin_fd: int | None, stdout_fd: int | None, *, cwd: Path, group: _Group
+) -> subprocess.Popen[bytes]:
+    """One stage's process, in ``group``'s process group, tagged (``None`` fds: /dev/null)."""
+    return subprocess.Popen(
+        list(stage.argv),
+        stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
+        stdout=stdout_fd if stdout_fd is not None else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env={**stage.env, group.tag: "1"},
+        close_fds=True,
+        restore_signals=True,
+        preexec_fn=child_setup(group.pgid),
+    )
+
+
+def _measure(outcomes: list[StageOutcome], group: _Group, stdout: int | None) -> None:
+    """Bytes each stage wrote (its I/O counter less its stderr; the last stage's: the
+    size of a regular file it wrote to)."""
+    for outcome, pump, reaper in zip(outcomes, group.pumps, group.reapers, strict=True):
         outcome.stderr_bytes = pump.bytes
         if reaper.wchar is not None:
             outcome.bytes_out = max(0, reaper.wchar - pump.bytes)
@@ -532,18 +604,6 @@ def run_pipeline(
             st = os.fstat(stdout)
             if _is_regular(st.st_mode):
                 outcomes[-1].bytes_out = st.st_size
-    callback_errors = [p.callback_error for p in pumps if p.callback_error is not None]
-    result = _finish(
-        task,
-        outcomes,
-        started,
-        timed_out=timed_out,
-        terminated=control.reason if (stopped and not timed_out) else None,
-        timeout=timeout,
-    )
-    if callback_errors:
-        raise callback_errors[0]
-    return result
 
 
 def _wait(
