@@ -140,45 +140,12 @@ def render_task_definition(
     image = image or _text(deploy, "image")
     if not image:
         raise ConfigurationError(f"{_field('image')}: required (or pass --image)")
-    cpu = _int(deploy, "cpu", DEFAULT_CPU)
-    memory = _int(deploy, "memory", DEFAULT_MEMORY)
-    if cpu not in FARGATE_SIZES:
-        raise ConfigurationError(
-            f"{_field('cpu')}: {cpu} is not a Fargate size ({', '.join(map(str, FARGATE_SIZES))})"
-        )
-    allowed = FARGATE_SIZES[cpu]
-    if memory not in allowed:
-        raise ConfigurationError(
-            f"{_field('memory')}: {memory} MiB does not go with cpu {cpu} "
-            f"({allowed.start}..{allowed.stop - 1} MiB in steps of {allowed.step})"
-        )
-    family = _text(deploy, "family") or f"handoff-{stack}"
-    if not _FAMILY.fullmatch(family):
-        raise ConfigurationError(
-            f"{_field('family')}: {family!r} (letters, digits, '-' and '_', at most 255)"
-        )
+    cpu, memory = _size(deploy)
+    family = _family(deploy, stack)
     readonly = deploy.get("readonly_root", False)
     if not isinstance(readonly, bool):
         raise ConfigurationError(f"{_field('readonly_root')}: expected true or false")
-
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": image,
-        "essential": True,
-        # the one container has the whole task (explicit, so every scheduler places it)
-        "cpu": cpu,
-        "memory": memory,
-        # tini as PID 1: forwards ECS's SIGTERM to handoff and reaps orphans
-        "linuxParameters": {"initProcessEnabled": True},
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {
-                "awslogs-group": _text(deploy, "log_group") or DEFAULT_LOG_GROUP,
-                "awslogs-region": _text(deploy, "log_region") or region,
-                "awslogs-stream-prefix": STREAM_PREFIX,
-            },
-        },
-    }
+    container = _container(deploy, image=image, cpu=cpu, memory=memory, region=region)
     secrets = _secrets(deploy)
     if secrets:
         container["secrets"] = secrets
@@ -200,10 +167,7 @@ def render_task_definition(
             f"{_field('execution_role')}: required with secrets (ECS reads them with it)"
         )
     if "ephemeral_storage" in deploy:
-        size = _int(deploy, "ephemeral_storage", 20)
-        if not 21 <= size <= 200:
-            raise ConfigurationError(f"{_field('ephemeral_storage')}: {size} GiB (21..200)")
-        definition["ephemeralStorage"] = {"sizeInGiB": size}
+        definition["ephemeralStorage"] = {"sizeInGiB": _ephemeral_gib(deploy)}
     if readonly:
         container["readonlyRootFilesystem"] = True
         container["mountPoints"] = [
@@ -212,6 +176,63 @@ def render_task_definition(
         definition["volumes"] = [{"name": HOME_VOLUME}]
     validate_request("RegisterTaskDefinition", definition)
     return definition
+
+
+def _family(deploy: Mapping[str, Any], stack: str) -> str:
+    family = _text(deploy, "family") or f"handoff-{stack}"
+    if not _FAMILY.fullmatch(family):
+        raise ConfigurationError(
+            f"{_field('family')}: {family!r} (letters, digits, '-' and '_', at most 255)"
+        )
+    return family
+
+
+def _ephemeral_gib(deploy: Mapping[str, Any]) -> int:
+    size = _int(deploy, "ephemeral_storage", 20)
+    if not 21 <= size <= 200:
+        raise ConfigurationError(f"{_field('ephemeral_storage')}: {size} GiB (21..200)")
+    return size
+
+
+def _size(deploy: Mapping[str, Any]) -> tuple[int, int]:
+    """``(cpu, memory)``: a Fargate size (``ConfigurationError`` naming the field)."""
+    cpu = _int(deploy, "cpu", DEFAULT_CPU)
+    memory = _int(deploy, "memory", DEFAULT_MEMORY)
+    if cpu not in FARGATE_SIZES:
+        raise ConfigurationError(
+            f"{_field('cpu')}: {cpu} is not a Fargate size ({', '.join(map(str, FARGATE_SIZES))})"
+        )
+    allowed = FARGATE_SIZES[cpu]
+    if memory not in allowed:
+        raise ConfigurationError(
+            f"{_field('memory')}: {memory} MiB does not go with cpu {cpu} "
+            f"({allowed.start}..{allowed.stop - 1} MiB in steps of {allowed.step})"
+        )
+    return cpu, memory
+
+
+def _container(
+    deploy: Mapping[str, Any], *, image: str, cpu: int, memory: int, region: str
+) -> dict[str, Any]:
+    """The one container of the task (its secrets, read-only root added by the caller)."""
+    return {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+        # the one container has the whole task (explicit, so every scheduler places it)
+        "cpu": cpu,
+        "memory": memory,
+        # tini as PID 1: forwards ECS's SIGTERM to handoff and reaps orphans
+        "linuxParameters": {"initProcessEnabled": True},
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": _text(deploy, "log_group") or DEFAULT_LOG_GROUP,
+                "awslogs-region": _text(deploy, "log_region") or region,
+                "awslogs-stream-prefix": STREAM_PREFIX,
+            },
+        },
+    }
 
 
 def validate_request(operation: str, params: Mapping[str, Any]) -> None:
