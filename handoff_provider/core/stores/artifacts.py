@@ -37,7 +37,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -220,6 +220,31 @@ class ArtifactsStore:
             )
         digests = {rel: digest_file(path) for rel, path in local.items()}
         client = self._client()
+        stored = self._upload_run(client, prefix, local, digests)
+        manifest = _manifest(run_key, succeeded, local, digests)
+        self._put_manifest(client, prefix, manifest)
+        total = sum(d.size for d in digests.values())
+        last_uri = None
+        pending = None
+        if succeeded if publish is None else publish:
+            pending = self._publish_last(client, manifest, stored, base, before_publish)
+            last_uri = self.last_uri
+        return ArtifactsLocation(
+            run_key=run_key,
+            runs_uri=s3_uri(self.bucket, prefix),
+            last_uri=last_uri,
+            files=len(local),
+            bytes=total,
+            skipped=tuple(skipped),
+            last_pending=pending,
+        )
+
+    def _upload_run(
+        self, client: Any, prefix: str, local: Mapping[str, Path], digests: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Make ``runs/<key>/`` hold exactly ``local`` (unchanged objects are kept, others
+        uploaded or deleted; an old manifest goes first); returns the listing after, having
+        checked every file arrived whole."""
         # A re-push under the same run key (a retried task) replaces what was there.
         existing = list_objects(client, self.bucket, prefix)
         existing.pop(MANIFEST_NAME, None)
@@ -247,36 +272,7 @@ class ArtifactsStore:
         for rel, digest in digests.items():
             if rel not in stored or stored[rel].size != digest.size:
                 raise StoreError(f"upload to {s3_uri(self.bucket, prefix + rel)} did not complete")
-        manifest = {
-            "format": 1,
-            "run_key": run_key,
-            "status": "success" if succeeded else "failed",
-            "completed_at": datetime.now(timezone.utc).isoformat(),
-            "files": {
-                rel: {
-                    "size": digests[rel].size,
-                    "sha256": digests[rel].sha256,
-                    "mode": f"{os.stat(local[rel]).st_mode & 0o777:o}",
-                }
-                for rel in sorted(local)
-            },
-        }
-        self._put_manifest(client, prefix, manifest)
-        total = sum(d.size for d in digests.values())
-        last_uri = None
-        pending = None
-        if succeeded if publish is None else publish:
-            pending = self._publish_last(client, manifest, stored, base, before_publish)
-            last_uri = self.last_uri
-        return ArtifactsLocation(
-            run_key=run_key,
-            runs_uri=s3_uri(self.bucket, prefix),
-            last_uri=last_uri,
-            files=len(local),
-            bytes=total,
-            skipped=tuple(skipped),
-            last_pending=pending,
-        )
+        return stored
 
     def _publish_last(
         self,
@@ -625,3 +621,23 @@ def _record_skipped(run_json: Path, skipped: list[str]) -> None:
         os.replace(tmp, run_json)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def _manifest(
+    run_key: str, succeeded: bool, local: Mapping[str, Path], digests: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The completion manifest of a run's archive (what ``last/`` is published from)."""
+    return {
+        "format": 1,
+        "run_key": run_key,
+        "status": "success" if succeeded else "failed",
+        "completed_at": datetime.now(timezone.utc).isoformat(),
+        "files": {
+            rel: {
+                "size": digests[rel].size,
+                "sha256": digests[rel].sha256,
+                "mode": f"{os.stat(local[rel]).st_mode & 0o777:o}",
+            }
+            for rel in sorted(local)
+        },
+    }
