@@ -701,42 +701,13 @@ def push_workspace_artifacts(
     by hand) have no record: ``by_hand=True`` (``--by-hand``) publishes them, and
     refuses if there *is* a ``run.json``.
     """
-    from handoff_provider.core.load.safe_tree import read_regular_file
     from handoff_provider.core.run.workspace import Workspace
     from handoff_provider.core.stores.lease import lease_options
 
     ws = Workspace(workspace)
     if not ws.artifacts_dir.is_dir():
         raise ConfigurationError(f"{ws.artifacts_dir}: no artifacts directory to push")
-    record = ws.run_summary_path
-    if by_hand:
-        if record.exists() or record.is_symlink():
-            raise ConfigurationError(
-                f"{record}: exists, so these artifacts are a run's, not put there by hand; "
-                "push without --by-hand (or remove run.json)"
-            )
-        succeeded = partial = True
-    else:
-        try:
-            data = json.loads(read_regular_file(record, limit=16 << 20, error=ConfigurationError))
-        except FileNotFoundError:
-            raise ConfigurationError(
-                f"{record}: missing, so no run completed in this workspace; nothing pushed "
-                "(for files put into artifacts/ by hand, pass --by-hand)"
-            ) from None
-        except ValueError:
-            raise ConfigurationError(f"{record}: not valid JSON; nothing pushed") from None
-        status = data.get("status") if isinstance(data, dict) else None
-        if status not in ("success", "failed"):
-            raise ConfigurationError(
-                f"{record}: status {status!r}: the run did not complete (killed, or still "
-                "running); nothing pushed"
-            )
-        succeeded = status == "success"
-        # A failed run whose task kept its last complete state line is published too.
-        partial = any(
-            isinstance(task, dict) and task.get("partial_state") for task in data.get("tasks", [])
-        )
+    succeeded, partial = _recorded_outcome(ws, by_hand=by_hand)
     publish = succeeded or partial
     key = new_run_key(run_key)
     artifacts = remote.artifacts
@@ -756,6 +727,42 @@ def push_workspace_artifacts(
             base=repair.last,
             before_publish=lease.check,
         )
+
+
+def _recorded_outcome(ws: Workspace, *, by_hand: bool) -> tuple[bool, bool]:
+    """``(succeeded, keeps_partial_state)`` of the run whose artifacts ``ws`` holds, from
+    its ``run.json`` (see :func:`push_workspace_artifacts`)."""
+    from handoff_provider.core.load.safe_tree import read_regular_file
+
+    record = ws.run_summary_path
+    if by_hand:
+        if record.exists() or record.is_symlink():
+            raise ConfigurationError(
+                f"{record}: exists, so these artifacts are a run's, not put there by hand; "
+                "push without --by-hand (or remove run.json)"
+            )
+        return True, True
+    try:
+        data = json.loads(read_regular_file(record, limit=16 << 20, error=ConfigurationError))
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"{record}: missing, so no run completed in this workspace; nothing pushed "
+            "(for files put into artifacts/ by hand, pass --by-hand)"
+        ) from None
+    except ValueError:
+        raise ConfigurationError(f"{record}: not valid JSON; nothing pushed") from None
+    status = data.get("status") if isinstance(data, dict) else None
+    if status not in ("success", "failed"):
+        raise ConfigurationError(
+            f"{record}: status {status!r}: the run did not complete (killed, or still "
+            "running); nothing pushed"
+        )
+    succeeded = status == "success"
+    # A failed run whose task kept its last complete state line is published too.
+    partial = any(
+        isinstance(task, dict) and task.get("partial_state") for task in data.get("tasks", [])
+    )
+    return succeeded, partial
 
 
 def repair_artifacts(
