@@ -153,8 +153,6 @@ def invoke_lambda(
     error, :class:`LambdaError` when the call fails or returns an unexpected status, and
     :class:`ConfigurationError` for a bad invocation type or payload.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     if invocation_type not in INVOCATION_TYPES:
         raise ConfigurationError(
             f"lambda {function!r}: invocation_type must be one of {', '.join(INVOCATION_TYPES)}"
@@ -167,30 +165,7 @@ def invoke_lambda(
         request["Payload"] = body
     if qualifier:
         request["Qualifier"] = qualifier
-    try:
-        response = lambda_client.invoke(**request)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
-        message = _one_line(exc.response.get("Error", {}).get("Message", ""))
-        raise LambdaError(
-            f"lambda {function!r}: invocation failed ({code}{': ' + message if message else ''})"
-        ) from None
-    except BotoCoreError as exc:
-        raise LambdaError(
-            f"lambda {function!r}: invocation failed ({type(exc).__name__})"
-        ) from None
-    stream = response.get("Payload")
-    payload_bytes = stream.read() if stream is not None else b""
-    metadata = response.get("ResponseMetadata", {})
-    result = LambdaResult(
-        function=function,
-        invocation_type=invocation_type,
-        status_code=int(response.get("StatusCode", 0)),
-        function_error=response.get("FunctionError"),
-        payload_bytes=payload_bytes,
-        request_id=metadata.get("RequestId"),
-        executed_version=response.get("ExecutedVersion"),
-    )
+    result = _result(function, invocation_type, _invoke(lambda_client, function, request))
     expected = 202 if invocation_type == "Event" else 200
     if result.function_error:
         raise LambdaFunctionError(
@@ -203,6 +178,39 @@ def invoke_lambda(
             f"(expected {expected} for {invocation_type})"
         )
     return result
+
+
+def _invoke(lambda_client: Any, function: str, request: dict[str, Any]) -> Any:
+    """The ``Invoke`` call; a botocore error as a :class:`LambdaError`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return lambda_client.invoke(**request)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        message = _one_line(exc.response.get("Error", {}).get("Message", ""))
+        raise LambdaError(
+            f"lambda {function!r}: invocation failed ({code}{': ' + message if message else ''})"
+        ) from None
+    except BotoCoreError as exc:
+        raise LambdaError(
+            f"lambda {function!r}: invocation failed ({type(exc).__name__})"
+        ) from None
+
+
+def _result(function: str, invocation_type: str, response: Any) -> LambdaResult:
+    stream = response.get("Payload")
+    payload_bytes = stream.read() if stream is not None else b""
+    metadata = response.get("ResponseMetadata", {})
+    return LambdaResult(
+        function=function,
+        invocation_type=invocation_type,
+        status_code=int(response.get("StatusCode", 0)),
+        function_error=response.get("FunctionError"),
+        payload_bytes=payload_bytes,
+        request_id=metadata.get("RequestId"),
+        executed_version=response.get("ExecutedVersion"),
+    )
 
 
 def _one_line(text: str) -> str:

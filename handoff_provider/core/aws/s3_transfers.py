@@ -725,41 +725,46 @@ def apply_post_copy(
     targets = _post_copy_targets(
         downloaded, action, archive_prefix, archive_bucket, rename, source_prefix
     )
+    return [
+        _post_copy_one(s3, item, target, action=action, acl=acl)
+        for item, target in zip(downloaded, targets, strict=True)
+    ]
+
+
+def _post_copy_one(
+    s3: Any, item: Transferred, target: tuple[str, str] | None, *, action: str, acl: bool
+) -> PostCopyResult:
+    """The post-copy action on one downloaded object (``target``: where a move/rename
+    puts it; ``None`` for a delete)."""
+    if target == (item.bucket, item.key):
+        return PostCopyResult(item.bucket, item.key, action, "unchanged")
+    status = _source_status(s3, item)
+    if status is not None:
+        return PostCopyResult(item.bucket, item.key, action, status)
+    archive_uri = None
+    try:
+        if target is not None:
+            target_bucket, target_key = target
+            copy_args = _acl_args(acl)
+            if item.etag:
+                copy_args["CopySourceIfMatch"] = item.etag
+            s3.copy(
+                {"Bucket": item.bucket, "Key": item.key},
+                target_bucket,
+                target_key,
+                ExtraArgs=copy_args or None,
+            )
+            archive_uri = f"s3://{target_bucket}/{target_key}"
+        s3.delete_object(Bucket=item.bucket, Key=item.key)
+    except _aws_errors() as exc:
+        code = _error_code(exc)
+        if code in ("PreconditionFailed", "412"):
+            return PostCopyResult(item.bucket, item.key, action, "changed")
+        raise TransferError(
+            f"post-copy {action}: failed on s3://{item.bucket}/{item.key} ({code})"
+        ) from None
     done = {"move": "moved", "rename": "renamed", "delete": "deleted"}[action]
-    results: list[PostCopyResult] = []
-    for item, target in zip(downloaded, targets, strict=True):
-        if target == (item.bucket, item.key):
-            results.append(PostCopyResult(item.bucket, item.key, action, "unchanged"))
-            continue
-        status = _source_status(s3, item)
-        if status is not None:
-            results.append(PostCopyResult(item.bucket, item.key, action, status))
-            continue
-        archive_uri = None
-        try:
-            if target is not None:
-                target_bucket, target_key = target
-                copy_args = _acl_args(acl)
-                if item.etag:
-                    copy_args["CopySourceIfMatch"] = item.etag
-                s3.copy(
-                    {"Bucket": item.bucket, "Key": item.key},
-                    target_bucket,
-                    target_key,
-                    ExtraArgs=copy_args or None,
-                )
-                archive_uri = f"s3://{target_bucket}/{target_key}"
-            s3.delete_object(Bucket=item.bucket, Key=item.key)
-        except _aws_errors() as exc:
-            code = _error_code(exc)
-            if code in ("PreconditionFailed", "412"):
-                results.append(PostCopyResult(item.bucket, item.key, action, "changed"))
-                continue
-            raise TransferError(
-                f"post-copy {action}: failed on s3://{item.bucket}/{item.key} ({code})"
-            ) from None
-        results.append(PostCopyResult(item.bucket, item.key, action, done, archive_uri))
-    return results
+    return PostCopyResult(item.bucket, item.key, action, done, archive_uri)
 
 
 def _post_copy_targets(

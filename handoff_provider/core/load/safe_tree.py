@@ -153,56 +153,80 @@ def walk_tree(
         return tree
     if not stat.S_ISDIR(root_stat.st_mode):
         return tree
-    real_root = Path(links_within or root).resolve()
-    outside = links_label or f"{shown(links_within or root)} (refused)"
+    walker = _Walker(
+        tree,
+        strict=strict,
+        error=error,
+        check_names=check_names,
+        skip=skip,
+        real_root=Path(links_within or root).resolve(),
+        outside=links_label or f"{shown(links_within or root)} (refused)",
+    )
+    walker.walk(root, "", ((root_stat.st_dev, root_stat.st_ino),))
+    return tree
 
-    def problem(path: Path, reason: str) -> None:
+
+@dataclass
+class _Walker:
+    """One :func:`walk_tree` (its arguments, and the tree it fills in)."""
+
+    tree: Tree
+    strict: bool
+    error: type[HandoffError]
+    check_names: bool
+    skip: Callable[[str], bool] | None
+    real_root: Path
+    outside: str
+
+    def problem(self, path: Path, reason: str) -> None:
         line = f"{shown(path)}: {reason}"
-        if strict:
-            raise error(line)
-        tree.problems.append(line)
+        if self.strict:
+            raise self.error(line)
+        self.tree.problems.append(line)
 
-    def walk(directory: Path, prefix: str, ancestors: tuple[tuple[int, int], ...]) -> None:
+    def walk(self, directory: Path, prefix: str, ancestors: tuple[tuple[int, int], ...]) -> None:
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
-            problem(directory, f"cannot list ({exc.strerror or type(exc).__name__})")
+            self.problem(directory, f"cannot list ({exc.strerror or type(exc).__name__})")
             return
         for entry in entries:
-            path = Path(entry.path)
             rel = prefix + entry.name
-            if skip is not None and skip(rel):
+            if self.skip is not None and self.skip(rel):
                 continue
-            if check_names and (why := name_problem(rel)):
-                problem(path, why)
-                continue
-            try:
-                is_link = entry.is_symlink()
-                info = os.stat(path)  # follows links
-            except FileNotFoundError:
-                problem(path, "dangling symlink (its target does not exist)")
-                continue
-            except OSError as exc:
-                loop = exc.errno == errno.ELOOP
-                problem(path, "symlink loop" if loop else (exc.strerror or "cannot stat"))
-                continue
-            if is_link and not _inside(path, real_root):
-                problem(path, f"symlink points outside {outside}")
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                identity = (info.st_dev, info.st_ino)
-                if identity in ancestors:
-                    problem(path, "symlink loop (it points at a directory that contains it)")
-                    continue
-                tree.dirs[rel] = path
-                walk(path, rel + "/", (*ancestors, identity))
-            elif stat.S_ISREG(info.st_mode):
-                tree.files[rel] = path
-            else:
-                problem(path, f"is {file_type(info.st_mode)}, not a regular file (refused)")
+            self.entry(entry, rel, ancestors)
 
-    walk(root, "", ((root_stat.st_dev, root_stat.st_ino),))
-    return tree
+    def entry(
+        self, entry: os.DirEntry[str], rel: str, ancestors: tuple[tuple[int, int], ...]
+    ) -> None:
+        path = Path(entry.path)
+        if self.check_names and (why := name_problem(rel)):
+            self.problem(path, why)
+            return
+        try:
+            is_link = entry.is_symlink()
+            info = os.stat(path)  # follows links
+        except FileNotFoundError:
+            self.problem(path, "dangling symlink (its target does not exist)")
+            return
+        except OSError as exc:
+            loop = exc.errno == errno.ELOOP
+            self.problem(path, "symlink loop" if loop else (exc.strerror or "cannot stat"))
+            return
+        if is_link and not _inside(path, self.real_root):
+            self.problem(path, f"symlink points outside {self.outside}")
+            return
+        if stat.S_ISDIR(info.st_mode):
+            identity = (info.st_dev, info.st_ino)
+            if identity in ancestors:
+                self.problem(path, "symlink loop (it points at a directory that contains it)")
+                return
+            self.tree.dirs[rel] = path
+            self.walk(path, rel + "/", (*ancestors, identity))
+        elif stat.S_ISREG(info.st_mode):
+            self.tree.files[rel] = path
+        else:
+            self.problem(path, f"is {file_type(info.st_mode)}, not a regular file (refused)")
 
 
 def _inside(link: Path, real_root: Path) -> bool:
