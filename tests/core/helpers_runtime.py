@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from handoff_provider.core.load.project import Command, EnvVar, Project, Task
+from handoff_provider.core.model.project import Command, EnvVar, Project, Task
 from handoff_provider.core.run.pipeline import StageSpec
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import StageError, TemplateError
-from handoff_provider.core.load.project import EnvVar
+from handoff_provider.core.model.project import EnvVar
 from handoff_provider.core.model.secrets import SecretRedactor
 from handoff_provider.core.run.runner import ProjectRunner
 from handoff_provider.core.run.summary import RunSummary, read_run_summary

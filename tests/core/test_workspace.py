@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from handoff_provider.core.errors import ProjectError
-from handoff_provider.core.load.project import ConfigFile
+from handoff_provider.core.model.project import ConfigFile
 from handoff_provider.core.run.workspace import Workspace
 
 

@@ -27,7 +27,7 @@ from handoff_provider.core.model.context import RunContext
 if TYPE_CHECKING:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    from handoff_provider.core.load.project import Project
+    from handoff_provider.core.model.project import Project
 
 _MARKERS = ("{{", "{%", "{#")
 _BYTE_MARKERS = tuple(marker.encode() for marker in _MARKERS)

@@ -92,7 +92,7 @@ from handoff_provider.core.model.context import RunContext
 from handoff_provider.core.model.run_key import new_run_key
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Project
+    from handoff_provider.core.model.project import Project
     from handoff_provider.core.run.runner import ProjectRunner
     from handoff_provider.core.run.summary import RunSummary
     from handoff_provider.core.run.workspace import Workspace

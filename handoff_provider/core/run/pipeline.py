@@ -433,7 +433,7 @@ def run_pipeline(
         raise ValueError("a pipeline needs at least one stage")
     control = control or PipelineControl()
     cond = control._cond
-    logs = list(stderr_logs) if stderr_logs is not None else [None] * len(stages)
+    logs: list[Path | None] = list(stderr_logs) if stderr_logs is not None else [None] * len(stages)
     outcomes = [
         StageOutcome(number=first_number + i, label=stage.label) for i, stage in enumerate(stages)
     ]

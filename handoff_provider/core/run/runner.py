@@ -55,8 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError, HandoffError, StageError
-from handoff_provider.core.load.project import Project
 from handoff_provider.core.load.templating import render_text, render_workspace_files
+from handoff_provider.core.model.project import Project
 from handoff_provider.core.run.pipeline import DEFAULT_KILL_GRACE, PipelineControl
 from handoff_provider.core.run.summary import (
     CALLER_TIMEOUT,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.model.project import Task
     from handoff_provider.core.run.summary import TaskResult
 
 #: How much of a ``commands:`` command's stdout goes to the log (all of it to its file).

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from handoff_provider.core.errors import StageError
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.model.project import Task
     from handoff_provider.core.run.summary import TaskResult
     from handoff_provider.core.run.workspace import Workspace
 

@@ -18,7 +18,7 @@ from handoff_provider.core.errors import HandoffError, ProjectError, StageError
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.model.project import Task
     from handoff_provider.core.run.summary import StageResult, TaskResult
 
 #: How often a wait checks for terminate() and the task timeout.

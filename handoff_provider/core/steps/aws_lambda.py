@@ -30,7 +30,7 @@ from handoff_provider.core.steps.aws_call import AwsCallKind, schema_keys, wait_
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.model.project import Task
     from handoff_provider.core.run.summary import StageResult
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Project, Task
+    from handoff_provider.core.model.project import Project, Task
     from handoff_provider.core.run.pipeline import PipelineControl, StageSpec
     from handoff_provider.core.run.summary import TaskResult
     from handoff_provider.core.run.workspace import Workspace

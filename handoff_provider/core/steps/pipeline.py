@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from handoff_provider.core.steps.process import ProcessKind
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Task
+    from handoff_provider.core.model.project import Task
     from handoff_provider.core.run.pipeline import StageSpec
 
 

@@ -27,7 +27,7 @@ from handoff_provider.core.run.task_log import log_stdout, log_task_table
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
 if TYPE_CHECKING:
-    from handoff_provider.core.load.project import Command, Task
+    from handoff_provider.core.model.project import Command, Task
     from handoff_provider.core.run.pipeline import PipelineResult, StageSpec
     from handoff_provider.core.run.summary import TaskResult
 
@@ -81,7 +81,7 @@ def _args_problem(args: str) -> str | None:
 
 def commands_of(stages: list[Mapping[str, Any]], where: str) -> tuple[Command, ...]:
     """The model's commands of a (validated) list of stages."""
-    from handoff_provider.core.load.project import Command
+    from handoff_provider.core.model.project import Command
 
     return tuple(
         Command(s["command"], s.get("args", ""), s.get("venv"), location=f"{where}[{i}]")
