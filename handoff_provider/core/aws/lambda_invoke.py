@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ __all__ = [
     "LambdaError",
     "LambdaFunctionError",
     "LambdaResult",
-    "LambdaStep",
     "encode_payload",
     "invoke_lambda",
     "lambda_client_config",
@@ -241,79 +240,3 @@ def save_lambda_response(artifacts_dir: Path, step: str, result: LambdaResult) -
     path = artifacts_dir / f"lambda-{step}.json"
     path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return path
-
-
-@dataclass(frozen=True)
-class LambdaStep:
-    """A project task step invoking a Lambda function (task kind ``lambda`` in project.yml)::
-
-    tasks:
-      - name: notify
-        lambda:
-          function: arn:aws:lambda:eu-west-1:123456789012:function:my-function
-          invocation_type: RequestResponse     # default: Event
-          payload: {file-name: "{{ ds }}.csv"}  # any JSON value; strings are templates
-          qualifier: live                      # optional version/alias
-    """
-
-    function: str
-    invocation_type: str = "Event"
-    payload: Any = None
-    qualifier: str | None = None
-
-    @classmethod
-    def from_mapping(cls, data: Any, *, path: str) -> LambdaStep:
-        from handoff_provider.core.aws.s3_transfers import check_mapping_keys
-        from handoff_provider.core.errors import ProjectError
-
-        data = check_mapping_keys(
-            data,
-            path,
-            allowed=("function", "invocation_type", "payload", "qualifier"),
-            required=("function",),
-        )
-        for key in ("function", "invocation_type", "qualifier"):
-            if key in data and data[key] is not None and not isinstance(data[key], str):
-                raise ProjectError(f"{path}.{key}: expected a string")
-        invocation_type = data.get("invocation_type") or "Event"
-        if invocation_type not in INVOCATION_TYPES:
-            raise ProjectError(
-                f"{path}.invocation_type: must be one of {', '.join(INVOCATION_TYPES)}"
-            )
-        payload = data.get("payload")
-        try:
-            encode_payload(payload)
-        except ConfigurationError as exc:
-            raise ProjectError(f"{path}.payload: {exc}") from None
-        return cls(data["function"], invocation_type, payload, data.get("qualifier"))
-
-    def render(self, render: Callable[[str, str], str], *, path: str = "lambda") -> LambdaStep:
-        """Apply ``render(text, field_path)`` to the function, the qualifier and every string
-        inside the payload (keys are left as written)."""
-
-        def walk(value: Any, where: str) -> Any:
-            if isinstance(value, str):
-                return render(value, where)
-            if isinstance(value, Mapping):
-                return {key: walk(item, f"{where}.{key}") for key, item in value.items()}
-            if isinstance(value, list):
-                return [walk(item, f"{where}[{index}]") for index, item in enumerate(value)]
-            return value
-
-        return replace(
-            self,
-            function=render(self.function, f"{path}.function"),
-            qualifier=None
-            if self.qualifier is None
-            else render(self.qualifier, f"{path}.qualifier"),
-            payload=walk(self.payload, f"{path}.payload"),
-        )
-
-    def invoke(self, lambda_client: Any) -> LambdaResult:
-        return invoke_lambda(
-            lambda_client,
-            self.function,
-            payload=self.payload,
-            invocation_type=self.invocation_type,
-            qualifier=self.qualifier,
-        )

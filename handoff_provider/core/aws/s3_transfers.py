@@ -58,7 +58,6 @@ __all__ = [
     "OutputSpec",
     "PostCopy",
     "PostCopyResult",
-    "TouchStep",
     "TransferError",
     "Transferred",
     "TransfersSpec",
@@ -435,40 +434,6 @@ def _maybe(render: Callable[[str, str], str], value: str | None, path: str) -> s
 def _require(value: str, path: str) -> None:
     if not value:
         raise _fail(path, "rendered to an empty string")
-
-
-@dataclass(frozen=True)
-class TouchStep:
-    """OTF's "touch a file as an execution": a task step writing one empty flag object.
-
-    project.yml: ``tasks: [{name, s3_touch: {bucket, key}}]``."""
-
-    bucket: str
-    key: str
-    disable_bucket_owner_acl: bool = False
-
-    @classmethod
-    def from_mapping(cls, data: Any, *, path: str) -> TouchStep:
-        data = check_mapping_keys(
-            data,
-            path,
-            allowed=("bucket", "key", "disable_bucket_owner_acl"),
-            required=("bucket", "key"),
-        )
-        return cls(
-            bucket=_str(data, "bucket", path),
-            key=_key(_str(data, "key", path), f"{path}.key"),
-            disable_bucket_owner_acl=_bool(data, "disable_bucket_owner_acl", path, False),
-        )
-
-    def render(self, render: Callable[[str, str], str], *, path: str = "s3_touch") -> TouchStep:
-        bucket = render(self.bucket, f"{path}.bucket")
-        _require(bucket, f"{path}.bucket")
-        return replace(self, bucket=bucket, key=_key(render(self.key, f"{path}.key"), path))
-
-    def run(self, s3: Any) -> str:
-        """Touch the flag; returns its ``s3://`` URI."""
-        return touch_flag(s3, self.bucket, self.key, acl=not self.disable_bucket_owner_acl)
 
 
 # --------------------------------------------------------------------------- results
