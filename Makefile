@@ -27,9 +27,9 @@ $(VENV_AF2)/.ready: pyproject.toml requirements/airflow2.txt $(VENV)/.ready
 demo: venv
 	$(VENV)/bin/python scripts/demo_airflow.py
 
-# The MWAA images' pins run in test-mwaa; 3.0.6 and 2.10.3 join this target once the suite
-# is green on them again (see README, MWAA section).
-test: test-af3 test-af2
+# Besides the two development lines, the oldest MWAA image (2.10.3: Airflow 2.10, amazon
+# 9.0.0, s3transfer 0.10) and the first Airflow 3 one (3.0.6); all five run in test-mwaa.
+test: test-af3 test-af2 test-mwaa-2.10.3 test-mwaa-3.0.6
 
 # Core + AWS + Airflow 3 tests in .venv
 test-af3: venv
