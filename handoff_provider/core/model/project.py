@@ -144,10 +144,15 @@ class Project:
         raise ProjectError(f"{self.source}: no task {name!r} (tasks: {known})")
 
     def uses_aws(self) -> bool:
-        """Whether a run needs AWS clients of its own (transfers, lambda, s3_touch)."""
-        return bool(self.transfers.inputs or self.transfers.outputs) or any(
-            task.active and task.step is not None for task in self.tasks
-        )
+        """Whether a run needs AWS clients of its own (transfers, an active task whose kind
+        needs AWS: lambda, s3_touch)."""
+        return bool(self.transfers.inputs or self.transfers.outputs) or bool(self.aws_tasks())
+
+    def aws_tasks(self) -> tuple[Task, ...]:
+        """The active tasks whose kind needs AWS (:mod:`handoff_provider.core.steps`)."""
+        from handoff_provider.core.steps import kind_named
+
+        return tuple(t for t in self.active_tasks() if kind_named(t.kind).needs_aws)
 
     def shell_lines(self) -> list[str]:
         """The tasks as shell lines, for ``handoff show commands``.

@@ -274,7 +274,7 @@ def check_no_aws(project: Project) -> None:
     """``ConfigurationError`` naming what needs AWS when ``project`` does (a run without
     a client factory fails before anything starts)."""
     if project.uses_aws():
-        users = [f"task '{t.name}' ({t.kind})" for t in project.active_tasks() if t.step]
+        users = [f"task '{t.name}' ({t.kind})" for t in project.aws_tasks()]
         if project.transfers.inputs or project.transfers.outputs:
             users.insert(0, "transfers")
         raise ConfigurationError(

@@ -41,6 +41,7 @@ class AwsCallKind:
     hint = ""
     spec: Any = None
     runs_processes = False
+    needs_aws = True
 
     @property
     def schema(self) -> Mapping[str, Any]:

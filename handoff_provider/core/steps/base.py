@@ -33,13 +33,15 @@ class StepKind(Protocol):
     ``schema`` is the JSON Schema of the value under ``key`` (``$ref`` into the project
     schema's ``$defs`` allowed); ``hint`` names it in "needs exactly one of" errors;
     ``runs_processes`` says whether its output can be the state (``state_from`` and
-    ``state_on_failure`` apply) and whether it has stages with ``venv``/``installs``.
+    ``state_on_failure`` apply) and whether it has stages with ``venv``/``installs``;
+    ``needs_aws`` whether a run needs an AWS client factory for it.
     """
 
     key: str
     schema: Mapping[str, Any]
     hint: str
     runs_processes: bool
+    needs_aws: bool
 
     def validate(self, entry: Mapping[str, Any], *, where: str) -> None:
         """What the schema can't say about ``entry`` (the task's mapping, schema-valid);

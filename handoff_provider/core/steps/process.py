@@ -118,6 +118,7 @@ class ProcessKind:
     hint = ""
     schema: Mapping[str, Any] = STAGES_SCHEMA
     runs_processes = True
+    needs_aws = False
 
     def groups(self, stages: list[StageSpec]) -> list[tuple[int, list[StageSpec]]]:
         """The pipelines to run in order, each as ``(number of its first stage, stages)``."""
