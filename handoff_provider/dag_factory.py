@@ -238,7 +238,9 @@ def _cache_key(path: Path, signature: tuple[Any, ...]) -> str:
     """What a cached validation depends on: the project files, this package, its schema."""
     from handoff_provider import __version__
 
-    schema = Path(__file__).parent / "core" / "load" / "project_schema.json"
+    # The compiled schema: regenerated whenever project_schema.json or a task kind's
+    # fragment (core/steps/) changes (a test fails when it is stale).
+    schema = Path(__file__).parent / "core" / "load" / "_project_validator.py"
     try:
         schema_stat: Any = (schema.stat().st_mtime_ns, schema.stat().st_size)
     except OSError:
