@@ -1,9 +1,13 @@
 """Airflow 2.10 / 3.x compatibility: the one place that knows where things live.
 
-Everything in the Airflow layer imports Airflow names from here, never from ``airflow.*``
-directly, so supporting a new Airflow line is a change to this module only. The version
-flags follow the Amazon provider's ``version_compat.py``; this module deliberately does
-not depend on ``apache-airflow-providers-common-compat``'s ``sdk`` module.
+Everything in the Airflow layer imports Airflow's own names (``airflow.*``, ``airflow.sdk``)
+from here, never directly, so supporting a new Airflow line is a change to this module
+only. The version flags follow the Amazon provider's ``version_compat.py``; this module
+deliberately does not depend on ``apache-airflow-providers-common-compat``'s ``sdk`` module.
+The Amazon provider's base classes that every handoff operator, hook and link builds on
+are imported here too (present, in this shape, in every supported version: 9.0.0 and
+later); its service-specific classes (ECS, S3, logs) are imported by the one module that
+uses them.
 
 Besides the gated imports it holds the small accessors the operators share (ours and the
 ECS one): reading the run's data interval and identity from a task context whatever the
@@ -20,6 +24,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
+
+# The Amazon provider's shape of an AWS operator: ``aws_hook_class``, a cached ``hook``
+# built from aws_conn_id/region_name/verify/botocore_config, ``aws_template_fields()``.
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+
+# Triggers run in the triggerer; their base class has stayed in airflow.triggers.base.
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 @functools.cache
@@ -91,6 +106,11 @@ if AIRFLOW_V_3_1_PLUS:
 else:  # airflow.sdk.BaseHook does not exist before 3.1
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,assignment]
 
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk import Context
+else:
+    from airflow.utils.context import Context  # type: ignore[no-redef,assignment]
+
 
 def _import_mask_secret() -> Any:
     """Airflow's ``mask_secret`` for this line (the task SDK one also tells the supervisor)."""
@@ -99,9 +119,8 @@ def _import_mask_secret() -> Any:
             from airflow.sdk.log import mask_secret
         except ImportError:  # 3.0
             from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore
-        return mask_secret
-    from airflow.utils.log.secrets_masker import mask_secret
-
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
     return mask_secret
 
 
@@ -135,6 +154,16 @@ def _default_sensitive_fields() -> frozenset[str]:
 
             return SENSITIVE_KEY_WORDS
     return frozenset(DEFAULT_SENSITIVE_FIELDS)
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` as Airflow's own operators read it (its boolean
+    rule: ``true``/``t``/``1``), but when the operator is built rather than imported, and
+    False for a value Airflow would refuse."""
+    try:
+        return bool(_conf().getboolean("operators", "default_deferrable", fallback=False))
+    except Exception:  # not a boolean: Airflow's operators would fail to import
+        return False
 
 
 def airflow_sensitive_words() -> frozenset[str]:
@@ -300,22 +329,31 @@ __all__ = [
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "Asset",
+    "AwsBaseHook",
+    "AwsBaseOperator",
+    "AwsBaseSensor",
+    "BaseAwsLink",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
     "BaseSensorOperator",
+    "BaseTrigger",
+    "Context",
     "CronDataIntervalTimetable",
     "DeltaDataIntervalTimetable",
     "PokeReturnValue",
     "TaskGroup",
+    "TriggerEvent",
     "airflow_mask_secret",
     "airflow_redact",
     "airflow_sensitive_words",
     "airflow_setting",
+    "aws_template_fields",
     "context_data_interval",
     "context_logical_date",
     "context_run_time",
     "context_task_identity",
+    "default_deferrable",
     "fill_missing_data_interval",
     "provider_setting",
     "run_key_for",

@@ -29,7 +29,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["run_key_of", "run_lineage", "s3_dataset"]
+__all__ = ["RunLineageMixin", "run_key_of", "run_lineage", "s3_dataset"]
 
 #: Where the custom facets are described (their ``_schemaURL``): docs/lineage.md of this
 #: package's documentation.
@@ -170,3 +170,40 @@ def run_lineage(
         run_facets={"handoff_run": run_facet},
         job_facets={"handoff_commands": job_facet_type(commands=commands)},
     )
+
+
+class RunLineageMixin:
+    """The OpenLineage methods of both run operators: each says where its run reads and
+    writes (:meth:`_lineage_target`) and records its summary in ``_lineage_summary``."""
+
+    #: The finished try's summary (XCom or failed-run summary), None until then.
+    _lineage_summary: dict[str, Any] | None = None
+
+    def _lineage_target(self, summary: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``stack``, ``bucket``, ``reads_remote_files`` and ``archives`` of the run."""
+        raise NotImplementedError
+
+    def _lineage(self, task_instance: Any, summary: Mapping[str, Any] | None, failed: bool) -> Any:
+        from handoff_provider._compat import airflow_redact
+
+        return run_lineage(
+            **self._lineage_target(summary),
+            run_key=(summary or {}).get("run_key") or run_key_of(task_instance),
+            summary=summary,
+            failed=failed,
+            redact=airflow_redact,
+        )
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        """Planned inputs/outputs (module doc); the run key, and so ``runs/<key>``, is not
+        known to the provider yet at START."""
+        return self._lineage(None, None, failed=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
+        """Inputs/outputs of the finished run, with the ``handoff_run``/``handoff_commands``
+        facets."""
+        return self._lineage(task_instance, self._lineage_summary, failed=False)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any = None) -> Any:
+        """As on complete, for a failed run (no ``last/`` output)."""
+        return self._lineage(task_instance, self._lineage_summary, failed=True)

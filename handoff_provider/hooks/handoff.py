@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from handoff_provider._compat import AwsBaseHook
 
 if TYPE_CHECKING:
     from botocore.config import Config

@@ -12,7 +12,7 @@ import os
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+from handoff_provider._compat import BaseAwsLink
 
 
 def artifacts_prefix(stack: str, run_key: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+from handoff_provider._compat import BaseAwsLink
 
 
 def ecs_task_console_url(

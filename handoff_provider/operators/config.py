@@ -14,40 +14,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff_provider._compat import AirflowException, BaseOperator, airflow_sensitive_words
+from handoff_provider._compat import (
+    AirflowException,
+    airflow_sensitive_words,
+    aws_template_fields,
+)
 from handoff_provider.masking import mask_values
-from handoff_provider.operators.run import _HandoffAwsMixin
+from handoff_provider.operators.base import HandoffBaseOperator
 
 
-class _HandoffPushOperator(_HandoffAwsMixin, BaseOperator):
-    """Shared parameters; subclasses have the only ``__init__`` (cheaper DAG parsing)."""
+class _HandoffPushOperator(HandoffBaseOperator):
+    """A push of ``project_dir`` to the stack's stores; subclasses say what it pushes."""
 
     ui_color = "#f4f0e8"
 
     #: what the operator pushes, in its log line and failure message
     _what: str
 
-    def _set_common(
-        self,
-        project_dir: str | os.PathLike[str],
-        stack: str | None,
-        bucket: str | None,
-        aws_conn_id: str | None,
-        region_name: str | None,
-        verify: bool | str | None,
-        botocore_config: dict[str, Any] | None,
-        config_name: str | None = None,
-        kms_key_id: str | None = None,
-    ) -> None:
+    def __init__(self, *, project_dir: str | os.PathLike[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.project_dir = os.fspath(project_dir)
-        self.stack = stack
-        self.bucket = bucket
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
-        self.config_name = config_name
-        self.kms_key_id = kms_key_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from handoff_provider.core.errors import HandoffError
@@ -77,34 +63,21 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
         moving a 4-8 KB document to S3.
     :param kms_key_id: KMS key for the SecureString (and the S3 object); default the
         account's ``alias/aws/ssm``.
-    :param aws_conn_id: the Airflow AWS connection (``aws_default``).
+    :param config_name: the SSM parameter (default ``/handoff/<stack>/config``).
+
+    The AWS arguments (``aws_conn_id``, ``region_name``, ``verify``, ``botocore_config``)
+    are those of :class:`~handoff_provider.operators.base.HandoffBaseOperator`.
 
     Returns (XCom) ``{"name", "tier", "bytes", "object_uri", "version"}``.
     """
 
-    template_fields: Sequence[str] = ("project_dir", "stack", "bucket", "config_name")
+    template_fields: Sequence[str] = aws_template_fields(
+        "project_dir", "stack", "bucket", "config_name", "botocore_config"
+    )
     _what = "config"
 
-    def __init__(
-        self,
-        *,
-        project_dir: str | os.PathLike[str],
-        stack: str | None = None,
-        bucket: str | None = None,
-        allow_advanced_tier: bool = False,
-        kms_key_id: str | None = None,
-        config_name: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, allow_advanced_tier: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._set_common(
-            project_dir, stack, bucket, aws_conn_id, region_name, verify, botocore_config,
-            config_name, kms_key_id,
-        )  # fmt: skip
         self.allow_advanced_tier = allow_advanced_tier
 
     def _push(self, project_dir: Path) -> Any:
@@ -113,7 +86,7 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
         project = load_project(project_dir)
         mask_values(project.secret_values(airflow_sensitive_words()))
         return self.remote().config.push(
-            project.document, allow_advanced_tier=self.allow_advanced_tier
+            dict(project.document), allow_advanced_tier=self.allow_advanced_tier
         )
 
 
@@ -126,25 +99,10 @@ class HandoffFilesPushOperator(_HandoffPushOperator):
     Returns (XCom) counts: ``uploaded``, ``deleted``, ``unchanged``, ``bytes_transferred``.
     """
 
-    template_fields: Sequence[str] = ("project_dir", "stack", "bucket")
+    template_fields: Sequence[str] = aws_template_fields(
+        "project_dir", "stack", "bucket", "botocore_config"
+    )
     _what = "files"
-
-    def __init__(
-        self,
-        *,
-        project_dir: str | os.PathLike[str],
-        stack: str | None = None,
-        bucket: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._set_common(
-            project_dir, stack, bucket, aws_conn_id, region_name, verify, botocore_config
-        )
 
     def _push(self, project_dir: Path) -> Any:
         return self.remote().files.push(project_dir / "files")

@@ -14,21 +14,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff_provider._compat import AirflowException, BaseOperator
+from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+
+from handoff_provider._compat import AirflowException, AwsBaseOperator, aws_template_fields
 
 
-class HandoffRegisterTaskDefinitionOperator(BaseOperator):
+class HandoffRegisterTaskDefinitionOperator(AwsBaseOperator[EcsHook]):
     """Register the ECS task definition of a project's ``deploy:``; returns its ARN.
 
     :param project_dir: the project directory (its ``project.yml`` has ``deploy:``).
     :param stack: names the default family ``handoff-<stack>``
         (default ``$HANDOFF_STACK``/``$STACK_NAME`` on the worker).
     :param image: container image (overrides ``deploy.image``).
-    :param aws_conn_id: the Airflow AWS connection.
-    :param region_name: the region of the ECS cluster (default: the connection's).
+    :param aws_conn_id: the Airflow AWS connection; ``region_name`` the region of the ECS
+        cluster (default: the connection's); ``verify``, ``botocore_config`` as every
+        Amazon operator (all four templated).
     """
 
-    template_fields: Sequence[str] = ("project_dir", "stack", "image")
+    aws_hook_class = EcsHook
+    template_fields: Sequence[str] = aws_template_fields("project_dir", "stack", "image")
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -37,20 +41,14 @@ class HandoffRegisterTaskDefinitionOperator(BaseOperator):
         project_dir: str | os.PathLike[str],
         stack: str | None = None,
         image: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.project_dir = os.fspath(project_dir)
         self.stack = stack
         self.image = image
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
 
     def execute(self, context: Any) -> str:
-        from airflow.providers.amazon.aws.hooks.ecs import EcsHook
-
         from handoff_provider.core.aws.task_definition import (
             register_task_definition,
             render_task_definition,
@@ -64,15 +62,14 @@ class HandoffRegisterTaskDefinitionOperator(BaseOperator):
             raise AirflowException(
                 "register task definition: no stack (set stack= or HANDOFF_STACK)"
             )
-        hook = EcsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
         try:
             project = load_project(Path(self.project_dir).expanduser())
             definition = render_task_definition(
-                project.deploy, stack=stack, region=hook.conn_region_name, image=self.image
+                project.deploy, stack=stack, region=self.hook.conn_region_name, image=self.image
             )
         except HandoffError as exc:
             raise AirflowException(f"register task definition: {exc}") from None
-        arn, registered = register_task_definition(hook.conn, definition)
+        arn, registered = register_task_definition(self.hook.conn, definition)
         self.log.info(
             "Task definition %s: %s", "registered" if registered else "unchanged (latest)", arn
         )

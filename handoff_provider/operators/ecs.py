@@ -19,7 +19,8 @@ import inspect
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import Any
 
 from airflow.providers.amazon.aws.exceptions import EcsOperatorError, EcsTaskFailToStart
 from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
@@ -33,10 +34,11 @@ from handoff_provider._compat import (
     AirflowException,
     AirflowSkipException,
     AirflowTaskTimeout,
-    airflow_setting,
+    Context,
     context_data_interval,
     context_logical_date,
     context_task_identity,
+    default_deferrable,
     run_key_from_context,
 )
 from handoff_provider.asset_events import report_last_event
@@ -53,13 +55,11 @@ from handoff_provider.core.cli.container import (
 )
 from handoff_provider.core.errors import ConfigurationError
 from handoff_provider.core.model.context import ENV_RUN_KEY
+from handoff_provider.hooks.handoff import HandoffHook
+from handoff_provider.lineage import RunLineageMixin
 from handoff_provider.links.artifacts import HandoffArtifactsLink, artifacts_prefix
 from handoff_provider.links.ecs import HandoffEcsTaskLink
 from handoff_provider.operators.run import resolve_bucket, resolve_stack, with_last_outlet
-
-if TYPE_CHECKING:
-    from airflow.utils.context import Context
-
 
 #: Whether the Amazon operator takes ``container_name`` (amazon provider >= 9.4). Before,
 #: it has no notion of which container is the task's and names the CloudWatch stream
@@ -102,13 +102,7 @@ class FinalReadLogFetcher(AwsTaskLogFetcher):
                 self.logger.warning("Error on retrieving Cloudwatch log events: %s", error)
 
 
-def _default_deferrable() -> bool:
-    """``[operators] default_deferrable``, read when the operator is built (not imported)."""
-    value = airflow_setting("operators", "default_deferrable", "False") or "False"
-    return value.strip().lower() in ("true", "t", "1", "yes", "on")
-
-
-class HandoffEcsRunOperator(EcsRunTaskOperator):
+class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
     """Run a handoff project (config in SSM, files in S3) as an ECS task, by default on Fargate.
 
     The task definition's container runs the handoff runtime image (``Dockerfile``); this
@@ -218,7 +212,7 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             )
         ecs_kwargs.setdefault("launch_type", "FARGATE")
         ecs_kwargs.setdefault("reattach", True)
-        ecs_kwargs.setdefault("deferrable", _default_deferrable())
+        ecs_kwargs.setdefault("deferrable", default_deferrable())
         ecs_kwargs.setdefault("overrides", {})
         # Same data-aware scheduling as the local run: the stack's last/ is an outlet.
         ecs_kwargs["outlets"] = with_last_outlet(ecs_kwargs.get("outlets") or [], stack, bucket)
@@ -273,6 +267,17 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             if not prefix.endswith(f"/{self.container_name}"):
                 prefix = f"{prefix}/{self.container_name}"
             return f"{prefix}/{self._get_ecs_task_id(self.arn)}"
+
+    @cached_property
+    def handoff_hook(self) -> HandoffHook:
+        """The hook of the stack's stores (``hook`` is the Amazon operator's ECS one), made
+        from the same rendered AWS arguments."""
+        return HandoffHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
 
     # -- what the operator sends ---------------------------------------------------------
 
@@ -414,11 +419,8 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
         summary = self._summary()
         self._lineage_summary = summary
         if summary.get("stack") and summary.get("bucket"):
-            from handoff_provider.hooks.handoff import HandoffHook
-
-            hook = HandoffHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-            artifacts = hook.get_remote(stack=summary["stack"], bucket=summary["bucket"]).artifacts
-            report_last_event(context, self.outlets, artifacts, summary, self.log)
+            remote = self.handoff_hook.get_remote(stack=summary["stack"], bucket=summary["bucket"])
+            report_last_event(context, self.outlets, remote.artifacts, summary, self.log)
         return summary
 
     def resume_execution(
@@ -584,39 +586,14 @@ class HandoffEcsRunOperator(EcsRunTaskOperator):
             self._persist_artifacts_link(location["bucket"], location["stack"], location["run_key"])
         self._persist_log_link()
 
-    # -- OpenLineage (called by apache-airflow-providers-openlineage when installed) --------
+    # -- OpenLineage (RunLineageMixin; called by the openlineage provider when installed) ----
 
-    _lineage_summary: dict[str, Any] | None = None
-
-    def _lineage(self, task_instance: Any, summary: dict[str, Any] | None, failed: bool) -> Any:
-        from handoff_provider._compat import airflow_redact
-        from handoff_provider.lineage import run_key_of, run_lineage
-
+    def _lineage_target(self, summary: Mapping[str, Any] | None) -> dict[str, Any]:
         stack, bucket = (summary or {}).get("stack"), (summary or {}).get("bucket")
         if not (stack and bucket):
             stack, bucket = resolve_stack(self.stack), resolve_bucket(self.bucket)
-        return run_lineage(
-            stack=stack,
-            bucket=bucket,
-            run_key=(summary or {}).get("run_key") or run_key_of(task_instance),
-            reads_remote_files=True,  # the container runs from the remote config and files/
-            summary=summary,
-            failed=failed,
-            redact=airflow_redact,
-        )
-
-    def get_openlineage_facets_on_start(self) -> Any:
-        """Planned inputs/outputs (see :mod:`handoff_provider.lineage`); the run key, and so
-        ``runs/<key>``, is not known to the provider yet at START."""
-        return self._lineage(None, None, failed=False)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
-        """Inputs/outputs of the container's run, with its run record as facets."""
-        return self._lineage(task_instance, self._lineage_summary, failed=False)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any = None) -> Any:
-        """As on complete, for a failed run (no ``last/`` output)."""
-        return self._lineage(task_instance, self._lineage_summary, failed=True)
+        # the container runs from the remote config and files/, and always archives
+        return {"stack": stack, "bucket": bucket, "reads_remote_files": True, "archives": True}
 
     # -- the summary ------------------------------------------------------------------------
 

@@ -18,8 +18,10 @@ The operator is a thin shell over ``core.run.orchestrate.HandoffRun`` (the same 
 * the summary (``RunOutcome.to_dict()``) as XCom, the S3-console extra link, the outlet
   ``s3://<bucket>/<stack>/last/`` for data-aware scheduling, and ``on_kill``.
 
-Parse-time cost matters (DAG files are parsed every few seconds): this module imports
-neither boto3 nor the core runner; they are imported in ``execute``.
+Parse-time cost matters (DAG files are parsed every few seconds): this module does not
+import the core runner (``execute`` does). boto3 comes with the Amazon provider's
+``AwsBaseOperator`` (as it does with the ``s3://`` outlet's asset), but no client is made
+before ``execute``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from handoff_provider._compat import (
     AirflowException,
     AirflowTaskTimeout,
     Asset,
-    BaseOperator,
     airflow_sensitive_words,
+    aws_template_fields,
     context_data_interval,
     context_logical_date,
     context_task_identity,
@@ -46,6 +48,7 @@ from handoff_provider._compat import (
     run_key_from_context,
 )
 from handoff_provider.asset_events import report_last_event
+from handoff_provider.lineage import RunLineageMixin
 from handoff_provider.links.artifacts import (
     HandoffArtifactsLink,
     artifacts_prefix,
@@ -53,11 +56,11 @@ from handoff_provider.links.artifacts import (
     aws_region_from_env,
 )
 from handoff_provider.masking import mask_values
+from handoff_provider.operators.base import HandoffBaseOperator
 
 if TYPE_CHECKING:
     from handoff_provider.core.run.orchestrate import HandoffRun
     from handoff_provider.core.stores import Remote
-    from handoff_provider.hooks.handoff import HandoffHook
 
 ENV_STACK_NAMES = ("HANDOFF_STACK", "STACK_NAME")
 ENV_BUCKET_NAMES = ("HANDOFF_BUCKET", "S3_BUCKET_NAME")
@@ -105,38 +108,7 @@ def _as_str_dict(name: str, value: Any) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in value.items()}
 
 
-class _HandoffAwsMixin:
-    """Stack/bucket/connection parameters shared by the handoff operators."""
-
-    aws_conn_id: str | None
-    region_name: str | None
-    verify: bool | str | None
-    botocore_config: dict[str, Any] | None
-    stack: str | None
-    bucket: str | None
-    config_name: str | None
-    kms_key_id: str | None
-
-    def hook(self) -> HandoffHook:
-        from handoff_provider.hooks.handoff import HandoffHook
-
-        kwargs: dict[str, Any] = {"region_name": self.region_name, "verify": self.verify}
-        if self.botocore_config:
-            from botocore.config import Config
-
-            kwargs["config"] = Config(**self.botocore_config)
-        return HandoffHook(aws_conn_id=self.aws_conn_id, **kwargs)
-
-    def remote(self, hook: HandoffHook | None = None) -> Remote:
-        return (hook or self.hook()).get_remote(
-            stack=self.stack or None,
-            bucket=self.bucket or None,
-            config_name=self.config_name or None,
-            kms_key_id=self.kms_key_id or None,
-        )
-
-
-class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
+class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
     """Run a handoff project on the worker: install venvs (cached), run, archive artifacts.
 
     :param project_dir: the project directory (``project.yml``, ``config/``, ``files/``).
@@ -167,18 +139,17 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         failing (default ``$HANDOFF_LOCK_WAIT``, else 600).
     :param venv_cache_dir: the venv cache (``[handoff] venv_cache_dir``, else the core's
         default ``$HANDOFF_VENV_CACHE`` / ``~/.cache/handoff/venvs``).
-    :param aws_conn_id: the Airflow AWS connection (``aws_default``).
-    :param region_name: AWS region overriding the connection's.
-    :param verify: TLS verification for AWS calls (as ``AwsBaseHook``).
-    :param botocore_config: ``botocore.config.Config`` keyword arguments.
     :param config_name: SSM parameter name of the config (default ``/handoff/<stack>/config``).
     :param kms_key_id: KMS key of the config (used when reading large configs).
+
+    ``aws_conn_id``, ``region_name``, ``verify`` and ``botocore_config`` (templated) make the
+    task's one ``HandoffHook`` (:class:`~handoff_provider.operators.base.HandoffBaseOperator`).
 
     Returns (XCom) the run summary: per task and stage the command as written, exit code,
     seconds and bytes; the run key and artifact URIs. Never a config value.
     """
 
-    template_fields: Sequence[str] = (
+    template_fields: Sequence[str] = aws_template_fields(
         "project_dir",
         "workspace",
         "stack",
@@ -187,6 +158,7 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         "vars",
         "envs",
         "secret_envs",
+        "botocore_config",
     )
     template_fields_renderers = {"vars": "json", "envs": "json", "secret_envs": "json"}
     operator_extra_links = (HandoffArtifactsLink(),)
@@ -208,21 +180,17 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         lock: bool = True,
         lock_wait: float | None = None,
         venv_cache_dir: str | os.PathLike[str] | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        verify: bool | str | None = None,
-        botocore_config: dict[str, Any] | None = None,
         config_name: str | None = None,
         kms_key_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if push_artifacts:
             kwargs["outlets"] = with_last_outlet(kwargs.get("outlets"), stack, bucket)
-        super().__init__(**kwargs)
+        super().__init__(
+            stack=stack, bucket=bucket, config_name=config_name, kms_key_id=kms_key_id, **kwargs
+        )
         self.project_dir = os.fspath(project_dir) if project_dir is not None else None
         self.workspace = os.fspath(workspace) if workspace is not None else None
-        self.stack = stack
-        self.bucket = bucket
         self.vars = dict(vars or {})
         self.envs = dict(envs or {})
         self.secret_envs = dict(secret_envs or {})
@@ -232,12 +200,6 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
         self.lock = lock
         self.lock_wait = lock_wait
         self.venv_cache_dir = os.fspath(venv_cache_dir) if venv_cache_dir is not None else None
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
-        self.config_name = config_name
-        self.kms_key_id = kms_key_id
         self._run: HandoffRun | None = None
         self._killed: str | None = None
         self._log_context: contextvars.Context | None = None
@@ -286,8 +248,7 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             if project_dir is not None:
                 # Validates too: a broken project fails here, before any AWS call.
                 mask_values(load_project(project_dir).secret_values(airflow_sensitive_words()))
-            hook = self.hook()  # no AWS call until a client is needed
-            remote = self.remote(hook) if self._needs_remote() else None
+            remote = self.remote() if self._needs_remote() else None  # no AWS call yet
         except HandoffError as exc:
             raise AirflowException(str(exc)) from None
         if remote is not None and project_dir is None:
@@ -322,7 +283,7 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             on_secret=_mask_one,
             # AWS clients of ssm()/secret(), transfers and lambda/s3_touch: the remote's
             # (made by the hook), or the hook's for a local project without a remote
-            client_factory=None if remote is not None else hook.get_client,
+            client_factory=None if remote is not None else self.hook.get_client,
             full_refresh=self.full_refresh,
             no_state_update=self.no_state_update,
             lock=self.lock,
@@ -363,38 +324,15 @@ class HandoffRunOperator(_HandoffAwsMixin, BaseOperator):
             report_last_event(context, self.outlets, remote.artifacts, summary, self.log)
         return summary
 
-    # -- OpenLineage (called by apache-airflow-providers-openlineage when installed)
+    # -- OpenLineage (RunLineageMixin; called by the openlineage provider when installed)
 
-    _lineage_summary: dict[str, Any] | None = None
-
-    def _lineage(self, task_instance: Any, summary: dict[str, Any] | None, failed: bool) -> Any:
-        from handoff_provider._compat import airflow_redact
-        from handoff_provider.lineage import run_key_of, run_lineage
-
-        return run_lineage(
-            stack=resolve_stack(self.stack),
-            bucket=resolve_bucket(self.bucket),
-            run_key=(summary or {}).get("run_key") or run_key_of(task_instance),
-            reads_remote_files=self.project_dir is None,
-            archives=self.push_artifacts,
-            summary=summary,
-            failed=failed,
-            redact=airflow_redact,
-        )
-
-    def get_openlineage_facets_on_start(self) -> Any:
-        """Planned inputs/outputs (see :mod:`handoff_provider.lineage`); the run key, and so
-        ``runs/<key>``, is not known to the provider yet at START."""
-        return self._lineage(None, None, failed=False)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
-        """Inputs/outputs of the finished run, with the ``handoff_run``/``handoff_commands``
-        facets."""
-        return self._lineage(task_instance, self._lineage_summary, failed=False)
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any = None) -> Any:
-        """As on complete, for a failed run (no ``last/`` output)."""
-        return self._lineage(task_instance, self._lineage_summary, failed=True)
+    def _lineage_target(self, summary: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {
+            "stack": resolve_stack(self.stack),
+            "bucket": resolve_bucket(self.bucket),
+            "reads_remote_files": self.project_dir is None,
+            "archives": self.push_artifacts,
+        }
 
     def on_kill(self) -> None:
         """Task cleared, marked, or timed out: kill every stage's process group."""

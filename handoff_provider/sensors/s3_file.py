@@ -9,8 +9,10 @@ The sensor returns (XCom ``return_value``) the matched objects, sorted by key, a
 ``[{"uri", "bucket", "key", "size", "last_modified"}, ...]``, so a downstream handoff run
 can receive them, e.g. ``vars={"inputs": "{{ ti.xcom_pull('watch') | tojson }}"}``.
 
-* poke / reschedule mode: each poke lists the prefix with ``S3Hook(aws_conn_id)``'s client;
-  the standard sensor ``timeout`` applies (``AirflowSensorTimeout``).
+* poke / reschedule mode: each poke lists the prefix with the client of ``self.hook`` (the
+  Amazon provider's sensor shape: ``aws_hook_class = S3Hook``, built once from the
+  templated ``aws_conn_id``/``region_name``/``verify``/``botocore_config``); the standard
+  sensor ``timeout`` applies (``AirflowSensorTimeout``).
 * ``deferrable=True``: one check in the worker, then the task defers to
   :class:`~handoff_provider.triggers.s3_file.HandoffS3FileTrigger` with an absolute deadline
   of *now + timeout*; a trigger timeout fails the task with ``AirflowSensorTimeout`` (or
@@ -24,16 +26,19 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
 from handoff_provider._compat import (
     AirflowException,
     AirflowSensorTimeout,
     AirflowSkipException,
-    BaseSensorOperator,
+    AwsBaseSensor,
     PokeReturnValue,
-    airflow_setting,
+    aws_template_fields,
+    default_deferrable,
 )
 from handoff_provider.core.aws.s3_watch import WatchCriteria, describe_count, find_with_criteria
-from handoff_provider.triggers.s3_file import HandoffS3FileTrigger, s3_client
+from handoff_provider.triggers.s3_file import HandoffS3FileTrigger
 
 __all__ = ["HandoffS3FileSensor"]
 
@@ -47,12 +52,7 @@ def _seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def _default_deferrable() -> bool:
-    value = airflow_setting("operators", "default_deferrable", "False")
-    return str(value).strip().lower() in ("true", "1", "yes", "on")
-
-
-class HandoffS3FileSensor(BaseSensorOperator):
+class HandoffS3FileSensor(AwsBaseSensor[S3Hook]):
     """Wait until objects under ``s3://bucket/prefix/`` match ``file_regex`` (module doc).
 
     :param bucket: bucket to watch (templated).
@@ -67,13 +67,16 @@ class HandoffS3FileSensor(BaseSensorOperator):
     :param min_count: how many matching objects are needed (default 1).
     :param max_count: at most this many may match: with more, the sensor keeps waiting
         (and times out) instead of succeeding (Open Task Framework's file-count condition).
-    :param aws_conn_id: Airflow AWS connection (``aws_default``).
-    :param region_name: AWS region, default from the connection.
+    :param aws_conn_id: Airflow AWS connection (``aws_default``); ``region_name`` (default
+        the connection's), ``verify`` and ``botocore_config`` as every Amazon sensor.
     :param deferrable: defer to the triggerer between checks (default
         ``[operators] default_deferrable``).
     """
 
-    template_fields: Sequence[str] = ("bucket", "prefix", "file_regex")
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields(
+        "bucket", "prefix", "file_regex", "botocore_config"
+    )
     ui_color = "#d8e9f5"
 
     def __init__(
@@ -88,8 +91,6 @@ class HandoffS3FileSensor(BaseSensorOperator):
         max_age: float | timedelta | None = None,
         min_count: int = 1,
         max_count: int | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -105,19 +106,14 @@ class HandoffS3FileSensor(BaseSensorOperator):
         self.max_age = _seconds(max_age)
         self.min_count = min_count
         self.max_count = max_count
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def _criteria(self) -> WatchCriteria:
         return WatchCriteria.from_fields(self)
 
-    def _s3_client(self) -> Any:
-        return s3_client(self.aws_conn_id, self.region_name)
-
     def poke(self, context: Any) -> PokeReturnValue:
         criteria = self._criteria()
-        matches = find_with_criteria(self._s3_client(), criteria)
+        matches = find_with_criteria(self.hook.conn, criteria)
         self.log.info("%s", describe_count(criteria, len(matches)))
         if criteria.count_ok(len(matches)):
             return PokeReturnValue(is_done=True, xcom_value=[m.to_dict() for m in matches])
@@ -150,6 +146,8 @@ class HandoffS3FileSensor(BaseSensorOperator):
             max_count=self.max_count,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
             poke_interval=float(self.poke_interval),
             deadline=deadline,
         )

@@ -20,8 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
+from handoff_provider._compat import BaseTrigger, TriggerEvent
 from handoff_provider.core.aws.s3_watch import (
     WatchCriteria,
     describe_count,
@@ -32,11 +31,20 @@ from handoff_provider.core.aws.s3_watch import (
 __all__ = ["HandoffS3FileTrigger", "s3_client"]
 
 
-def s3_client(aws_conn_id: str | None, region_name: str | None) -> Any:
-    """The S3 client of an Airflow AWS connection (the trigger's and the sensor's polls)."""
+def s3_client(
+    aws_conn_id: str | None,
+    region_name: str | None,
+    verify: bool | str | None = None,
+    botocore_config: dict[str, Any] | None = None,
+) -> Any:
+    """The S3 client of an Airflow AWS connection (the trigger's polls; the sensor's are
+    its own ``hook``'s, made from the same four arguments)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    return S3Hook(aws_conn_id=aws_conn_id, region_name=region_name).get_conn()
+    hook = S3Hook(
+        aws_conn_id=aws_conn_id, region_name=region_name, verify=verify, config=botocore_config
+    )
+    return hook.get_conn()
 
 
 class HandoffS3FileTrigger(BaseTrigger):
@@ -57,6 +65,8 @@ class HandoffS3FileTrigger(BaseTrigger):
         max_count: int | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
         poke_interval: float = 60.0,
         deadline: float | None = None,
     ) -> None:
@@ -72,6 +82,8 @@ class HandoffS3FileTrigger(BaseTrigger):
         self.max_count = max_count
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
         self.poke_interval = poke_interval
         self.deadline = deadline
 
@@ -90,6 +102,8 @@ class HandoffS3FileTrigger(BaseTrigger):
                 "max_count": self.max_count,
                 "aws_conn_id": self.aws_conn_id,
                 "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
             },
@@ -99,7 +113,7 @@ class HandoffS3FileTrigger(BaseTrigger):
         return WatchCriteria.from_fields(self)
 
     def _client(self) -> Any:
-        return s3_client(self.aws_conn_id, self.region_name)
+        return s3_client(self.aws_conn_id, self.region_name, self.verify, self.botocore_config)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async

@@ -1,0 +1,230 @@
+"""The factory's three config objects, shared by ``handoff_dag`` and ``HandoffTaskGroup``.
+
+* :class:`ProjectConfig`: which project, the stack it runs as, and what its run receives
+  (``vars``, ``envs``, ``secret_envs``);
+* :class:`RenderConfig`: which tasks the project becomes (``mode``: push then run, run
+  what the stack holds, or run the folder itself);
+* an :class:`ExecutionConfig`: where the run task runs, one subclass per execution mode
+  (:mod:`handoff_provider.factory.executions`: ``LocalExecution``, ``EcsExecution``).
+
+The factories' keyword shorthand (``bucket=``, ``mode=``, ``execution="ecs", ecs={...}``,
+``run_kwargs=``, ...) builds these objects (:meth:`FactoryConfig.from_arguments`), so both
+spellings make the same DAG.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from handoff_provider.factory.errors import HandoffDagError
+
+if TYPE_CHECKING:
+    from handoff_provider.factory.parse_cache import ProjectInfo
+
+__all__ = [
+    "MODES",
+    "ExecutionConfig",
+    "FactoryConfig",
+    "Mode",
+    "ProjectConfig",
+    "RenderConfig",
+]
+
+Mode = Literal["push_and_run", "run_remote", "run_local"]
+MODES: tuple[str, ...] = ("push_and_run", "run_remote", "run_local")
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The project and its stack.
+
+    :param project_dir: the project folder; a relative path is relative to the DAG file.
+    :param stack: default the folder name (``-`` for ``_``).
+    :param bucket: default ``HANDOFF_BUCKET``/``S3_BUCKET_NAME`` (at run time; at parse
+        time too, for the ``s3://<bucket>/<stack>/last/`` outlet).
+    :param aws_conn_id: the Airflow AWS connection of every task.
+    :param vars: template variables of the run (templated); ``envs``/``secret_envs``:
+        environment of its commands (local execution only; ``secret_envs`` are masked).
+    """
+
+    project_dir: str | os.PathLike[str]
+    stack: str | None = None
+    bucket: str | None = None
+    aws_conn_id: str | None = "aws_default"
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    envs: Mapping[str, Any] = field(default_factory=dict)
+    secret_envs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("vars", "envs", "secret_envs"):
+            object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Which tasks the project becomes.
+
+    :param mode: ``push_and_run`` (default): ``push_config`` (project.yml + config/ ->
+        SSM) -> ``push_files`` (files/ -> S3) -> ``run`` from the remote config, exactly
+        what Fargate or another worker sees; ``run_remote``: ``run`` only, from what the
+        stack holds; ``run_local``: ``run`` only, straight from the folder on the worker.
+    :param push_args: more arguments of the config push (``allow_advanced_tier``,
+        ``kms_key_id``).
+    """
+
+    mode: Mode = "push_and_run"
+    push_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise HandoffDagError(f"mode {self.mode!r}: use one of {', '.join(MODES)}")
+        object.__setattr__(self, "push_args", _frozen_mapping(self.push_args))
+
+    @property
+    def pushes(self) -> bool:
+        """The DAG pushes the project's config and files before the run."""
+        return self.mode == "push_and_run"
+
+    @property
+    def runs_from_folder(self) -> bool:
+        """The run reads the project folder, not the stack's remote config."""
+        return self.mode == "run_local"
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Where the run task runs. One subclass per execution mode, each in its own module
+    of :mod:`handoff_provider.factory.executions`, registered there by ``name``.
+
+    :param operator_args: more arguments of the run operator (``retries``,
+        ``execution_timeout``, ``workspace``, ...).
+    """
+
+    #: The mode's name in ``execution=`` and in the DAG's documentation.
+    name: ClassVar[str]
+
+    operator_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operator_args", _frozen_mapping(self.operator_args))
+
+    @classmethod
+    def from_keywords(
+        cls, settings: Mapping[str, Any] | None, operator_args: Mapping[str, Any] | None
+    ) -> ExecutionConfig:
+        """The config of the shorthand ``execution=<name>, run_kwargs={...}`` (and the
+        mode's own settings dict, e.g. ``ecs={...}``; None for other modes)."""
+        return cls(operator_args=operator_args or {})
+
+    def check(self, project: ProjectConfig, render: RenderConfig) -> None:
+        """Raise ``HandoffDagError`` when this execution can't run that project/render."""
+
+    def run_tasks(
+        self, info: ProjectInfo, project: ProjectConfig, render: RenderConfig, *, stack: str
+    ) -> list[Any]:
+        """Create the run task(s) in the current DAG/TaskGroup; the last one is ``run``."""
+        raise NotImplementedError
+
+
+#: The keywords of the factories' shorthand, by the config they build.
+PROJECT_KEYWORDS = ("stack", "bucket", "aws_conn_id", "vars", "envs", "secret_envs")
+RENDER_KEYWORDS = ("mode", "push_kwargs")
+EXECUTION_KEYWORDS = ("execution", "run_kwargs")
+
+
+@dataclass(frozen=True)
+class FactoryConfig:
+    """The three configs of one project's tasks, and the project's resolved folder."""
+
+    project: ProjectConfig
+    render: RenderConfig
+    execution: ExecutionConfig
+    path: Path
+
+    @classmethod
+    def from_arguments(
+        cls,
+        project_dir: str | os.PathLike[str] | None,
+        *,
+        project_config: ProjectConfig | None,
+        render_config: RenderConfig | None,
+        execution_config: ExecutionConfig | None,
+        keywords: dict[str, Any],
+        base: Path,
+    ) -> FactoryConfig:
+        """The configs from a factory's arguments; the shorthand keywords are taken out of
+        ``keywords`` (what is left is the DAG's or TaskGroup's). A config object and the
+        shorthand of the same config can't be mixed."""
+        from handoff_provider.factory.executions import execution_class
+
+        given = {name: keywords.pop(name) for name in _SHORTHAND if name in keywords}
+        if project_config is not None and project_dir is not None:
+            raise HandoffDagError("give the project folder or project_config, not both")
+        project = _one_of(
+            "project_config",
+            project_config,
+            {k: given[k] for k in PROJECT_KEYWORDS if k in given},
+            lambda: ProjectConfig(
+                _required_dir(project_dir), **{k: given[k] for k in PROJECT_KEYWORDS if k in given}
+            ),
+        )
+        render = _one_of(
+            "render_config",
+            render_config,
+            {k: given[k] for k in RENDER_KEYWORDS if k in given},
+            lambda: RenderConfig(
+                mode=given.get("mode") or "push_and_run", push_args=given.get("push_kwargs") or {}
+            ),
+        )
+        name = given.get("execution") or "local"
+        if given.get("ecs") and name != "ecs":
+            raise HandoffDagError("ecs={...} settings given but execution is not 'ecs'")
+        execution = _one_of(
+            "execution_config",
+            execution_config,
+            {k: given[k] for k in (*EXECUTION_KEYWORDS, "ecs") if given.get(k)},
+            lambda: execution_class(name).from_keywords(given.get("ecs"), given.get("run_kwargs")),
+        )
+        return cls(
+            project=project,
+            render=render,
+            execution=execution,
+            path=resolve_project_dir(project.project_dir, base=base),
+        )
+
+
+_SHORTHAND = (*PROJECT_KEYWORDS, *RENDER_KEYWORDS, *EXECUTION_KEYWORDS, "ecs")
+
+
+def _required_dir(project_dir: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    if project_dir is None:
+        raise HandoffDagError("no project: give the project folder or project_config")
+    return project_dir
+
+
+def _one_of(name: str, config: Any, shorthand: Mapping[str, Any], build: Any) -> Any:
+    """``config`` when given (then no shorthand of it may be), else ``build()``."""
+    if config is None:
+        return build()
+    if shorthand:
+        raise HandoffDagError(
+            f"{', '.join(f'{k}=' for k in shorthand)} and {name}= both given: put them in {name}"
+        )
+    return config
+
+
+def resolve_project_dir(project_dir: str | os.PathLike[str], *, base: Path) -> Path:
+    """An absolute project path; a relative one is relative to the DAG file's folder.
+
+    Normalised without touching the file system (``..`` removed lexically).
+    """
+    path = os.path.expanduser(os.fspath(project_dir))
+    return Path(os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path)))

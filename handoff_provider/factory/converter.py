@@ -1,0 +1,71 @@
+"""One project's tasks from the factory's configs (shared by ``handoff_dag`` and
+``HandoffTaskGroup``): the push tasks the render config asks for, then the execution's
+run task(s), chained in that order in the current DAG or TaskGroup."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from handoff_provider.factory.config import FactoryConfig
+from handoff_provider.factory.parse_cache import ProjectInfo
+
+__all__ = ["build_tasks", "default_stack", "doc_md", "safe_id"]
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_id(text: str) -> str:
+    """``text`` as a DAG/group id part: ``[A-Za-z0-9_.-]``, never empty."""
+    return _ID_UNSAFE.sub("_", text).strip("_.-") or "project"
+
+
+def default_stack(name: str) -> str:
+    """A project's stack when none is given: its folder name, made safe (``-`` for ``_``)."""
+    return safe_id(name).replace("_", "-")
+
+
+def doc_md(project: ProjectInfo, config: FactoryConfig, *, notes: Sequence[str]) -> str:
+    """The DAG's documentation: the project, how it runs, its commands as shell lines."""
+    lines = [f"### handoff project `{project.name}`", ""]
+    if project.description:
+        lines += [project.description, ""]
+    where = f"mode `{config.render.mode}` · execution `{config.execution.name}`"
+    # A language on the fence: Airflow 3's markdown renders a bare fence as inline code.
+    lines += [f"`{project.path}` · {where}", "", "```sh", *project.shell_lines, "```"]
+    if notes:
+        lines += ["", *[f"* {note}" for note in notes]]
+    return "\n".join(lines)
+
+
+def _push_tasks(project: ProjectInfo, config: FactoryConfig, stack: str) -> list[Any]:
+    from handoff_provider.operators.config import (
+        HandoffConfigPushOperator,
+        HandoffFilesPushOperator,
+    )
+
+    common: dict[str, Any] = {
+        "project_dir": str(project.path),
+        "stack": stack,
+        "bucket": config.project.bucket,
+        "aws_conn_id": config.project.aws_conn_id,
+    }
+    return [
+        HandoffConfigPushOperator(task_id="push_config", **common, **config.render.push_args),
+        HandoffFilesPushOperator(task_id="push_files", **common),
+    ]
+
+
+def build_tasks(project: ProjectInfo, config: FactoryConfig) -> list[Any]:
+    """Create the tasks in the current DAG/TaskGroup context; returns them in order.
+
+    Every check runs before the first task is created (``HandoffDagError``)."""
+    config.execution.check(config.project, config.render)
+    stack = config.project.stack or default_stack(project.name)
+    tasks = _push_tasks(project, config, stack) if config.render.pushes else []
+    tasks += config.execution.run_tasks(project, config.project, config.render, stack=stack)
+    for upstream, downstream in itertools.pairwise(tasks):
+        upstream >> downstream
+    return tasks
