@@ -146,7 +146,7 @@ def _default_sensitive_fields() -> frozenset[str]:
         from airflow.sdk._shared.secrets_masker import DEFAULT_SENSITIVE_FIELDS
     except ImportError:
         try:
-            from airflow.utils.log.secrets_masker import (  # type: ignore[no-redef]
+            from airflow.utils.log.secrets_masker import (  # type: ignore[no-redef,import-not-found]
                 DEFAULT_SENSITIVE_FIELDS,
             )
         except ImportError:

@@ -96,7 +96,7 @@ class FinalReadLogFetcher(AwsTaskLogFetcher):
             for event in self.hook.get_log_events(
                 self.log_group, self.log_stream_name, continuation_token=token
             ):
-                self.logger.info(self.event_to_str(event))
+                self.logger.info(self.event_to_str(dict(event)))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 self.logger.warning("Error on retrieving Cloudwatch log events: %s", error)
@@ -268,6 +268,12 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
                 prefix = f"{prefix}/{self.container_name}"
             return f"{prefix}/{self._get_ecs_task_id(self.arn)}"
 
+    @property
+    def _ecs(self) -> Any:
+        """The Amazon operator's ECS client (``self.client``, whose ``boto3.client``
+        annotation type checkers read as a function, not a client)."""
+        return self.client
+
     @cached_property
     def handoff_hook(self) -> HandoffHook:
         """The hook of the stack's stores (``hook`` is the Amazon operator's ECS one), made
@@ -394,7 +400,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         self._on_success()
         return self._succeeded(context)
 
-    def execute_complete(
+    def execute_complete(  # type: ignore[override]  # the run summary, not a log line
         self, context: Context, event: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         self._handoff_context = context
@@ -474,7 +480,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         if not self.arn:
             return None
         try:
-            response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])
+            response = self._ecs.describe_tasks(cluster=self.cluster, tasks=[self.arn])
         except Exception as error:  # keep the task's own failure as the one raised
             self.log.warning("Could not describe ECS task %s: %s", self.arn, error)
             return None
@@ -530,7 +536,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         self.log.warning("Stopping ECS task %s: %s", self.arn, reason)
         self._stopped_arn = self.arn
         try:
-            self.client.stop_task(cluster=self.cluster, task=self.arn, reason=reason[:255])
+            self._ecs.stop_task(cluster=self.cluster, task=self.arn, reason=reason[:255])
         except Exception as error:
             self.log.error("Could not stop ECS task %s: %s", self.arn, error)
 
@@ -539,7 +545,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         ti = context["ti"]
         started_by = generate_uuid(*map(str, [ti.dag_id, ti.task_id, ti.run_id, ti.map_index]))
         try:
-            arns = self.client.list_tasks(
+            arns = self._ecs.list_tasks(
                 cluster=self.cluster, desiredStatus="RUNNING", startedBy=started_by
             )["taskArns"]
         except Exception as error:
@@ -556,7 +562,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         if not self.handoff_skip_exit_codes or not self.arn or isinstance(exc, EcsOperatorError):
             return False
         try:
-            response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])
+            response = self._ecs.describe_tasks(cluster=self.cluster, tasks=[self.arn])
         except Exception:
             return False
         for task in response.get("tasks", []):
@@ -604,7 +610,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         if not self.arn:
             return {}
         try:
-            response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])
+            response = self._ecs.describe_tasks(cluster=self.cluster, tasks=[self.arn])
         except Exception as exc:  # the summary must not fail a task whose run succeeded
             self.log.warning("Could not describe ECS task %s: %s", self.arn, exc)
             return {}
@@ -714,7 +720,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         responses."""
         if self._watching_client:
             return
-        events = self.client.meta.events
+        events = self._ecs.meta.events
         events.register("after-call.ecs.RunTask", self._on_task_arns)
         events.register("after-call.ecs.ListTasks", self._on_task_arns)
         self._watching_client = True
