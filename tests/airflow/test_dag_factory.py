@@ -313,3 +313,70 @@ def test_example_dags_parse_without_errors_clients_or_network(
     assert calls == []
     singer = bag.dags["handoff_singer_csv"]
     assert _schedule(singer) == "0 6 * * *"  # from the project's "0 6 * * ? *"
+
+
+def test_config_objects_build_the_same_tasks_as_the_shorthand(tmp_path: Path) -> None:
+    from handoff_provider.dag_factory import EcsExecution, ProjectConfig, RenderConfig
+    from handoff_provider.operators.ecs import HandoffEcsRunOperator
+
+    project = write_project(tmp_path, PIPELINE, name="configured")
+    shorthand = handoff_dag(
+        project,
+        dag_id="shorthand",
+        stack="etl",
+        bucket="bkt",
+        schedule=None,
+        mode="run_remote",
+        execution="ecs",
+        ecs={"cluster": "c1", "task_definition": "handoff:3", "awslogs_group": "/ecs/h"},
+        run_kwargs={"retries": 2},
+        vars={"day": "{{ ds }}"},
+    )
+    configured = handoff_dag(
+        project_config=ProjectConfig(project, stack="etl", bucket="bkt", vars={"day": "{{ ds }}"}),
+        render_config=RenderConfig(mode="run_remote"),
+        execution_config=EcsExecution(
+            cluster="c1",
+            task_definition="handoff:3",
+            operator_args={"awslogs_group": "/ecs/h", "retries": 2},
+        ),
+        dag_id="configured",
+        schedule=None,
+    )
+    for dag in (shorthand, configured):
+        assert [t.task_id for t in dag.tasks] == ["run"]
+        run = dag.get_task("run")
+        assert isinstance(run, HandoffEcsRunOperator)
+        assert (run.cluster, run.task_definition, run.stack, run.bucket) == (
+            "c1",
+            "handoff:3",
+            "etl",
+            "bkt",
+        )
+        assert (run.awslogs_group, run.retries, run.vars) == ("/ecs/h", 2, {"day": "{{ ds }}"})
+        assert "mode `run_remote` · execution `ecs`" in dag.doc_md
+
+
+def test_config_objects_in_a_task_group_and_their_errors(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from handoff_provider.dag_factory import LocalExecution, ProjectConfig, RenderConfig
+
+    project = write_project(tmp_path, PIPELINE, name="grouped_cfg")
+    with DAG("host_cfg", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc)):
+        group = HandoffTaskGroup(
+            project_config=ProjectConfig(project, stack="g", bucket="b"),
+            render_config=RenderConfig(mode="run_local"),
+            execution_config=LocalExecution(operator_args={"workspace": "/tmp/ws"}),
+        )
+    run = group.children["grouped_cfg.run"]
+    assert (run.project_dir, run.workspace, run.stack) == (str(project), "/tmp/ws", "g")
+
+    with pytest.raises(HandoffDagError, match="bucket= and project_config= both given"):
+        handoff_dag(project_config=ProjectConfig(project), bucket="b", dag_id="mixed")
+    with pytest.raises(HandoffDagError, match="not both"):
+        handoff_dag(project, project_config=ProjectConfig(project), dag_id="twice")
+    with pytest.raises(HandoffDagError, match="execution 'k8s': use one of local, ecs"):
+        handoff_dag(project, dag_id="k8s", execution="k8s")
+    with pytest.raises(HandoffDagError, match="mode 'push'"):
+        RenderConfig(mode="push")  # type: ignore[arg-type]
