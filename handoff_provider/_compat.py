@@ -319,6 +319,20 @@ def run_key_from_context(context: Mapping[str, Any]) -> str:
     return run_key_for(**context_task_identity(context))
 
 
+def context_run_fields(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run knows of the try that starts it: ``start_at``/``end_at`` (the data
+    interval), ``logical_date``, ``run_key`` and ``origin`` (the try's identity): the
+    fields of the core's ``RunContext`` and of the container's environment alike."""
+    start, end = context_data_interval(context)
+    return {
+        "start_at": start,
+        "end_at": end,
+        "logical_date": context_logical_date(context),
+        "run_key": run_key_from_context(context),
+        "origin": context_task_identity(context),
+    }
+
+
 __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_1_PLUS",
@@ -351,6 +365,7 @@ __all__ = [
     "aws_template_fields",
     "context_data_interval",
     "context_logical_date",
+    "context_run_fields",
     "context_run_time",
     "context_task_identity",
     "default_deferrable",

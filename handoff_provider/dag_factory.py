@@ -89,6 +89,27 @@ def _dir_of(filename: str) -> Path:
     return Path(os.path.abspath(filename)).parent
 
 
+def _configs(
+    project_dir: str | os.PathLike[str] | None,
+    project_config: ProjectConfig | None,
+    render_config: RenderConfig | None,
+    execution_config: ExecutionConfig | None,
+    kwargs: dict[str, Any],
+    depth: int,
+) -> tuple[FactoryConfig, ProjectInfo]:
+    """A front end's configs (its shorthand keywords taken out of ``kwargs``) and the
+    validated project; ``depth``: frames between here and the DAG file."""
+    config = FactoryConfig.from_arguments(
+        project_dir,
+        project_config=project_config,
+        render_config=render_config,
+        execution_config=execution_config,
+        keywords=kwargs,
+        base=_caller_dir(depth),
+    )
+    return config, project_info(config.path)
+
+
 def _project_schedule(project: ProjectInfo, notes: list[str]) -> Any:
     """The project's first ``schedules`` entry as an interval timetable (None without one);
     what became of each entry goes to ``notes``."""
@@ -130,15 +151,9 @@ def handoff_dag(
         ``ecs``, ``run_kwargs``), then anything else ``DAG`` takes. ``max_active_runs``
         defaults to 1 for a project that carries state (see the module docstring).
     """
-    config = FactoryConfig.from_arguments(
-        project_dir,
-        project_config=project_config,
-        render_config=render_config,
-        execution_config=execution_config,
-        keywords=kwargs,
-        base=_caller_dir(1 + _caller_depth),
+    config, project = _configs(
+        project_dir, project_config, render_config, execution_config, kwargs, 2 + _caller_depth
     )
-    project = project_info(config.path)
     notes: list[str] = []
     if schedule is _FROM_PROJECT:
         schedule = _project_schedule(project, notes)
@@ -181,15 +196,9 @@ def HandoffTaskGroup(
     ``kwargs``: the shorthand keywords of :func:`handoff_dag`, then anything else
     ``TaskGroup`` takes.
     """
-    config = FactoryConfig.from_arguments(
-        project_dir,
-        project_config=project_config,
-        render_config=render_config,
-        execution_config=execution_config,
-        keywords=kwargs,
-        base=_caller_dir(1 + _caller_depth),
+    config, project = _configs(
+        project_dir, project_config, render_config, execution_config, kwargs, 2 + _caller_depth
     )
-    project = project_info(config.path)
     group = TaskGroup(group_id=group_id or safe_id(project.name), **kwargs)
     with group:
         build_tasks(project, config)

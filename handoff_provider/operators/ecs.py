@@ -35,9 +35,7 @@ from handoff_provider._compat import (
     AirflowSkipException,
     AirflowTaskTimeout,
     Context,
-    context_data_interval,
-    context_logical_date,
-    context_task_identity,
+    context_run_fields,
     default_deferrable,
     run_key_from_context,
 )
@@ -300,15 +298,8 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
 
     def build_container_override(self, context: Context, *, stack: str, bucket: str) -> dict:
         """The ``containerOverrides`` entry of the handoff container: command + environment."""
-        start, end = context_data_interval(context)
         environment = container_environment(
-            stack=stack,
-            bucket=bucket,
-            run_key=run_key_from_context(context),
-            start_at=start,
-            end_at=end,
-            logical_date=context_logical_date(context),
-            origin=context_task_identity(context),
+            stack=stack, bucket=bucket, **context_run_fields(context)
         )
         return {
             "name": self.container_name,

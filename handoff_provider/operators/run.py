@@ -40,9 +40,7 @@ from handoff_provider._compat import (
     Asset,
     airflow_sensitive_words,
     aws_template_fields,
-    context_data_interval,
-    context_logical_date,
-    context_task_identity,
+    context_run_fields,
     fill_missing_data_interval,
     provider_setting,
     run_key_from_context,
@@ -253,14 +251,7 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
             raise AirflowException(str(exc)) from None
         if remote is not None and project_dir is None:
             remote.config = MaskingConfigStore(remote.config)  # mask as soon as fetched
-        start, end = context_data_interval(context)
-        run_context = RunContext(
-            start_at=start,
-            end_at=end,
-            logical_date=context_logical_date(context),
-            run_key=run_key,
-            origin=context_task_identity(context),
-        )
+        run_context = RunContext(**context_run_fields(context))
         workspace, temporary = self._workspace(run_key)
         cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")
         request = RunRequest(
