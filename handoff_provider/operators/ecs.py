@@ -633,39 +633,44 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
 
     def _read_run_record(self, bucket: str, stack: str, run_key: str) -> dict | None:
         """The container's ``artifacts/run.json`` (tasks, stages, exit codes), if archived."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from handoff_provider.core.layout import runs_prefix
+        from handoff_provider.core.stores.artifacts import RUN_SUMMARY_NAME
 
-        key = f"{stack}/runs/{run_key}/run.json"
         try:
-            hook = S3Hook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-            record = json.loads(hook.read_key(key, bucket_name=bucket))
+            key = runs_prefix(stack, run_key) + RUN_SUMMARY_NAME
+            body = self.handoff_hook.get_client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+            record = json.loads(body.read())
         except Exception as exc:
-            self.log.warning("No run record at s3://%s/%s: %s", bucket, key, exc)
+            self.log.warning(
+                "No run record of run %s in s3://%s/%s: %s", run_key, bucket, stack, exc
+            )
             return None
         return record if isinstance(record, dict) else None
 
+    def _report(self, status: str, location: Mapping[str, Any], **details: Any) -> dict[str, Any]:
+        """The run's summary (the :class:`RunReport` both operators return): the container's
+        run record when it was archived, the ECS task, where the artifacts are."""
+        from handoff_provider.core.run.summary import RunReport
+
+        record = None
+        if location:
+            record = self._read_run_record(
+                location["bucket"], location["stack"], location["run_key"]
+            )
+            details.update(stack=location["stack"], bucket=location["bucket"])
+        return RunReport(
+            status=status,
+            run_key=location.get("run_key"),
+            record=record,
+            artifacts=location.get("artifacts"),
+            details={"execution": "ecs", "task_arn": self.arn, **details},
+        ).to_dict()
+
     def _summary(self) -> dict[str, Any]:
-        location = self._location or self._run_location() or {}
-        record = (
-            self._read_run_record(location["bucket"], location["stack"], location["run_key"])
-            if location
-            else None
-        )
-        summary: dict[str, Any] = dict(record or {})
-        summary.update(
-            {
-                "status": "success",
-                "commands_status": (record or {}).get("status"),
-                "execution": "ecs",
-                "task_arn": self.arn,
-                "ecs": {"cluster": self.cluster, "task_definition": self.task_definition},
-                **location,
-            }
-        )
+        ecs: dict[str, Any] = {"cluster": self.cluster, "task_definition": self.task_definition}
         if self._aws_logs_enabled():
-            summary["ecs"]["log_group"] = self.awslogs_group
-            summary["ecs"]["log_stream"] = self._get_logs_stream_name()
-        return summary
+            ecs.update(log_group=self.awslogs_group, log_stream=self._get_logs_stream_name())
+        return self._report("success", self._location or self._run_location() or {}, ecs=ecs)
 
     def _push_failed_summary(self, location: dict[str, Any]) -> None:
         """A failed try returns nothing; as for the local run, its summary (the container's
@@ -673,17 +678,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         if not self.do_xcom_push or self._handoff_context is None:
             return
         try:
-            record = self._read_run_record(
-                location["bucket"], location["stack"], location["run_key"]
-            )
-            summary = {
-                **(record or {}),
-                "status": "failed",
-                "commands_status": (record or {}).get("status"),
-                "execution": "ecs",
-                "task_arn": self.arn,
-                **location,
-            }
+            summary = self._report("failed", location)
             self._handoff_context["ti"].xcom_push(key="handoff_outcome", value=summary)
         except Exception as exc:  # never hide the task's own failure behind this
             self.log.warning("Could not push the failed run's summary to XCom: %s", exc)

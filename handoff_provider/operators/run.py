@@ -32,7 +32,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from handoff_provider._compat import (
     AirflowException,
@@ -58,7 +58,7 @@ from handoff_provider.operators.base import HandoffBaseOperator
 
 if TYPE_CHECKING:
     from handoff_provider.core.run.orchestrate import HandoffRun
-    from handoff_provider.core.stores import Remote
+    from handoff_provider.core.stores import ConfigStore, Remote
 
 ENV_STACK_NAMES = ("HANDOFF_STACK", "STACK_NAME")
 ENV_BUCKET_NAMES = ("HANDOFF_BUCKET", "S3_BUCKET_NAME")
@@ -250,7 +250,8 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
         except HandoffError as exc:
             raise AirflowException(str(exc)) from None
         if remote is not None and project_dir is None:
-            remote.config = MaskingConfigStore(remote.config)  # mask as soon as fetched
+            # mask as soon as fetched; the wrapper delegates the rest of the store's interface
+            remote.config = cast("ConfigStore", MaskingConfigStore(remote.config))
         run_context = RunContext(**context_run_fields(context))
         workspace, temporary = self._workspace(run_key)
         cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")

@@ -94,7 +94,7 @@ from handoff_provider.core.model.run_key import new_run_key
 if TYPE_CHECKING:
     from handoff_provider.core.model.project import Project
     from handoff_provider.core.run.runner import ProjectRunner
-    from handoff_provider.core.run.summary import RunSummary
+    from handoff_provider.core.run.summary import RunReport, RunSummary
     from handoff_provider.core.run.workspace import Workspace
     from handoff_provider.core.stores import (
         ArtifactsLocation,
@@ -199,20 +199,24 @@ class RunOutcome:
             return "success" if self.artifacts_error is None else "failed"
         return self.summary.status
 
-    def to_dict(self) -> dict[str, Any]:
-        data = self.summary.to_dict()
-        data.update(
-            {
-                "status": self.status,
-                "commands_status": self.summary.status,
-                "run_key": self.run_key,
+    def report(self) -> RunReport:
+        """The run as the CLI and the operators report it."""
+        from handoff_provider.core.run.summary import RunReport
+
+        return RunReport(
+            status=self.status,
+            run_key=self.run_key,
+            record=self.summary.to_dict(),
+            artifacts=self.artifacts.to_dict() if self.artifacts else None,
+            details={
                 "workspace": str(self.workspace),
                 "state_restored": self.state_restored,
-                "artifacts": self.artifacts.to_dict() if self.artifacts else None,
                 "artifacts_error": self.artifacts_error,
-            }
+            },
         )
-        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report().to_dict()
 
     def describe(self) -> str:
         """One line: status, duration, tasks, transfers and where the artifacts are."""

@@ -200,3 +200,35 @@ def read_run_summary(workspace: Workspace | Path) -> RunSummary | None:
     except (OSError, ValueError):
         return None
     return RunSummary.from_dict(data)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A run as its caller reports it: the XCom summary of ``HandoffRunOperator`` (from
+    ``RunOutcome``) and of ``HandoffEcsRunOperator`` (from the container's archived
+    ``run.json``), the ``handoff_outcome`` of a failed try, the asset event's source.
+
+    ``record`` is the run's own record (``RunSummary.to_dict()`` or ``run.json``; None
+    when none was archived). ``status`` is the run's overall status, which can differ
+    from its commands' (``commands_status``: the record's): commands that succeeded but
+    whose archive failed make a ``failed`` run. ``details`` are where and how it ran
+    (the workspace, the ECS task, ...). :meth:`to_dict` holds no secret: the record
+    never does, and neither do the details.
+    """
+
+    status: str
+    run_key: str | None
+    record: Mapping[str, Any] | None = None
+    artifacts: Mapping[str, Any] | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dict(self.record or {})
+        return {
+            **record,
+            "status": self.status,
+            "commands_status": record.get("status"),
+            "run_key": self.run_key,
+            **self.details,
+            "artifacts": dict(self.artifacts) if self.artifacts is not None else None,
+        }
