@@ -100,6 +100,51 @@ class FinalReadLogFetcher(AwsTaskLogFetcher):
                 self.logger.warning("Error on retrieving Cloudwatch log events: %s", error)
 
 
+def _check_arguments(
+    start_attempts: int, lock_wait: float | None, subnets: Any, ecs_kwargs: Mapping[str, Any]
+) -> None:
+    if start_attempts < 1:
+        raise ValueError("start_attempts: at least 1")
+    if lock_wait is not None and not (
+        isinstance(lock_wait, (int, float)) and 0 <= lock_wait < float("inf")
+    ):
+        raise ValueError(f"lock_wait: {lock_wait!r} is not a number of seconds (>= 0)")
+    if subnets and ecs_kwargs.get("network_configuration") is not None:
+        raise ValueError("pass either subnets/security_groups or network_configuration, not both")
+
+
+def _exit_codes(skip_on_exit_code: int | Collection[int] | None) -> list[int]:
+    if skip_on_exit_code is None:
+        return []
+    if isinstance(skip_on_exit_code, int):
+        return [skip_on_exit_code]
+    return list(skip_on_exit_code)
+
+
+def _upstream_kwargs(
+    ecs_kwargs: dict[str, Any],
+    *,
+    stack: str | None,
+    bucket: str | None,
+    container_name: str,
+    codes: list[int],
+) -> dict[str, Any]:
+    """The Amazon operator's arguments: the user's, with this operator's defaults (Fargate,
+    reattach, ``[operators] default_deferrable``), the ``last/`` outlet, and the arguments
+    the installed provider version takes (``skip_on_exit_code``, ``container_name``)."""
+    ecs_kwargs.setdefault("launch_type", "FARGATE")
+    ecs_kwargs.setdefault("reattach", True)
+    ecs_kwargs.setdefault("deferrable", default_deferrable())
+    ecs_kwargs.setdefault("overrides", {})
+    # Same data-aware scheduling as the local run: the stack's last/ is an outlet.
+    ecs_kwargs["outlets"] = with_last_outlet(ecs_kwargs.get("outlets") or [], stack, bucket)
+    if UPSTREAM_SKIP_ON_EXIT_CODE:
+        ecs_kwargs["skip_on_exit_code"] = codes or None
+    if _AMAZON_TAKES_CONTAINER_NAME:
+        ecs_kwargs["container_name"] = container_name
+    return ecs_kwargs
+
+
 class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
     """Run a handoff project (config in SSM, files in S3) as an ECS task, by default on Fargate.
 
@@ -187,53 +232,20 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
         full_refresh: bool = False,
         no_state_update: bool = False,
         lock_wait: float | None = None,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        awslogs_group: str | None = None,
-        awslogs_region: str | None = None,
-        awslogs_stream_prefix: str | None = None,
         workspace: str = WORKSPACE,
         start_attempts: int = 3,
         start_retry_delay: float = 30,
         skip_on_exit_code: int | Collection[int] | None = None,
         **ecs_kwargs: Any,
     ) -> None:
-        if start_attempts < 1:
-            raise ValueError("start_attempts: at least 1")
-        if lock_wait is not None and not (
-            isinstance(lock_wait, (int, float)) and 0 <= lock_wait < float("inf")
-        ):
-            raise ValueError(f"lock_wait: {lock_wait!r} is not a number of seconds (>= 0)")
-        if subnets and ecs_kwargs.get("network_configuration") is not None:
-            raise ValueError(
-                "pass either subnets/security_groups or network_configuration, not both"
-            )
-        ecs_kwargs.setdefault("launch_type", "FARGATE")
-        ecs_kwargs.setdefault("reattach", True)
-        ecs_kwargs.setdefault("deferrable", default_deferrable())
-        ecs_kwargs.setdefault("overrides", {})
-        # Same data-aware scheduling as the local run: the stack's last/ is an outlet.
-        ecs_kwargs["outlets"] = with_last_outlet(ecs_kwargs.get("outlets") or [], stack, bucket)
-        codes: list[int] = (
-            []
-            if skip_on_exit_code is None
-            else [skip_on_exit_code]
-            if isinstance(skip_on_exit_code, int)
-            else list(skip_on_exit_code)
-        )
-        if UPSTREAM_SKIP_ON_EXIT_CODE:
-            ecs_kwargs["skip_on_exit_code"] = codes or None
-        if _AMAZON_TAKES_CONTAINER_NAME:
-            ecs_kwargs["container_name"] = container_name
+        _check_arguments(start_attempts, lock_wait, subnets, ecs_kwargs)
+        codes = _exit_codes(skip_on_exit_code)
         super().__init__(
             cluster=cluster,
             task_definition=task_definition,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-            awslogs_group=awslogs_group,
-            awslogs_region=awslogs_region,
-            awslogs_stream_prefix=awslogs_stream_prefix,
-            **ecs_kwargs,
+            **_upstream_kwargs(
+                ecs_kwargs, stack=stack, bucket=bucket, container_name=container_name, codes=codes
+            ),
         )
         self.container_name = container_name
         self.subnets = list(subnets) if subnets else None
