@@ -37,11 +37,16 @@ documentation, not scheduled. A project without ``schedules`` gives an unschedul
 (manual/backfill) DAG.
 
 Ordered runs: a project that carries state (an active task whose ``state_from`` is not
-``none``) gets ``max_active_runs=1`` unless the DAG is given another value, so catch-up runs
-(and Airflow 2 backfills) run their intervals one after another in logical-date order and
-each restores the state its predecessor published. (The stack lease makes concurrent runs
-of one stack wait for each other anyway, but in no particular order.) Airflow 3's
-``airflow backfill create`` has a limit of its own: ``--max-active-runs 1``.
+``none``) gets ``max_active_runs=1`` unless the DAG is given another value, and its ``run``
+task ``depends_on_past=True`` unless its operator arguments (``run_kwargs``) or
+``default_args`` say otherwise. So catch-up runs and backfills - Airflow 2's ``airflow
+dags backfill`` and Airflow 3's ``airflow backfill create``, whose own limit of 10
+concurrent runs ignores the DAG's ``max_active_runs`` (Airflow 3 then asks for
+``--reprocess-behavior failed``) - run the project's intervals one after another in
+logical-date order, each restoring the state its predecessor published. A failed interval
+holds the later ones until it is cleared or marked successful, as ``depends_on_past`` does.
+(The stack lease makes concurrent runs of one stack wait for each other anyway, but in no
+particular order.)
 """
 
 from __future__ import annotations
@@ -64,7 +69,13 @@ from handoff_provider.factory.config import (
     RenderConfig,
     resolve_project_dir,
 )
-from handoff_provider.factory.converter import build_tasks, default_stack, doc_md, safe_id
+from handoff_provider.factory.converter import (
+    build_tasks,
+    default_stack,
+    doc_md,
+    ordered_runs,
+    safe_id,
+)
 from handoff_provider.factory.errors import HandoffDagError
 from handoff_provider.factory.executions import EXECUTIONS, EcsExecution, LocalExecution
 from handoff_provider.factory.parse_cache import _CACHE as _CACHE  # (tests clear it)
@@ -149,7 +160,8 @@ def handoff_dag(
     :param kwargs: the shorthand keywords (``stack``, ``bucket``, ``aws_conn_id``,
         ``vars``, ``envs``, ``secret_envs``, ``mode``, ``push_kwargs``, ``execution``,
         ``ecs``, ``run_kwargs``), then anything else ``DAG`` takes. ``max_active_runs``
-        defaults to 1 for a project that carries state (see the module docstring).
+        defaults to 1, and the run task's ``depends_on_past`` to True, for a project that
+        carries state (see the module docstring).
     """
     config, project = _configs(
         project_dir, project_config, render_config, execution_config, kwargs, 2 + _caller_depth
@@ -161,6 +173,12 @@ def handoff_dag(
         kwargs["max_active_runs"] = 1
         notes.append(
             "one run at a time (`max_active_runs=1`): each run restores the state of the one before"
+        )
+    config = ordered_runs(config, project, default_args)
+    if config.execution.operator_args.get("depends_on_past"):
+        notes.append(
+            "`run` depends on its past: backfills run their intervals in order, and a failed "
+            "interval holds the later ones until it is cleared"
         )
     dag = DAG(
         dag_id=dag_id or f"handoff_{safe_id(project.name)}",
@@ -200,8 +218,9 @@ def HandoffTaskGroup(
         project_dir, project_config, render_config, execution_config, kwargs, 2 + _caller_depth
     )
     group = TaskGroup(group_id=group_id or safe_id(project.name), **kwargs)
+    defaults = (group.default_args, getattr(group.dag, "default_args", None))
     with group:
-        build_tasks(project, config)
+        build_tasks(project, ordered_runs(config, project, *defaults))
     return group
 
 

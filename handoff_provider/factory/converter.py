@@ -4,15 +4,16 @@ run task(s), chained in that order in the current DAG or TaskGroup."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from handoff_provider.factory.config import FactoryConfig
 from handoff_provider.factory.parse_cache import ProjectInfo
 
-__all__ = ["build_tasks", "default_stack", "doc_md", "safe_id"]
+__all__ = ["build_tasks", "default_stack", "doc_md", "ordered_runs", "safe_id"]
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -56,6 +57,21 @@ def _push_tasks(project: ProjectInfo, config: FactoryConfig, stack: str) -> list
         HandoffConfigPushOperator(task_id="push_config", **common, **config.render.push_args),
         HandoffFilesPushOperator(task_id="push_files", **common),
     ]
+
+
+def ordered_runs(
+    config: FactoryConfig, project: ProjectInfo, *defaults: Mapping[str, Any] | None
+) -> FactoryConfig:
+    """``config`` whose run task ``depends_on_past`` when the project carries state, unless
+    its operator arguments or the ``default_args`` in ``defaults`` choose (see
+    :mod:`handoff_provider.dag_factory`: backfills in logical-date order)."""
+    args = config.execution.operator_args
+    chosen = "depends_on_past" in args or any("depends_on_past" in (d or {}) for d in defaults)
+    if not project.stateful or chosen:
+        return config
+    ordered = {**args, "depends_on_past": True}
+    execution = dataclasses.replace(config.execution, operator_args=ordered)
+    return dataclasses.replace(config, execution=execution)
 
 
 def build_tasks(project: ProjectInfo, config: FactoryConfig) -> list[Any]:
