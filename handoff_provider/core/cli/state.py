@@ -95,7 +95,7 @@ def run_state(args: argparse.Namespace, remote: Any) -> int:
 
     from handoff_provider.core.stores.lease import lease_options
 
-    options = {"lock": not args.no_lock, **lease_options(args.lock_wait)}
+    options: dict[str, Any] = {"lock": not args.no_lock, **lease_options(args.lock_wait)}
     if args.action == "set":
         value = _read_value(args)
         project_format, source = _state_format(args, remote)
