@@ -44,13 +44,10 @@ def runs(airflow_deployment: AirflowDeployment) -> AirflowDeployment:
     deployment.wait_for_dags(
         ["handoff_e2e_timeout", "handoff_e2e_failing", SINGER_DAG, BACKFILL_DAG]
     )
-    deployment.trigger("handoff_e2e_timeout", run_id="good", conf={"seconds": "0"})
-    deployment.trigger("handoff_e2e_timeout", run_id="too-slow", conf={"seconds": "300"})
-    deployment.trigger("handoff_e2e_failing", run_id="fails")
-    deployment.trigger(SINGER_DAG, run_id="manual")
     # What a user types: no --max-active-runs (its default, 10, ignores the DAG's). The
     # plain command is refused (the factory's run task depends on its past): so is the
     # silent out-of-order backfill; the user adds the --reprocess-behavior it asks for.
+    # (First: CLI processes write to the SQLite DB, best before the tasks start.)
     deployment.unpause(BACKFILL_DAG)
     backfill = ["backfill", "create", "--dag-id", BACKFILL_DAG]
     backfill += ["--from-date", BACKFILL_DAYS[0], "--to-date", "2024-01-04"]
@@ -59,6 +56,10 @@ def runs(airflow_deployment: AirflowDeployment) -> AirflowDeployment:
     except RuntimeError as refused:
         PLAIN_BACKFILL["refusal"] = str(refused)
     deployment.cli(*backfill, "--reprocess-behavior", "failed")
+    deployment.trigger("handoff_e2e_timeout", run_id="good", conf={"seconds": "0"})
+    deployment.trigger("handoff_e2e_timeout", run_id="too-slow", conf={"seconds": "300"})
+    deployment.trigger("handoff_e2e_failing", run_id="fails")
+    deployment.trigger(SINGER_DAG, run_id="manual")
     return deployment
 
 
@@ -131,7 +132,7 @@ def test_the_singer_log_is_readable_and_its_password_is_nowhere(
         assert SINGER_PASSWORD not in text
 
 
-def test_a_plain_backfill_runs_its_intervals_in_order_each_restoring_the_previous_state(
+def test_a_backfill_runs_its_intervals_in_order_each_restoring_the_previous_state(
     runs: AirflowDeployment, s3_client: Any
 ) -> None:
     """``airflow backfill create`` over 3 days of a stateful project built by the factory:
