@@ -14,7 +14,7 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +92,20 @@ def _command(
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``verb``) the top level with only that verb's sub-parser:
+    argparse builds every option's help formatter as it goes, and two dozen sub-parsers
+    cost more than the rest of a local run's start-up. ``handoff --help`` (no verb) and
+    an unknown verb get the whole parser, so that every verb is listed."""
     parser = argparse.ArgumentParser(
         prog="handoff",
         description="Run handoff projects: unix pipelines of commands, configured from "
         "project.yml, with config in SSM and files/artifacts in S3.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    _add_config_parser(verbs)
-    _add_files_parser(verbs)
-    _add_artifacts_parser(verbs)
-    _add_workspace_parser(verbs)
-    _add_run_parser(verbs)
-    _add_show_parser(verbs)
-    add_state_parser(verbs, _command)
-    add_watch_parser(verbs)
-    add_deploy_parser(verbs)
+    for name, add_parser in _VERB_PARSERS.items():
+        if verb is None or verb == name:
+            add_parser(verbs)
     return parser
 
 
@@ -389,9 +386,24 @@ _HANDLERS = {
 }
 
 
+_VERB_PARSERS: dict[str, Callable[[Any], None]] = {
+    "config": _add_config_parser,
+    "files": _add_files_parser,
+    "artifacts": _add_artifacts_parser,
+    "workspace": _add_workspace_parser,
+    "run": _add_run_parser,
+    "show": _add_show_parser,
+    "state": lambda verbs: add_state_parser(verbs, _command),
+    "watch": add_watch_parser,
+    "deploy": add_deploy_parser,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``handoff`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = argv[0] if argv and argv[0] in _VERB_PARSERS else None
+    args = build_parser(verb).parse_args(argv)
     try:
         return _HANDLERS[args.verb](args)
     except (ConfigurationError, ProjectError, TemplateError) as exc:  # bad input

@@ -16,9 +16,13 @@ Three mechanisms, each covering what the previous one can't:
    Airflow killing the task process): signal handlers and ``finally`` don't run then.
    Each stage is started with ``PR_SET_PDEATHSIG=SIGKILL`` (it dies when the thread
    that started it dies: pipelines are started and waited for by one thread), and a
-   small watchdog process (this file run as a script, in its own session) holds a pipe
-   from handoff: when the pipe reaches EOF — handoff is gone, whatever the cause — it
-   ``SIGKILL``\\ s every process still carrying a registered tag, then exits.
+   small watchdog process (a POSIX ``sh`` script, :data:`WATCHDOG_SCRIPT`, in its own
+   session) holds a pipe from handoff: when the pipe reaches EOF — handoff is gone,
+   whatever the cause — it ``SIGKILL``\\ s every process still carrying a registered tag
+   (found with ``grep -l`` over ``/proc/*/environ``), then exits. A shell, not a second
+   Python: it starts in a millisecond, where an interpreter cost as much as the rest of
+   a local run's start-up, and it holds no copy of handoff's memory (as a fork would
+   in an Airflow worker).
 
 What remains out of reach (documented in the README): a process that clears or
 replaces its environment (``env -i``, a setuid program that scrubs it), one started
@@ -139,6 +143,37 @@ def child_setup(pgid: int) -> Callable[[], None]:
 # ----------------------------------------------------------------------- the watchdog
 
 
+#: The watchdog: reads ``+tag`` / ``-tag`` lines until EOF, then kills (``SIGKILL``) every
+#: process whose environment holds a live tag (``TAG=``), again while new ones appear
+#: (they may be forking), at most 50 rounds. Tags are ``[A-Za-z0-9_]`` only.
+WATCHDOG_SCRIPT = r"""
+trap '' INT HUP PIPE
+export LC_ALL=C
+tags=' '
+while IFS= read -r line; do
+  tag=${line#?}
+  case $line in
+    +*) tags="$tags$tag " ;;
+    -*) case $tags in *" $tag "*) tags="${tags%%" $tag "*} ${tags#*" $tag "}" ;; esac ;;
+  esac
+done
+set --
+for tag in $tags; do set -- "$@" -e "$tag="; done
+[ $# -gt 0 ] || exit 0
+round=0
+while [ $round -lt 50 ]; do
+  found=$(grep -lsF "$@" /proc/[0-9]*/environ)
+  [ -n "$found" ] || exit 0
+  for file in $found; do
+    pid=${file#/proc/}
+    kill -9 "${pid%/environ}" 2>/dev/null
+  done
+  round=$((round + 1))
+  sleep 0.02
+done
+"""
+
+
 class Watchdog:
     """The process that kills tagged processes when handoff dies (see the module docs).
 
@@ -154,7 +189,7 @@ class Watchdog:
         self._pid = os.getpid()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+                ["/bin/sh", "-c", WATCHDOG_SCRIPT],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -184,25 +219,3 @@ class Watchdog:
 
     def release(self, tag: str) -> None:
         self._send(f"-{tag}")
-
-
-def _watchdog_main() -> None:
-    """Read ``+tag`` / ``-tag`` lines until EOF, then kill what the live tags name."""
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    tags: set[str] = set()
-    for raw in sys.stdin.buffer:
-        line = raw.strip().decode("ascii", "replace")
-        if line.startswith("+"):
-            tags.add(line[1:])
-        elif line.startswith("-"):
-            tags.discard(line[1:])
-    if tags:
-        for _ in range(50):  # until no tagged process is left (they may be forking)
-            if not signal_tagged(tags, signal.SIGKILL):
-                break
-            time.sleep(0.02)
-
-
-if __name__ == "__main__":
-    _watchdog_main()
