@@ -6,8 +6,8 @@ Kept apart from the S3 stores (and boto3) so that cheap callers, such as the CLI
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from datetime import datetime, timezone
 
 from handoff_provider.core.errors import ConfigurationError
@@ -32,7 +32,9 @@ def new_run_key(hint: str | None = None) -> str:
         if cleaned:
             return cleaned
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
+    # os.urandom, not the secrets module: the same source, without importing hmac,
+    # hashlib and random at every start.
+    return f"{stamp}-{os.urandom(3).hex()}"
 
 
 def check_run_key(run_key: str) -> str:
