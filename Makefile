@@ -8,7 +8,7 @@ VENV_AF2 := .venv-af2
 UV = $(VENV)/bin/uv
 
 .PHONY: venv venv-af2 demo demo-cli test test-core test-af3 test-af2 test-e2e bench lint clean test-container \
-	project-validator mwaa-wheel test-mwaa
+	project-validator mwaa-wheel test-mwaa test-browser
 
 venv: $(VENV)/.ready
 venv-af2: $(VENV_AF2)/.ready
@@ -66,6 +66,12 @@ test-mwaa-%: mwaa-wheel
 # triggerer as separate processes) + a moto server, running the example DAGs (tests/e2e).
 test-e2e: venv
 	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e -p no:cacheprovider --timeout 900
+
+# The runs view in headless Chromium (Debian's, apt) driven by playwright-core (npm, into
+# build/browser/) against a real Airflow 3 api-server; rewrites docs/runs-view*.png.
+test-browser: venv
+	scripts/browser-prereqs.sh
+	$(VENV)/bin/python -m pytest -q -m browser tests/browser -p no:cacheprovider --timeout 900
 
 # Whole processes against the baseline a user would pick (see each script's docstring);
 # about 5 minutes on 2 cores. bench/_util.py is shared, not a bench.

@@ -105,6 +105,7 @@ class RunsPages:
             undefined=jinja2.StrictUndefined,
         )
         env.filters["human_bytes"] = human_bytes
+        env.filters["short_time"] = short_time
         return env
 
     # ------------------------------------------------------------------ pages
@@ -271,6 +272,13 @@ def _same_task_instance(origin: dict[str, Any] | None, identity: dict[str, Any])
         return False
     wanted = identity.get("map_index")
     return wanted in (None, "") or str(origin.get("map_index", -1)) == str(wanted)
+
+
+def short_time(value: str | None) -> str:
+    """``2024-01-31T12:00:00.123+00:00`` as ``2024-01-31 12:00:00`` (the title keeps it whole)."""
+    if not value:
+        return "-"
+    return value.replace("T", " ")[:19]
 
 
 def human_bytes(value: int | None) -> str:
