@@ -17,7 +17,7 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
 try {
-  const context = await browser.newContext({ viewport: { width: 1500, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1800, height: 860 } });
   const page = await context.newPage();
 
   const anonymous = await page.goto(`${base}/handoff/runs`);
@@ -71,8 +71,13 @@ try {
   const frame = page.frameLocator("iframe");
   await frame.locator("tr[data-run-key]").first().waitFor({ timeout: 60000 });
   out.embedded_rows = await frame.locator("tr[data-run-key]").count();
-  out.nav_has_entry = (await page.getByText("Handoff runs").count()) > 0;
-  await page.waitForTimeout(500);
+  // the entry under Browse in Airflow's navigation
+  await page.getByRole("button", { name: "Browse" }).click();
+  const entry = page.getByText("Handoff runs", { exact: true });
+  await entry.first().waitFor({ timeout: 30000 });
+  out.nav_has_entry = (await entry.count()) > 0;
+  await page.keyboard.press("Escape");
+  await page.waitForTimeout(800);
   await page.screenshot({ path: `${shots}/runs-view.png` });
 } finally {
   await browser.close();
