@@ -142,3 +142,26 @@ def test_rejected_credentials(remote: Remote, recorder: Recorder, tmp_path: Path
     recorder.fail_on("ListObjectsV2", code="InvalidAccessKeyId")
     with pytest.raises(ConfigurationError, match="AWS rejected the credentials"):
         remote.files.get(tmp_path / "files")
+
+
+def test_default_clients_read_listing_and_header_timestamps_alike(
+    aws: str, bucket: str, s3: Any
+) -> None:
+    """The default factory parses a listing's ISO 8601 ``LastModified`` itself (not through
+    dateutil): the instant is the one botocore's own parser gives and that a HEAD (an
+    RFC 822 header, still botocore's parser) reports, to the second."""
+    from botocore.utils import parse_timestamp
+
+    from handoff_provider.core.aws.clients import default_client_factory, iso_timestamp
+
+    s3.put_object(Bucket=bucket, Key="stamp/x", Body=b"x")
+    client = default_client_factory()("s3")
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="stamp/")["Contents"][0]
+    head = client.head_object(Bucket=bucket, Key="stamp/x")
+    assert listed["LastModified"].tzinfo is not None
+    assert listed["LastModified"].replace(microsecond=0) == head["LastModified"]
+    for text in ("2026-12-01T14:59:51.123Z", "2026-12-01T14:59:51+02:00"):
+        assert iso_timestamp(text) == parse_timestamp(text)
+    assert iso_timestamp("Tue, 01 Dec 2026 14:59:51 GMT") == parse_timestamp(
+        "Tue, 01 Dec 2026 14:59:51 GMT"
+    )

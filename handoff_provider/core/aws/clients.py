@@ -15,6 +15,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, NoReturn
 
 from handoff_provider.core.errors import ConfigurationError, StoreError
@@ -64,8 +65,13 @@ def default_client_factory() -> ClientFactory:
     ``factory(service_name, config=None)`` merges ``config`` over those defaults."""
     import boto3
     import botocore.config
+    import botocore.session
 
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=iso_timestamp
+    )
+    session = boto3.session.Session(botocore_session=core)
     base = botocore.config.Config(
         retries={"mode": "standard"},
         max_pool_connections=MAX_CONCURRENCY + 4,
@@ -79,6 +85,24 @@ def default_client_factory() -> ClientFactory:
             return session.client(service_name, config=merged)
 
     return factory
+
+
+def iso_timestamp(value: Any) -> Any:
+    """botocore's timestamp parser, with ISO 8601 (every ``LastModified`` of a listing)
+    read by ``datetime.fromisoformat``: botocore's default goes through dateutil's
+    general parser, which took half of a no-change re-sync's time over 1,000 objects.
+    Anything else (RFC 822 headers, epoch numbers) is left to botocore."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    from botocore.utils import parse_timestamp
+
+    return parse_timestamp(value)
 
 
 def accepts_config(factory: ClientFactory) -> bool:
