@@ -386,7 +386,7 @@ _HANDLERS = {
 }
 
 
-_VERB_PARSERS: dict[str, Callable[[Any], None]] = {
+_VERB_PARSERS: dict[str, Callable[[Any], object]] = {
     "config": _add_config_parser,
     "files": _add_files_parser,
     "artifacts": _add_artifacts_parser,
