@@ -41,8 +41,8 @@ test-af2: venv-af2
 
 # The runtime image built from the Dockerfile and run against moto with a Docker engine of
 # its own (installed if missing, started and stopped by the tests); images and the stand-in
-# base are cached in ~/.cache/handoff-test-container. The tests take /tmp/heavy.lock around
-# debootstrap and docker build themselves: do not run this target under that lock.
+# base are cached in ~/.cache/handoff-test-container, whose own lock file (build.lock) the
+# tests hold around debootstrap and docker build.
 test-container: venv
 	scripts/container-prereqs.sh
 	$(VENV)/bin/python -m pytest -q -m container tests/container

@@ -64,7 +64,6 @@ def image(engine: Engine, report: Callable[[str], None]) -> Image:
     how = ensure_base_image(engine, BASE_IMAGE)
     report(f"base {BASE_IMAGE}: {how} in {time.monotonic() - started:.1f} s")
     started = time.monotonic()
-    # (the timeout includes the wait for the heavy-job lock on a shared machine)
     engine.docker(
         "build", "--network", "host", "-q", "-t", IMAGE, str(REPO), lock=True, timeout=3000
     )

@@ -7,8 +7,10 @@ its pid. :func:`ensure_base_image` provides the Dockerfile's ``FROM`` image: pul
 registry is reachable, else a stand-in built with ``debootstrap`` from the Debian mirror
 apt uses, cached by the hash of its recipe.
 
-Heavy steps (debootstrap, docker build) run under ``flock $HANDOFF_HEAVY_LOCK`` (default
-``/tmp/heavy.lock``; empty to disable) so that a shared machine runs one at a time.
+The steps that fill the cache (debootstrap, docker build) hold :data:`BUILD_LOCK`, a lock
+file next to the cache, so that test sessions of several clones on one machine don't build
+the same thing at once. It is the cache's own lock: running the whole target under some
+machine-wide lock of your own (``flock /tmp/x.lock make test-container``) doesn't deadlock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +32,8 @@ CACHE = Path(
     os.environ.get("HANDOFF_CONTAINER_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "handoff-test-container"
 )
-HEAVY_LOCK = os.environ.get("HANDOFF_HEAVY_LOCK", "/tmp/heavy.lock")
+#: Held while the cache is being filled (see the module docstring).
+BUILD_LOCK = CACHE / "build.lock"
 #: The machine's CA bundle: package downloads may pass a TLS-intercepting proxy whose CA
 #: only this bundle holds, so the stand-in base carries it.
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -36,9 +41,14 @@ BASE_LABEL = "org.handoff.stand-in-recipe"
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
 
 
-def heavy(args: list[str]) -> list[str]:
-    """``args`` under the machine's heavy-job lock (one heavy job at a time)."""
-    return ["flock", HEAVY_LOCK, *args] if HEAVY_LOCK else list(args)
+@contextmanager
+def build_lock() -> Iterator[None]:
+    """Hold :data:`BUILD_LOCK` (waiting for another session's build to finish)."""
+    from filelock import FileLock
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(BUILD_LOCK)):
+        yield
 
 
 @dataclass
@@ -114,15 +124,15 @@ class Engine:
     def docker(
         self, *args: str, check: bool = True, timeout: float = 600, lock: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        command = ["docker", *args]
-        proc = subprocess.run(
-            heavy(command) if lock else command,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        with build_lock() if lock else nullcontext():
+            proc = subprocess.run(
+                ["docker", *args],
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         if check and proc.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -174,8 +184,8 @@ def build_stand_in_rootfs(recipe: dict[str, str], tarball: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="standin-", dir=tarball.parent))
     root = work / "rootfs"
     try:
-        subprocess.run(
-            heavy(
+        with build_lock():
+            subprocess.run(
                 [
                     "debootstrap",
                     "--variant=minbase",
@@ -183,12 +193,11 @@ def build_stand_in_rootfs(recipe: dict[str, str], tarball: Path) -> None:
                     recipe["suite"],
                     str(root),
                     recipe["mirror"],
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=3000,  # with the wait for the heavy-job lock
-        )
+                ],
+                check=True,
+                capture_output=True,
+                timeout=3000,
+            )
         shutil.copy2(CA_BUNDLE, root / "etc/ssl/certs/ca-certificates.crt")
         for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             marker.unlink()

@@ -25,7 +25,7 @@ from handoff_provider.core.cli import main as cli
 from handoff_provider.operators.ecs import HandoffEcsRunOperator
 from tests.container.conftest import Image
 
-# The first test also waits for the image (the heavy lock, debootstrap, docker build).
+# The first test also waits for the image (the cache's build lock, debootstrap, docker build).
 pytestmark = [pytest.mark.container, pytest.mark.timeout(3600)]
 
 REGION = "us-east-1"
