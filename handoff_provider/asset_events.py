@@ -78,7 +78,7 @@ def last_event_extra(
 def published_state(artifacts: ArtifactsStore, run_key: str | None) -> dict[str, Any] | None:
     """``{"size", "sha256"}`` of ``last/state`` as recorded in ``last/``'s manifest, when
     ``last/`` holds the run ``run_key``; else None. One ``GetObject`` of the manifest."""
-    from handoff_provider.core.stores.artifacts import STATE_NAME
+    from handoff_provider.core.layout import STATE_NAME
 
     manifest = artifacts.read_manifest()
     if manifest is None or manifest.get("run_key") != run_key:

@@ -126,21 +126,23 @@ def run_lineage(
     ``redact`` masks the job facet's commands (Airflow's secrets masker)."""
     from airflow.providers.openlineage.extractors import OperatorLineage
 
+    from handoff_provider.core import layout
+
     inputs: list[Any] = []
     outputs: list[Any] = []
     if bucket and stack:
         if reads_remote_files:
-            inputs.append(s3_dataset(bucket, f"{stack}/files"))
+            inputs.append(s3_dataset(bucket, layout.files_prefix(stack).rstrip("/")))
         restores = reads_remote_files or archives  # a run with a remote restores its state
         if restores and (summary is None or summary.get("state_restored", True)):
-            inputs.append(s3_dataset(bucket, f"{stack}/last/state"))
+            inputs.append(s3_dataset(bucket, layout.last_state_key(stack)))
         if archives and run_key:
-            outputs.append(s3_dataset(bucket, f"{stack}/runs/{run_key}"))
+            outputs.append(s3_dataset(bucket, layout.runs_prefix(stack, run_key).rstrip("/")))
         published = summary is None or (
             not failed and bool((summary.get("artifacts") or {}).get("last_uri"))
         )
         if archives and published:
-            outputs.append(s3_dataset(bucket, f"{stack}/last"))
+            outputs.append(s3_dataset(bucket, layout.last_prefix(stack).rstrip("/")))
     if summary is None:
         return OperatorLineage(inputs=inputs, outputs=outputs)
 

@@ -15,11 +15,6 @@ from urllib.parse import quote
 from handoff_provider._compat import BaseAwsLink
 
 
-def artifacts_prefix(stack: str, run_key: str) -> str:
-    """``<stack>/runs/<run_key>/``: where one run's artifacts are archived."""
-    return f"{stack}/runs/{run_key}/"
-
-
 def aws_region_from_env() -> str | None:
     """The region boto3 would use without a connection (``AWS_DEFAULT_REGION``/``AWS_REGION``)."""
     return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None

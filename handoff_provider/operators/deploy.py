@@ -54,10 +54,10 @@ class HandoffRegisterTaskDefinitionOperator(AwsBaseOperator[EcsHook]):
             render_task_definition,
         )
         from handoff_provider.core.errors import HandoffError
+        from handoff_provider.core.layout import stack_name
         from handoff_provider.core.load.project import load_project
-        from handoff_provider.operators.run import resolve_stack
 
-        stack = resolve_stack(self.stack)
+        stack = stack_name(self.stack)
         if not stack:
             raise AirflowException(
                 "register task definition: no stack (set stack= or HANDOFF_STACK)"

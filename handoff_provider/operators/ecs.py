@@ -44,20 +44,26 @@ from handoff_provider.core.aws.ecs_failures import capacity_failure, transient_s
 from handoff_provider.core.aws.task_definition import check_overrides_size
 from handoff_provider.core.cli.container import (
     CONTAINER_NAME,
-    ENV_BUCKET,
-    ENV_STACK,
     WORKSPACE,
-    artifacts_uris,
     container_command,
     container_environment,
 )
 from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.layout import (
+    ENV_BUCKET,
+    ENV_STACK,
+    artifacts_uris,
+    bucket_name,
+    run_record_key,
+    runs_prefix,
+    stack_name,
+)
 from handoff_provider.core.model.context import ENV_RUN_KEY
 from handoff_provider.hooks.handoff import HandoffHook
 from handoff_provider.lineage import RunLineageMixin
-from handoff_provider.links.artifacts import HandoffArtifactsLink, artifacts_prefix
+from handoff_provider.links.artifacts import HandoffArtifactsLink
 from handoff_provider.links.ecs import HandoffEcsTaskLink
-from handoff_provider.operators.run import resolve_bucket, resolve_stack, with_last_outlet
+from handoff_provider.operators.run import with_last_outlet
 
 #: Whether the Amazon operator takes ``container_name`` (amazon provider >= 9.4). Before,
 #: it has no notion of which container is the task's and names the CloudWatch stream
@@ -299,7 +305,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
 
     def resolve_remote(self) -> tuple[str, str]:
         """Stack and bucket: the (rendered) arguments, else the worker's environment."""
-        stack, bucket = resolve_stack(self.stack), resolve_bucket(self.bucket)
+        stack, bucket = stack_name(self.stack), bucket_name(self.bucket)
         if not stack:
             raise AirflowException("HandoffEcsRunOperator: no stack (set stack= or HANDOFF_STACK)")
         if not bucket:
@@ -600,7 +606,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
     def _lineage_target(self, summary: Mapping[str, Any] | None) -> dict[str, Any]:
         stack, bucket = (summary or {}).get("stack"), (summary or {}).get("bucket")
         if not (stack and bucket):
-            stack, bucket = resolve_stack(self.stack), resolve_bucket(self.bucket)
+            stack, bucket = stack_name(self.stack), bucket_name(self.bucket)
         # the container runs from the remote config and files/, and always archives
         return {"stack": stack, "bucket": bucket, "reads_remote_files": True, "archives": True}
 
@@ -645,11 +651,8 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
 
     def _read_run_record(self, bucket: str, stack: str, run_key: str) -> dict | None:
         """The container's ``artifacts/run.json`` (tasks, stages, exit codes), if archived."""
-        from handoff_provider.core.layout import runs_prefix
-        from handoff_provider.core.stores.artifacts import RUN_SUMMARY_NAME
-
         try:
-            key = runs_prefix(stack, run_key) + RUN_SUMMARY_NAME
+            key = run_record_key(stack, run_key)
             body = self.handoff_hook.get_client("s3").get_object(Bucket=bucket, Key=key)["Body"]
             record = json.loads(body.read())
         except Exception as exc:
@@ -709,7 +712,7 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
             region_name=self._link_region(),
             aws_partition=self.hook.conn_partition,
             bucket=bucket,
-            prefix=artifacts_prefix(stack, run_key),
+            prefix=runs_prefix(stack, run_key),
         )
 
     def _watch_task_arns(self) -> None:

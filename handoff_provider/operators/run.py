@@ -46,10 +46,10 @@ from handoff_provider._compat import (
     run_key_from_context,
 )
 from handoff_provider.asset_events import report_last_event
+from handoff_provider.core.layout import bucket_name, last_prefix, runs_prefix, s3_uri, stack_name
 from handoff_provider.lineage import RunLineageMixin
 from handoff_provider.links.artifacts import (
     HandoffArtifactsLink,
-    artifacts_prefix,
     aws_partition,
     aws_region_from_env,
 )
@@ -60,30 +60,17 @@ if TYPE_CHECKING:
     from handoff_provider.core.run.orchestrate import HandoffRun
     from handoff_provider.core.stores import ConfigStore, Remote
 
-ENV_STACK_NAMES = ("HANDOFF_STACK", "STACK_NAME")
-ENV_BUCKET_NAMES = ("HANDOFF_BUCKET", "S3_BUCKET_NAME")
-
 
 def _is_templated(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def resolve_stack(stack: str | None) -> str | None:
-    """``stack``, else ``HANDOFF_STACK``/``STACK_NAME`` (what the core does at run time)."""
-    return stack or next((os.environ[n] for n in ENV_STACK_NAMES if os.environ.get(n)), None)
-
-
-def resolve_bucket(bucket: str | None) -> str | None:
-    """``bucket``, else ``HANDOFF_BUCKET``/``S3_BUCKET_NAME``."""
-    return bucket or next((os.environ[n] for n in ENV_BUCKET_NAMES if os.environ.get(n)), None)
-
-
 def last_asset_uri(stack: str | None, bucket: str | None) -> str | None:
     """``s3://<bucket>/<stack>/last/`` when both are plain values known now, else None."""
-    stack, bucket = resolve_stack(stack), resolve_bucket(bucket)
+    stack, bucket = stack_name(stack), bucket_name(bucket)
     if not stack or not bucket or _is_templated(stack) or _is_templated(bucket):
         return None
-    return f"s3://{bucket}/{stack}/last/"
+    return s3_uri(bucket, last_prefix(stack))
 
 
 def with_last_outlet(outlets: Any, stack: str | None, bucket: str | None) -> list[Any]:
@@ -320,8 +307,8 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
 
     def _lineage_target(self, summary: Mapping[str, Any] | None) -> dict[str, Any]:
         return {
-            "stack": resolve_stack(self.stack),
-            "bucket": resolve_bucket(self.bucket),
+            "stack": stack_name(self.stack),
+            "bucket": bucket_name(self.bucket),
             "reads_remote_files": self.project_dir is None,
             "archives": self.push_artifacts,
         }
@@ -357,7 +344,7 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
             region_name=region,
             aws_partition=aws_partition(region),
             bucket=remote.bucket,
-            prefix=artifacts_prefix(remote.stack, run_key),
+            prefix=runs_prefix(remote.stack, run_key),
         )
 
     def _publish_failed(self, context: Any, remote: Remote | None, outcome: Any) -> None:

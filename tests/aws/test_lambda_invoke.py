@@ -22,15 +22,18 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from handoff_provider.core.aws.lambda_invoke import (
-    LambdaError,
-    LambdaFunctionError,
     LambdaResult,
     encode_payload,
     invoke_lambda,
     lambda_client_config,
     save_lambda_response,
 )
-from handoff_provider.core.errors import ConfigurationError, ProjectError
+from handoff_provider.core.errors import (
+    ConfigurationError,
+    LambdaError,
+    LambdaFunctionError,
+    ProjectError,
+)
 from handoff_provider.core.load.templating import render_text
 from handoff_provider.core.steps.aws_lambda import LambdaStep
 

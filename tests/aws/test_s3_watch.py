@@ -16,13 +16,12 @@ import pytest
 
 from handoff_provider.core.aws.s3_watch import (
     MatchedObject,
-    WatchTimeout,
     find_matching,
     normalize_prefix,
     wait_for_files,
 )
 from handoff_provider.core.cli.watch import EXIT_TIMEOUT, add_watch_parser, run_watch
-from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.errors import ConfigurationError, StoreError, WatchTimeout
 
 
 @pytest.fixture

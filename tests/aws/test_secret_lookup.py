@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from handoff_provider.core.aws.secret_lookup import SecretLookupError, make_secret_function
-from handoff_provider.core.errors import HandoffError, TemplateError
+from handoff_provider.core.aws.secret_lookup import make_secret_function
+from handoff_provider.core.errors import HandoffError, SecretLookupError, TemplateError
 from handoff_provider.core.load.templating import render_text
 from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
 from tests.aws.conftest import REGION

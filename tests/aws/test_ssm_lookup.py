@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from handoff_provider.core.aws.ssm_lookup import SsmLookupError, make_ssm_function
-from handoff_provider.core.errors import TemplateError
+from handoff_provider.core.aws.ssm_lookup import make_ssm_function
+from handoff_provider.core.errors import SsmLookupError, TemplateError
 from handoff_provider.core.load.templating import render_text
 
 

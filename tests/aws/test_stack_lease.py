@@ -14,8 +14,8 @@ import boto3
 import botocore.session
 import pytest
 
-from handoff_provider.core.errors import ConfigurationError
-from handoff_provider.core.stores import LeaseHeld, LeaseLost, Remote
+from handoff_provider.core.errors import ConfigurationError, LeaseHeld, LeaseLost
+from handoff_provider.core.stores import Remote
 from handoff_provider.core.stores.conditional import enable_conditional_put, is_condition_failure
 from handoff_provider.core.stores.lease import lease_options
 from tests.aws.conftest import REGION, Recorder, read

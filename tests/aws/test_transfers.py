@@ -17,7 +17,6 @@ from handoff_provider.core.aws.s3_transfers import (
     InputSpec,
     OutputSpec,
     PostCopy,
-    TransferError,
     TransfersSpec,
     apply_input_post_copy,
     apply_post_copy,
@@ -25,7 +24,7 @@ from handoff_provider.core.aws.s3_transfers import (
     touch_flag,
     upload_outputs,
 )
-from handoff_provider.core.errors import ProjectError, TemplateError
+from handoff_provider.core.errors import ProjectError, TemplateError, TransferError
 from handoff_provider.core.load.templating import render_text
 from handoff_provider.core.steps.s3_touch import TouchStep
 

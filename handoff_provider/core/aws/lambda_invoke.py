@@ -27,12 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handoff_provider.core.errors import ConfigurationError, HandoffError
+from handoff_provider.core.aws.errors import aws_error_types, error_message, failure_code
+from handoff_provider.core.errors import (
+    ConfigurationError,
+    LambdaError,
+    LambdaFunctionError,
+)
 
 __all__ = [
     "INVOCATION_TYPES",
-    "LambdaError",
-    "LambdaFunctionError",
     "LambdaResult",
     "encode_payload",
     "invoke_lambda",
@@ -44,18 +47,6 @@ INVOCATION_TYPES = ("Event", "RequestResponse")
 LAMBDA_MAX_SECONDS = 900
 _MESSAGE_LIMIT = 500
 _STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-class LambdaError(HandoffError):
-    """The invocation itself failed (unknown function, access denied, throttled, ...)."""
-
-
-class LambdaFunctionError(LambdaError):
-    """A ``RequestResponse`` invocation ran and the function reported an error."""
-
-    def __init__(self, message: str, *, result: LambdaResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass(frozen=True)
@@ -181,19 +172,12 @@ def invoke_lambda(
 
 def _invoke(lambda_client: Any, function: str, request: dict[str, Any]) -> Any:
     """The ``Invoke`` call; a botocore error as a :class:`LambdaError`."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return lambda_client.invoke(**request)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
-        message = _one_line(exc.response.get("Error", {}).get("Message", ""))
+    except aws_error_types() as exc:
+        code, message = failure_code(exc), _one_line(error_message(exc))
         raise LambdaError(
             f"lambda {function!r}: invocation failed ({code}{': ' + message if message else ''})"
-        ) from None
-    except BotoCoreError as exc:
-        raise LambdaError(
-            f"lambda {function!r}: invocation failed ({type(exc).__name__})"
         ) from None
 
 

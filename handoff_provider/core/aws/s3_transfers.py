@@ -43,13 +43,14 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from handoff_provider.core.aws.errors import aws_error_types, failure_code
 from handoff_provider.core.aws.s3_watch import (
     WatchCriteria,
     describe_count,
     find_with_criteria,
     normalize_prefix,
 )
-from handoff_provider.core.errors import HandoffError, ProjectError, StoreError
+from handoff_provider.core.errors import HandoffError, ProjectError, TransferError
 
 __all__ = [
     "BUCKET_OWNER_FULL_CONTROL",
@@ -58,7 +59,6 @@ __all__ = [
     "OutputSpec",
     "PostCopy",
     "PostCopyResult",
-    "TransferError",
     "Transferred",
     "TransfersSpec",
     "apply_input_post_copy",
@@ -72,10 +72,6 @@ __all__ = [
 BUCKET_OWNER_FULL_CONTROL = "bucket-owner-full-control"
 POST_COPY_ACTIONS = ("move", "rename", "delete")
 _CHUNK = 1024 * 1024
-
-
-class TransferError(StoreError):
-    """An input download, output upload, post-copy action or flag file failed."""
 
 
 # --------------------------------------------------------------------------- specs
@@ -488,26 +484,6 @@ def _acl_args(enabled: bool) -> dict[str, str]:
 # --------------------------------------------------------------------------- operations
 
 
-def _error_code(exc: BaseException) -> str:
-    """The AWS error code (``AccessDenied``...), looking through boto3's transfer wrappers
-    (``S3UploadFailedError`` keeps the ``ClientError`` as its context)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        response = getattr(seen, "response", None) or {}
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
-
-
-def _aws_errors() -> tuple[type[Exception], ...]:
-    from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (ClientError, BotoCoreError, S3UploadFailedError, S3TransferFailedError)
-
-
 def _inside(base: Path, relative: str) -> Path:
     """``base/relative``, refusing anything that would resolve outside ``base``."""
     pure = PurePosixPath(relative)
@@ -549,9 +525,9 @@ def download_inputs(
         try:
             response = s3.get_object(Bucket=match.bucket, Key=match.key)
             size = _stream_to(response["Body"], target)
-        except _aws_errors() as exc:
+        except aws_error_types() as exc:
             raise TransferError(
-                f"inputs: cannot download s3://{match.bucket}/{match.key} ({_error_code(exc)})"
+                f"inputs: cannot download s3://{match.bucket}/{match.key} ({failure_code(exc)})"
             ) from None
         results.append(
             Transferred(
@@ -631,10 +607,10 @@ def upload_outputs(s3: Any, spec: OutputSpec, source_dir: Path) -> list[Transfer
         key = prefix + relative
         try:
             s3.upload_file(str(path), spec.bucket, key, ExtraArgs=_acl_args(acl) or None)
-        except _aws_errors() as exc:
+        except aws_error_types() as exc:
             raise TransferError(
                 f"outputs: cannot upload {relative} to s3://{spec.bucket}/{key} "
-                f"({_error_code(exc)})"
+                f"({failure_code(exc)})"
             ) from None
         results.append(Transferred(spec.bucket, key, relative, path, path.stat().st_size))
     if spec.flag:
@@ -649,9 +625,9 @@ def touch_flag(s3: Any, bucket: str, key: str, *, acl: bool = True) -> str:
     key = key.lstrip("/")
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=b"", **_acl_args(acl))
-    except _aws_errors() as exc:
+    except aws_error_types() as exc:
         raise TransferError(
-            f"flag file: cannot write s3://{bucket}/{key} ({_error_code(exc)})"
+            f"flag file: cannot write s3://{bucket}/{key} ({failure_code(exc)})"
         ) from None
     return f"s3://{bucket}/{key}"
 
@@ -721,8 +697,8 @@ def _post_copy_one(
             )
             archive_uri = f"s3://{target_bucket}/{target_key}"
         s3.delete_object(Bucket=item.bucket, Key=item.key)
-    except _aws_errors() as exc:
-        code = _error_code(exc)
+    except aws_error_types() as exc:
+        code = failure_code(exc)
         if code in ("PreconditionFailed", "412"):
             return PostCopyResult(item.bucket, item.key, action, "changed")
         raise TransferError(
@@ -799,11 +775,11 @@ def _source_status(s3: Any, item: Transferred) -> str | None:
     """``None`` when the source is still the downloaded version, else why to skip it."""
     try:
         head = s3.head_object(Bucket=item.bucket, Key=item.key)
-    except _aws_errors() as exc:
-        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+    except aws_error_types() as exc:
+        if failure_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return "missing"
         raise TransferError(
-            f"post-copy: cannot check s3://{item.bucket}/{item.key} ({_error_code(exc)})"
+            f"post-copy: cannot check s3://{item.bucket}/{item.key} ({failure_code(exc)})"
         ) from None
     if item.etag and head.get("ETag") != item.etag:
         return "changed"

@@ -23,16 +23,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from handoff_provider.core.errors import ConfigurationError, HandoffError, StoreError
+from handoff_provider.core.aws.errors import aws_error_types, failure_code
+from handoff_provider.core.errors import ConfigurationError, StoreError, WatchTimeout
+from handoff_provider.core.model.callbacks import LogFn
 
 __all__ = [
     "MatchedObject",
     "WatchCriteria",
-    "WatchTimeout",
     "describe_count",
     "find_matching",
     "normalize_prefix",
@@ -40,10 +41,6 @@ __all__ = [
 ]
 
 Seconds = float | int | timedelta
-
-
-class WatchTimeout(HandoffError):
-    """No matching object appeared before the watch's timeout."""
 
 
 @dataclass(frozen=True)
@@ -86,20 +83,6 @@ def _seconds(value: Seconds | None, name: str) -> float | None:
     if seconds < 0:
         raise ConfigurationError(f"file watch: {name} must not be negative")
     return seconds
-
-
-#: The fields of :class:`WatchCriteria`, as the attributes :meth:`WatchCriteria.from_fields` reads.
-_CRITERIA_FIELDS = (
-    "bucket",
-    "prefix",
-    "file_regex",
-    "min_size",
-    "max_size",
-    "min_age",
-    "max_age",
-    "min_count",
-    "max_count",
-)
 
 
 @dataclass(frozen=True)
@@ -169,7 +152,7 @@ class WatchCriteria:
         an input spec), ``overrides`` (e.g. ``prefix=``) taking precedence."""
         values = {
             name: overrides[name] if name in overrides else getattr(source, name)
-            for name in _CRITERIA_FIELDS
+            for name in (field.name for field in fields(cls))
         }
         return cls.build(
             values.pop("bucket"), values.pop("prefix"), values.pop("file_regex"), **values
@@ -220,18 +203,13 @@ def normalize_prefix(prefix: str | None) -> str:
 
 
 def _list_objects(s3_client: Any, bucket: str, prefix: str) -> Iterable[dict[str, Any]]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         paginator = s3_client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             yield from page.get("Contents", ())
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
-        raise StoreError(f"file watch: cannot list s3://{bucket}/{prefix} ({code})") from None
-    except BotoCoreError as exc:
+    except aws_error_types() as exc:
         raise StoreError(
-            f"file watch: cannot list s3://{bucket}/{prefix} ({type(exc).__name__})"
+            f"file watch: cannot list s3://{bucket}/{prefix} ({failure_code(exc)})"
         ) from None
 
 
@@ -295,7 +273,7 @@ def wait_for_files(
     max_size: int | None = None,
     min_age: Seconds | None = None,
     max_age: Seconds | None = None,
-    log: Callable[[str], None] | None = None,
+    log: LogFn | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[MatchedObject]:

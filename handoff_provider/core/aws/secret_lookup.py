@@ -25,24 +25,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from handoff_provider.core.errors import TemplateError
+from handoff_provider.core.aws.clients import LazyClient
+from handoff_provider.core.aws.errors import aws_error_types, error_code, failure_code
+from handoff_provider.core.errors import SecretLookupError
 
-__all__ = ["SecretLookupError", "make_secret_function", "unavailable_secret_function"]
+__all__ = ["make_secret_function", "unavailable_secret_function"]
 
 # Secret names are at most 512 characters, full ARNs a little more (Secrets Manager API).
 _MAX_ID_LENGTH = 2048
-
-
-class SecretLookupError(TemplateError):
-    """``secret(name, path)`` could not produce a value (missing secret, version or path)."""
-
-    def __init__(
-        self, message: str, *, secret: str, path: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.secret = secret
-        self.path = path
-        self.code = code
 
 
 def make_secret_function(
@@ -60,12 +50,7 @@ def make_secret_function(
     documents: dict[tuple[str, str | None, str | None], str] = {}
     registered: set[str] = set()
     lock = threading.Lock()
-    client_holder: list[Any] = []
-
-    def _client() -> Any:
-        if not client_holder:
-            client_holder.append(client_factory("secretsmanager"))
-        return client_holder[0]
+    client = LazyClient(client_factory, "secretsmanager")
 
     def secret(
         name: str,
@@ -78,7 +63,7 @@ def make_secret_function(
         with lock:
             key = (name, version_id, version_stage)
             if key not in documents:
-                documents[key] = _fetch(_client(), name, version_id, version_stage)
+                documents[key] = _fetch(client(), name, version_id, version_stage)
             document = documents[key]
             value = document if path is None else _select(document, name, path)
             if on_value is not None and value and value not in registered:
@@ -139,8 +124,6 @@ def _check_arguments(name: object, path: object, version_id: object, version_sta
 
 
 def _fetch(client: Any, name: str, version_id: str | None, version_stage: str | None) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     what = _describe(name, version_id, version_stage)
     params: dict[str, str] = {"SecretId": name}
     if version_id is not None:
@@ -149,18 +132,16 @@ def _fetch(client: Any, name: str, version_id: str | None, version_stage: str | 
         params["VersionStage"] = version_stage
     try:
         response = client.get_secret_value(**params)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
-        found = code != "ResourceNotFoundException"
-        reason = f"could not be read ({code})" if found else "not found"
+    except aws_error_types() as exc:
+        # The code only (a connection/credential problem: the class name): no value.
+        code = failure_code(exc)
+        reason = (
+            "not found" if code == "ResourceNotFoundException" else f"could not be read ({code})"
+        )
         raise SecretLookupError(
-            f"template function secret(): {what} {reason}", secret=name, code=code
-        ) from None
-    except BotoCoreError as exc:
-        # Connection/credential problems: the class name is enough and holds no value.
-        raise SecretLookupError(
-            f"template function secret(): {what} could not be read ({type(exc).__name__})",
+            f"template function secret(): {what} {reason}",
             secret=name,
+            code=error_code(exc) or None,
         ) from None
     if "SecretString" not in response:
         raise SecretLookupError(

@@ -27,27 +27,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from handoff_provider.core.errors import TemplateError
+from handoff_provider.core.aws.clients import LazyClient
+from handoff_provider.core.aws.errors import aws_error_types, error_code, failure_code
+from handoff_provider.core.errors import SsmLookupError
 from handoff_provider.core.model.secrets import SecretRedactor  # re-exported: its old home
 
 __all__ = [
     "SecretRedactor",
-    "SsmLookupError",
     "make_ssm_function",
     "unavailable_ssm_function",
 ]
 
 # Parameter names are at most 2048 characters (fully qualified) per the SSM API.
 _MAX_NAME_LENGTH = 2048
-
-
-class SsmLookupError(TemplateError):
-    """``ssm(name)`` could not read the parameter (missing, denied, or a bad name)."""
-
-    def __init__(self, message: str, *, parameter: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.code = code
 
 
 def make_ssm_function(
@@ -63,12 +55,7 @@ def make_ssm_function(
     """
     cache: dict[str, str] = {}
     lock = threading.Lock()
-    client_holder: list[Any] = []
-
-    def _client() -> Any:
-        if not client_holder:
-            client_holder.append(client_factory("ssm"))
-        return client_holder[0]
+    client = LazyClient(client_factory, "ssm")
 
     def ssm(name: str) -> str:
         if not isinstance(name, str) or not name.strip():
@@ -85,7 +72,7 @@ def make_ssm_function(
         with lock:
             if name in cache:
                 return cache[name]
-            value = _fetch(_client(), name)
+            value = _fetch(client(), name)
             if on_value is not None and value:
                 on_value(value)
             cache[name] = value
@@ -106,12 +93,11 @@ def unavailable_ssm_function(reason: str) -> Callable[[str], str]:
 
 
 def _fetch(client: Any, name: str) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         response = client.get_parameter(Name=name, WithDecryption=True)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
+    except aws_error_types() as exc:
+        # The code only (a connection/credential problem: the class name): no value.
+        code = failure_code(exc)
         if code == "ParameterNotFound":
             raise SsmLookupError(
                 f"template function ssm(): SSM parameter {name!r} not found",
@@ -121,13 +107,6 @@ def _fetch(client: Any, name: str) -> str:
         raise SsmLookupError(
             f"template function ssm(): could not read SSM parameter {name!r} ({code})",
             parameter=name,
-            code=code,
-        ) from None
-    except BotoCoreError as exc:
-        # Connection/credential problems: the class name is enough and holds no value.
-        raise SsmLookupError(
-            f"template function ssm(): could not read SSM parameter {name!r} "
-            f"({type(exc).__name__})",
-            parameter=name,
+            code=error_code(exc) or None,
         ) from None
     return str(response["Parameter"]["Value"])

@@ -242,6 +242,8 @@ def validate_request(operation: str, params: Mapping[str, Any]) -> None:
 
     model = botocore.session.get_session().get_service_model("ecs")
     shape = model.operation_model(operation).input_shape
+    if shape is None:
+        raise ConfigurationError(f"{operation}: the ECS operation takes no input")
     report = ParamValidator().validate(dict(params), shape)
     if report.has_errors():
         raise ConfigurationError(f"{operation}: {report.generate_report()}")
@@ -296,10 +298,12 @@ def register_task_definition(ecs: Any, definition: Mapping[str, Any]) -> tuple[s
     """
     from botocore.exceptions import ClientError
 
+    from handoff_provider.core.aws.errors import error_code
+
     try:
         latest = ecs.describe_task_definition(taskDefinition=definition["family"])["taskDefinition"]
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in (
+        if error_code(error) not in (
             "ClientException",
             "InvalidParameterException",
         ):

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.layout import ENV_BUCKET, ENV_STACK
 from handoff_provider.core.model.context import (
     ENV_END_AT,
     ENV_LOGICAL_DATE,
@@ -36,10 +37,6 @@ HOME = "/home/handoff"
 WORKSPACE = f"{HOME}/workspace"
 #: The venv cache inside the image (``HANDOFF_VENV_CACHE``).
 VENV_CACHE = f"{HOME}/.cache/handoff/venvs"
-
-ENV_STACK = "HANDOFF_STACK"
-ENV_BUCKET = "HANDOFF_BUCKET"
-ENV_VENV_CACHE = "HANDOFF_VENV_CACHE"
 
 
 def container_command(
@@ -131,9 +128,3 @@ def container_environment(
     if origin:
         env[ENV_ORIGIN] = origin_text(origin)
     return env
-
-
-def artifacts_uris(bucket: str, stack: str, run_key: str) -> dict[str, str]:
-    """Where a run's artifacts land: ``runs/<run key>/`` always, ``last/`` after a success."""
-    prefix = f"s3://{bucket}/{stack}"
-    return {"runs_uri": f"{prefix}/runs/{run_key}/", "last_uri": f"{prefix}/last/"}

@@ -54,9 +54,10 @@ def run_deploy(args: argparse.Namespace) -> int:
         register_task_definition,
         render_task_definition,
     )
+    from handoff_provider.core.layout import stack_name
     from handoff_provider.core.load.project import load_project
 
-    stack = args.stack or os.environ.get("HANDOFF_STACK") or os.environ.get("STACK_NAME")
+    stack = stack_name(args.stack)
     if not stack:
         raise ConfigurationError("no stack name: pass --stack or set HANDOFF_STACK")
     region = _region(args)
@@ -67,9 +68,12 @@ def run_deploy(args: argparse.Namespace) -> int:
     if args.action == "render":
         sys.stdout.write(json.dumps(definition, indent=2) + "\n")
         return 0
-    import boto3
+    from botocore.config import Config
 
-    arn, registered = register_task_definition(boto3.client("ecs", region_name=region), definition)
+    from handoff_provider.core.aws.clients import default_client_factory
+
+    ecs = default_client_factory()("ecs", config=Config(region_name=region))
+    arn, registered = register_task_definition(ecs, definition)
     print(f"deploy register: {'registered' if registered else 'unchanged'} {arn}", file=sys.stderr)
     sys.stdout.write(arn + "\n")
     return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -82,18 +81,19 @@ def add_watch_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run_watch(args: argparse.Namespace, *, client: Any = None, out: TextIO | None = None) -> int:
     """Handler of ``handoff watch``; ``client`` (an S3 client) and ``out`` (default
     stdout, where only the JSON lines go) are injectable for tests."""
-    from handoff_provider.core.aws.s3_watch import WatchTimeout, wait_for_files
-    from handoff_provider.core.errors import ConfigurationError
+    from handoff_provider.core.aws.s3_watch import wait_for_files
+    from handoff_provider.core.errors import ConfigurationError, WatchTimeout
+    from handoff_provider.core.layout import bucket_name
 
-    bucket = args.bucket or os.environ.get("HANDOFF_BUCKET") or os.environ.get("S3_BUCKET_NAME")
+    bucket = bucket_name(args.bucket)
     if not bucket:
         raise ConfigurationError(
             "watch: no bucket (use --bucket or set HANDOFF_BUCKET / S3_BUCKET_NAME)"
         )
     if client is None:
-        import boto3
+        from handoff_provider.core.aws.clients import default_client_factory
 
-        client = boto3.session.Session().client("s3")
+        client = default_client_factory()("s3")
     try:
         matches = wait_for_files(
             client,

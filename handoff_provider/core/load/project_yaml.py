@@ -20,10 +20,11 @@ non-string keys are errors.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.composer import ComposerError
+from yaml.error import Mark
 from yaml.events import AliasEvent
 
 from handoff_provider.core.errors import ProjectError
@@ -66,7 +67,7 @@ class StrictLoader(yaml.SafeLoader):
                     None,
                     f"alias *{event.anchor} is used inside the node it names "
                     "(recursive aliases can't be compiled to JSON)",
-                    event.start_mark,
+                    cast("Mark | None", event.start_mark),  # the Python loader's marks
                 )
             node = super().compose_node(parent, index)
             self._count(self._anchor_sizes.get(event.anchor or "", 1), event.start_mark)

@@ -28,7 +28,7 @@ A run (:class:`HandoffRun`) goes through these phases, in order:
    outcome; ``last/`` replaced only after a success whose upload completed (or a failed
    run whose task kept a partial state, ``state_on_failure: last_line``), never with
    ``no_state_update``, and only if ``last/`` is still what this run restored (else the
-   run fails as a conflict, :class:`~handoff_provider.core.stores.PublishConflict`).
+   run fails as a conflict, :class:`~handoff_provider.core.errors.PublishConflict`).
 
 **One run of a stack at a time.** A run that archives (``push_artifacts``) holds the
 stack lease (``stores/lease.py``) from before phase 1 until its publish is done (released
@@ -78,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handoff_provider.core.aws.clients import ClientFactory
 from handoff_provider.core.aws.secret_lookup import (
     make_secret_function,
     unavailable_secret_function,
@@ -88,6 +89,7 @@ from handoff_provider.core.aws.ssm_lookup import (
     unavailable_ssm_function,
 )
 from handoff_provider.core.errors import ConfigurationError, HandoffError, RunFailed
+from handoff_provider.core.model.callbacks import LogFn, StderrLineFn
 from handoff_provider.core.model.context import RunContext
 from handoff_provider.core.model.run_key import new_run_key
 
@@ -103,11 +105,6 @@ if TYPE_CHECKING:
         RepairResult,
         StackLease,
     )
-
-LogFn = Callable[[str], None]
-StderrLineFn = Callable[[str, int, str, str], None]
-#: ``client_factory(service_name, config=None) -> botocore client``.
-ClientFactory = Callable[..., Any]
 
 
 def stderr_log(line: str) -> None:

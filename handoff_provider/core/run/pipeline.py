@@ -63,7 +63,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from handoff_provider.core.errors import StageError
 from handoff_provider.core.run.process_tree import (
@@ -236,7 +236,7 @@ class _StderrPump(threading.Thread):
 
     def __init__(
         self,
-        stream: BinaryIO,
+        stream: IO[bytes],
         number: int,
         log_path: Path | None,
         on_line: StderrCallback | None,

@@ -54,8 +54,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from handoff_provider.core.aws.clients import ClientFactory
 from handoff_provider.core.errors import ConfigurationError, HandoffError, StageError
 from handoff_provider.core.load.templating import render_text, render_workspace_files
+from handoff_provider.core.model.callbacks import LogFn, StderrLineFn
 from handoff_provider.core.model.project import Project
 from handoff_provider.core.run.pipeline import DEFAULT_KILL_GRACE, PipelineControl
 from handoff_provider.core.run.summary import (
@@ -71,11 +73,6 @@ from handoff_provider.core.steps import RunScope, kind_named
 from handoff_provider.core.steps.base import renderer
 
 _logger = logging.getLogger(__name__)
-
-LogFn = Callable[[str], None]
-StderrLineFn = Callable[[str, int, str, str], None]
-#: ``client_factory(service_name, config=None) -> botocore client`` (see aws/clients.py).
-ClientFactory = Callable[..., Any]
 
 
 class ProjectRunner:

@@ -25,7 +25,6 @@ from typing import Any
 
 from handoff_provider.core.aws.s3_transfers import (
     PostCopyResult,
-    TransferError,
     Transferred,
     TransfersSpec,
     apply_input_post_copy,
@@ -34,6 +33,8 @@ from handoff_provider.core.aws.s3_transfers import (
     upload_outputs,
 )
 from handoff_provider.core.aws.s3_watch import normalize_prefix
+from handoff_provider.core.errors import TransferError
+from handoff_provider.core.model.callbacks import LogFn
 
 __all__ = ["TransferPhase"]
 
@@ -48,7 +49,7 @@ class TransferPhase:
         s3_client: Callable[[], Any],
         workspace_root: Path,
         files_dir: Path,
-        log: Callable[[str], None],
+        log: LogFn,
     ) -> None:
         self.spec = spec
         self._s3 = s3_client
@@ -110,12 +111,12 @@ class TransferPhase:
                 raise TransferError(f"transfers.outputs[{index}]: {exc}") from None
             self.flags.append(uri)
             self.log(f"transfers.outputs[{index}]: flag {uri}")
-        for index, spec in enumerate(self.spec.inputs):
-            if spec.post_copy is None or not self.downloaded[index]:
+        for index, source in enumerate(self.spec.inputs):
+            if source.post_copy is None or not self.downloaded[index]:
                 continue
             where = f"transfers.inputs[{index}].post_copy"
             try:
-                results = apply_input_post_copy(self._s3(), spec, self.downloaded[index])
+                results = apply_input_post_copy(self._s3(), source, self.downloaded[index])
             except TransferError as exc:
                 raise TransferError(f"{where}: {exc}") from None
             self.post_copy.extend(results)
@@ -123,7 +124,7 @@ class TransferPhase:
             for result in results:
                 counts[result.status] = counts.get(result.status, 0) + 1
             shown = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-            self.log(f"{where}: {spec.post_copy.action}: {shown}")
+            self.log(f"{where}: {source.post_copy.action}: {shown}")
 
     def to_dict(self) -> dict[str, Any]:
         """URIs and statuses (no local paths, no sizes, no content)."""

@@ -45,13 +45,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
 from handoff_provider.core.load.safe_tree import shown, walk_tree
 from handoff_provider.core.load.shell_words import split_words
+from handoff_provider.core.model.callbacks import LogFn
 from handoff_provider.core.run.process_tree import Watchdog, child_setup, new_tag, stop_tagged
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 
 log_ = logging.getLogger(__name__)
 
-LogFn = Callable[[str], None]
 
 #: Bump when the layout of a cached venv changes: every key changes with it.
 CACHE_FORMAT = 1
@@ -413,8 +413,9 @@ class VenvCache:
         *,
         use_uv: bool | None = None,
     ) -> None:
-        self.cache_dir = Path(cache_dir).expanduser().absolute() if cache_dir else None
-        self.cache_dir = self.cache_dir or default_cache_dir().absolute()
+        self.cache_dir: Path = (
+            Path(cache_dir).expanduser().absolute() if cache_dir else default_cache_dir().absolute()
+        )
         self.python = python or sys.executable
         self._python_identity: dict[str, str] | None = None
         self._want_uv = _use_uv_default() if use_uv is None else use_uv
@@ -589,7 +590,9 @@ class VenvCache:
         else:
             create = [self.python, "-m", "venv", str(venv_dir)]
         env = self._env(venv_dir)
-        rc = _stream(create, env=env, cwd=self.cache_dir, log=log, prefix=f"[venv {venv_name}] ")
+        rc: int | None = _stream(
+            create, env=env, cwd=self.cache_dir, log=log, prefix=f"[venv {venv_name}] "
+        )
         if rc != 0:
             raise InstallError(
                 f"venv '{venv_name}': creating the venv ({tool}) failed with exit status {rc}"

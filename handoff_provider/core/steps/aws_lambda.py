@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from handoff_provider.core.aws.lambda_invoke import (
     INVOCATION_TYPES,
     LAMBDA_MAX_SECONDS,
-    LambdaFunctionError,
     LambdaResult,
     encode_payload,
     invoke_lambda,
 )
-from handoff_provider.core.errors import ConfigurationError, HandoffError, ProjectError
+from handoff_provider.core.errors import (
+    ConfigurationError,
+    HandoffError,
+    LambdaFunctionError,
+    ProjectError,
+)
 from handoff_provider.core.steps.aws_call import AwsCallKind, schema_keys, wait_for
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 

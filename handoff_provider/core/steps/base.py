@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from handoff_provider.core.model.callbacks import LogFn
+
 if TYPE_CHECKING:
     from handoff_provider.core.model.project import Project, Task
     from handoff_provider.core.run.pipeline import PipelineControl, StageSpec
     from handoff_provider.core.run.summary import TaskResult
     from handoff_provider.core.run.workspace import Workspace
 
-LogFn = Callable[[str], None]
 #: ``render(text, field_path) -> str``: a template rendered, errors naming the field.
 RenderFn = Callable[[str, str], str]
 

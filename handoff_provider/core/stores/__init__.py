@@ -17,26 +17,25 @@ Creating a ``Remote`` makes no AWS call; clients are created on first use.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from typing import Any
 
 from handoff_provider.core import layout
-from handoff_provider.core.aws.clients import ClientFactory, default_client_factory, translate
+from handoff_provider.core.aws.clients import ClientFactory, default_client_factory
+from handoff_provider.core.aws.errors import translate
 from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.layout import MANIFEST_NAME
 from handoff_provider.core.model.run_key import new_run_key
 from handoff_provider.core.stores.artifacts import (
-    MANIFEST_NAME,
     ArtifactsLocation,
     ArtifactsStore,
     LastRef,
-    PublishConflict,
     RepairResult,
 )
 from handoff_provider.core.stores.config import ConfigPushResult, ConfigStore
 from handoff_provider.core.stores.files import FilesStore
-from handoff_provider.core.stores.lease import LeaseHeld, LeaseLost, StackLease
+from handoff_provider.core.stores.lease import StackLease
 from handoff_provider.core.stores.s3sync import SyncResult
 
 __all__ = [
@@ -47,9 +46,6 @@ __all__ = [
     "ConfigStore",
     "FilesStore",
     "LastRef",
-    "LeaseHeld",
-    "LeaseLost",
-    "PublishConflict",
     "Remote",
     "RepairResult",
     "StackLease",
@@ -119,8 +115,8 @@ class Remote:
         """Options first, then ``HANDOFF_STACK``/``STACK_NAME`` and
         ``HANDOFF_BUCKET``/``S3_BUCKET_NAME``. The stack is required; the bucket only by
         the S3 stores (an error names what to set when they are used without one)."""
-        stack = stack or os.environ.get("HANDOFF_STACK") or os.environ.get("STACK_NAME")
-        bucket = bucket or os.environ.get("HANDOFF_BUCKET") or os.environ.get("S3_BUCKET_NAME")
+        stack = layout.stack_name(stack)
+        bucket = layout.bucket_name(bucket)
         if not stack:
             raise ConfigurationError(
                 "no stack name: pass --stack or set HANDOFF_STACK (or STACK_NAME)"
@@ -182,7 +178,7 @@ class Remote:
         bucket, stack = self.bucket, self.stack
 
         def uri(key: str) -> str | None:
-            return f"s3://{bucket}/{key}" if bucket else None
+            return layout.s3_uri(bucket, key) if bucket else None
 
         return {
             "stack": stack,

@@ -44,8 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core import layout
-from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
-from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.aws.errors import aws_errors, error_code
+from handoff_provider.core.errors import ConfigurationError, PublishConflict, StoreError
+from handoff_provider.core.layout import MANIFEST_NAME, RUN_RECORD_NAME, STATE_NAME, s3_uri
 from handoff_provider.core.model.run_key import check_run_key
 from handoff_provider.core.stores.conditional import enable_conditional_put, is_condition_failure
 from handoff_provider.core.stores.s3sync import (
@@ -68,13 +69,8 @@ from handoff_provider.core.stores.s3sync import (
 
 log = logging.getLogger(__name__)
 
-#: The completion manifest, in ``runs/<key>/`` and ``last/``; never an artifact name.
-MANIFEST_NAME = "_HANDOFF_COMPLETE"
-#: The run's own record (written by the runner) in artifacts/.
-RUN_SUMMARY_NAME = "run.json"
 #: Key of run.json listing what the archive had to leave out.
 SKIPPED_KEY = "archive_skipped"
-STATE_NAME = "state"
 
 
 class _Unconditional:
@@ -82,10 +78,6 @@ class _Unconditional:
 
 
 _UNCONDITIONAL = _Unconditional()
-
-
-class PublishConflict(StoreError):
-    """``last/`` is no longer what this run restored: another run published meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -211,8 +203,8 @@ class ArtifactsStore:
         prefix = self.runs_prefix(run_key)
         skipped: list[str] = []
         local = local_files(Path(artifacts_dir), outside_links="skip", problems=skipped)
-        if skipped and RUN_SUMMARY_NAME in local:
-            _record_skipped(local[RUN_SUMMARY_NAME], skipped)
+        if skipped and RUN_RECORD_NAME in local:
+            _record_skipped(local[RUN_RECORD_NAME], skipped)
         if MANIFEST_NAME in local:
             raise StoreError(
                 f"{local[MANIFEST_NAME]}: {MANIFEST_NAME} is reserved for the completion "

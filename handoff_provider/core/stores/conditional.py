@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handoff_provider.core.aws.clients import error_code
+from handoff_provider.core.aws.errors import error_code
 
 _HEADERS = {"IfMatch": "If-Match", "IfNoneMatch": "If-None-Match"}
 _CONTEXT_KEY = "handoff_conditional_headers"

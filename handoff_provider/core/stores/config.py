@@ -42,8 +42,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from handoff_provider.core import layout
-from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
+from handoff_provider.core.aws.errors import aws_errors, error_code
 from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.layout import s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -280,23 +281,22 @@ class ConfigStore:
 
     def fetch(self) -> dict[str, Any]:
         """The stored document (decrypted; pointers to S3 followed and verified)."""
-        document = self._read_parameter()
-        if not _is_pointer(document):
-            return document
         try:
-            return self._read_object(document[REF_KEY])
+            return self._resolve(self._read_parameter())
         except _StaleRef:
             # A push replaced the document while we read it: the parameter is newer now.
             document = self._read_parameter()
-            if not _is_pointer(document):
-                return document
-            try:
-                return self._read_object(document[REF_KEY])
-            except _StaleRef:
-                raise StoreError(
-                    f"{self.resource} points to {document[REF_KEY].get('uri')}, which is "
-                    "missing or does not match its SHA-256: push the config again"
-                ) from None
+        try:
+            return self._resolve(document)
+        except _StaleRef:
+            raise StoreError(
+                f"{self.resource} points to {document[REF_KEY].get('uri')}, which is "
+                "missing or does not match its SHA-256: push the config again"
+            ) from None
+
+    def _resolve(self, document: dict[str, Any]) -> dict[str, Any]:
+        """``document``, or the one its pointer names (:class:`_StaleRef` if that is gone)."""
+        return self._read_object(document[REF_KEY]) if _is_pointer(document) else document
 
     def _read_parameter(self) -> dict[str, Any]:
         ssm = self._client("ssm")

@@ -27,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from handoff_provider.core.aws.clients import MAX_CONCURRENCY, s3_uri
+from handoff_provider.core.aws.clients import MAX_CONCURRENCY
 from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.layout import s3_uri
 from handoff_provider.core.stores.s3sync import (
     META_MODE,
     META_SHA256,

@@ -36,11 +36,11 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
-from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.aws.errors import aws_errors, error_code
+from handoff_provider.core.errors import ConfigurationError, LeaseHeld, LeaseLost, StoreError
+from handoff_provider.core.layout import s3_uri
+from handoff_provider.core.model.callbacks import LogFn
 from handoff_provider.core.stores.conditional import enable_conditional_put, is_condition_failure
-
-LogFn = Callable[[str], None]
 
 DEFAULT_TTL = 60.0
 DEFAULT_WAIT = 600.0
@@ -49,14 +49,6 @@ ENV_WAIT = "HANDOFF_LOCK_WAIT"
 ENV_TTL = "HANDOFF_LOCK_TTL"
 MIN_TTL = 2.0
 _POLL = 2.0
-
-
-class LeaseHeld(StoreError):
-    """The lease is held by someone else and did not free up within the wait."""
-
-
-class LeaseLost(StoreError):
-    """Our lease was taken over (we did not renew it in time): do not publish."""
 
 
 def seconds_option(value: Any, *, name: str, env: str, default: float) -> float:

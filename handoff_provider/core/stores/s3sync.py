@@ -44,8 +44,10 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from s3transfer.subscribers import BaseSubscriber
 
-from handoff_provider.core.aws.clients import MAX_CONCURRENCY, aws_errors, s3_uri
+from handoff_provider.core.aws.clients import MAX_CONCURRENCY
+from handoff_provider.core.aws.errors import aws_errors
 from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.layout import s3_uri
 from handoff_provider.core.load.safe_tree import walk_tree
 from handoff_provider.core.stores.sync_cache import RemoteRecord, SyncCache
 

@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.errors import ConfigurationError
+from handoff_provider.core.layout import STATE_NAME
+from handoff_provider.core.model.callbacks import LogFn
 from handoff_provider.core.model.run_key import check_run_key, new_run_key
 
 if TYPE_CHECKING:
     from handoff_provider.core.stores import ArtifactsLocation, Remote
 
-LogFn = Callable[[str], None]
 OPERATION_FILE = "state-operation.json"
-STATE_NAME = "state"
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def check_state_value(value: bytes, *, state_format: str, source: str) -> None:
             continue
         try:
             json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ConfigurationError(
                 f"{source}: line {number} is not JSON ({exc.msg} at column {exc.colno}); the "
                 "project says state_format: json"
