@@ -11,6 +11,7 @@ The one place that spells the keys and the environment variables; everything els
     <stack>/last/state                 the published state the next run restores
     <stack>/lease.json                 the stack lease: one run of the stack at a time
 
+Its compiled config is the SSM parameter ``/handoff/<stack>/config`` (the default name).
 The stack is named by ``HANDOFF_STACK`` (else ``STACK_NAME``, the original handoff's
 name), its bucket by ``HANDOFF_BUCKET`` (else ``S3_BUCKET_NAME``).
 
@@ -53,6 +54,11 @@ def bucket_name(bucket: str | None = None) -> str | None:
 
 def s3_uri(bucket: str, key: str = "") -> str:
     return f"s3://{bucket}/{key}"
+
+
+def config_parameter(stack: str) -> str:
+    """The default SSM parameter of the stack's compiled config."""
+    return f"/handoff/{stack}/config"
 
 
 def files_prefix(stack: str) -> str:

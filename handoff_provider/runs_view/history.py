@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core import layout
-from handoff_provider.core.aws.clients import aws_errors, error_code, s3_uri
+from handoff_provider.core.aws.errors import aws_errors, error_code
 from handoff_provider.core.errors import ConfigurationError, StoreError
+from handoff_provider.core.layout import MANIFEST_NAME, RUN_RECORD_NAME, STATE_NAME, s3_uri
 from handoff_provider.core.model.run_key import check_run_key
-from handoff_provider.core.stores.artifacts import MANIFEST_NAME, RUN_SUMMARY_NAME, STATE_NAME
 from handoff_provider.core.stores.s3sync import RemoteObject, list_objects
 
 if TYPE_CHECKING:
@@ -253,7 +253,7 @@ def _last_written(objects: dict[str, RemoteObject]) -> str:
 def _record(
     remote: Remote, run_key: str, objects: dict[str, RemoteObject], *, published: str | None
 ) -> RunRecord:
-    summary = _read_summary(remote, run_key) if RUN_SUMMARY_NAME in objects else None
+    summary = _read_summary(remote, run_key) if RUN_RECORD_NAME in objects else None
     manifest = (
         remote.artifacts.read_manifest(remote.artifacts.runs_prefix(run_key))
         if MANIFEST_NAME in objects
@@ -292,7 +292,7 @@ def _read_summary(remote: Remote, run_key: str) -> dict[str, Any] | None:
     """The archived ``run.json``; None when it is not a JSON object (a reader must not
     fail on one bad archive)."""
     try:
-        data = json.loads(read_artifact(remote, run_key, RUN_SUMMARY_NAME))
+        data = json.loads(read_artifact(remote, run_key, RUN_RECORD_NAME))
     except (ValueError, StoreError):
         return None
     return data if isinstance(data, dict) else None

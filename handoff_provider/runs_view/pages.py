@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from handoff_provider.core.errors import HandoffError, StoreError
+from handoff_provider.core.layout import stack_name
 from handoff_provider.runs_view.history import (
     RunRecord,
     StackRuns,
@@ -260,7 +261,7 @@ class RunsPages:
 
 
 def _env_stacks() -> list[StackRef]:
-    stack = os.environ.get("HANDOFF_STACK") or os.environ.get("STACK_NAME")
+    stack = stack_name()
     return [StackRef(stack)] if stack else []
 
 

@@ -56,10 +56,6 @@ __all__ = [
 _STACK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def default_config_name(stack: str) -> str:
-    return f"/handoff/{stack}/config"
-
-
 class Remote:
     """The stores of one stack; see the module docstring."""
 
@@ -91,7 +87,7 @@ class Remote:
         self._lock = threading.Lock()
         self.config = ConfigStore(
             self.client,
-            config_name or default_config_name(stack),
+            config_name or layout.config_parameter(stack),
             stack=stack,
             bucket=bucket,
             kms_key_id=kms_key_id,
