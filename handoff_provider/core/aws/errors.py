@@ -144,11 +144,15 @@ def _transfer_errors() -> tuple[type[BaseException], ...]:
     """The transfer managers' own failure types: s3transfer's (``S3DownloadFailedError`` is
     new in s3transfer 0.13; older versions raise ``RetriesExceededError`` or the
     ``ClientError``) and boto3's (``S3TransferFailedError``, ``S3UploadFailedError``)."""
-    from boto3.exceptions import S3TransferFailedError
+    from boto3 import exceptions as b3
     from s3transfer import exceptions as tx
 
     names = ("RetriesExceededError", "S3UploadFailedError", "S3DownloadFailedError")
-    return (S3TransferFailedError, *(getattr(tx, name) for name in names if hasattr(tx, name)))
+    return (
+        b3.S3TransferFailedError,
+        b3.S3UploadFailedError,
+        *(getattr(tx, name) for name in names if hasattr(tx, name)),
+    )
 
 
 def _raise_transfer_error(exc: BaseException, where: str) -> None:
