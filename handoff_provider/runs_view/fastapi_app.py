@@ -61,8 +61,8 @@ def create_app(pages: RunsPages | None = None) -> FastAPI:
         return RedirectResponse(f"{_airflow_root(request)}{URL_PREFIX}/runs")
 
     @app.get("/runs")
-    def runs(viewer: ViewerDep, stack: str | None = None) -> Response:
-        return _response(pages.index(viewer, stack=stack))
+    def runs(viewer: ViewerDep, stack: str | None = None, dag_id: str | None = None) -> Response:
+        return _response(pages.index(viewer, stack=stack, dag_id=dag_id))
 
     @app.get("/api/runs")
     def runs_json(viewer: ViewerDep, stack: str | None = None) -> Response:

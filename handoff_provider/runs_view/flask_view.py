@@ -74,7 +74,8 @@ class HandoffRunsView(BaseView):
     @expose("/runs")
     @has_access_view()
     def runs(self) -> Response:
-        return _response(self._runs_pages().index(_viewer(), stack=request.args.get("stack")))
+        pages, args = self._runs_pages(), request.args
+        return _response(pages.index(_viewer(), stack=args.get("stack"), dag_id=args.get("dag_id")))
 
     @expose("/api/runs")
     @has_access_view()

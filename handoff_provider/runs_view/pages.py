@@ -112,12 +112,26 @@ class RunsPages:
     # ------------------------------------------------------------------ pages
 
     def index(
-        self, viewer: Viewer, *, stack: str | None = None, limit: int = DEFAULT_LIMIT
+        self,
+        viewer: Viewer,
+        *,
+        stack: str | None = None,
+        dag_id: str | None = None,
+        limit: int = DEFAULT_LIMIT,
     ) -> Page:
+        """The runs of every shown stack (or of ``stack``); with ``dag_id`` (the DAG tab)
+        only that DAG's runs, among the stack's last 200."""
         refs = self._refs(stack)
         if refs is None:
             return self._error(viewer, 404, f"stack {stack!r} is not one the runs view shows")
-        sections = [self._section(viewer, ref, limit) for ref in refs]
+        sections = [self._section(viewer, ref, 200 if dag_id else limit) for ref in refs]
+        if dag_id:
+            for section in sections:
+                section["runs"] = [
+                    row
+                    for row in section["runs"]
+                    if (row["record"].origin or {}).get("dag_id") == dag_id
+                ][:limit]
         return self._render(
             "runs.html", viewer, sections=sections, configured=bool(self.stacks), status=200
         )

@@ -1,8 +1,8 @@
 """The Airflow plugin of the runs view (the ``airflow.plugins`` entry point).
 
 Airflow 3.0+: a FastAPI app mounted at ``/handoff``; 3.1+ also lists it in the UI (Browse
-> Handoff runs) and as a task-instance tab. Airflow 2.10/2.11: a Flask-AppBuilder view at
-``/handoff`` (Browse > Handoff runs). Importing this module makes no AWS call and builds
+> Handoff runs, a DAG tab and a task-instance tab). Airflow 2.10/2.11: a Flask-AppBuilder
+view at ``/handoff`` (Browse > Handoff runs). Importing this module makes no AWS call and builds
 no app: every process that loads plugins imports it, only the web server serves it.
 """
 
@@ -42,6 +42,12 @@ class HandoffRunsViewPlugin(AirflowPlugin):
                 "destination": "nav",
                 "category": "browse",
                 "url_route": "handoff-runs",
+            },
+            {
+                "name": "Handoff runs",
+                "href": f"{URL_PREFIX.lstrip('/')}/runs?dag_id={{DAG_ID}}",
+                "destination": "dag",
+                "url_route": "handoff-dag-runs",
             },
             {
                 "name": "Handoff runs",

@@ -146,6 +146,9 @@ def test_af3_logged_in_user_sees_the_runs(api_client: Any, view_world: Any) -> N
                     "task_id": "extract", "map_index": "-1"},
         )  # fmt: skip
         assert tab.status_code == 200 and run_key in tab.text and world.failed not in tab.text
+        dag_tab = api_client.get("/handoff/runs", params={"dag_id": dag_id})
+        assert dag_tab.status_code == 200 and f'data-run-key="{run_key}"' in dag_tab.text
+        assert f'data-run-key="{world.failed}"' not in dag_tab.text
     finally:
         api_client.cookies.clear()
     bearer = api_client.get("/handoff/api/runs", headers={"Authorization": f"Bearer {token}"})
@@ -160,6 +163,7 @@ def test_af3_ui_lists_the_view(api_client: Any) -> None:
     destinations = {view["destination"]: view["href"] for view in ours["external_views"]}
     assert destinations["nav"] == "handoff/runs"
     assert "{DAG_ID}" in destinations["task_instance"]
+    assert destinations["dag"] == "handoff/runs?dag_id={DAG_ID}"
 
 
 # --------------------------------------------------------------------------- Airflow 2

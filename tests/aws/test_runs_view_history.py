@@ -158,6 +158,12 @@ def test_only_configured_stacks_and_archived_files(world: RunsWorld, recorder: A
     assert absent.status == 404 and "no run archived" in absent.body
 
 
+def test_dag_tab_shows_that_dags_runs(world: RunsWorld, recorder: Any) -> None:
+    html = pages_for(world, recorder).index(viewer(), dag_id=ORIGIN["dag_id"]).body
+    assert f'data-run-key="{world.ok_first}"' in html
+    assert f'data-run-key="{world.ok_second}"' not in html
+
+
 def test_task_instance_tab_shows_that_tries_runs(world: RunsWorld, recorder: Any) -> None:
     identity = {k: ORIGIN[k] for k in ("dag_id", "run_id", "task_id")} | {"map_index": "-1"}
     html = pages_for(world, recorder).task_instance(viewer(), identity).body
