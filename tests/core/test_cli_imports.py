@@ -90,3 +90,26 @@ def test_files_push_imports_boto3(make_project, tmp_path: Path) -> None:
     project = make_project("commands:\n  - command: cat\n")
     args = ("files", "push", "-p", str(project), "--stack", "s")
     assert "boto3" in imported(*args, cwd=tmp_path, expect_exit=2)
+
+
+def test_help_lists_every_verb_while_a_verb_builds_only_its_own_parser(tmp_path: Path) -> None:
+    """``handoff VERB`` builds only VERB's sub-parser (start-up); ``--help`` and an unknown
+    verb still see them all."""
+    from handoff_provider.core.cli.main import _VERB_PARSERS
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+
+    listed = run("--help")
+    assert listed.returncode == 0
+    verbs = re.findall(r"^    (\w+)", listed.stdout, re.M)
+    assert verbs == list(_VERB_PARSERS) and len(verbs) == 9
+    run_help = run("run", "--help")
+    assert run_help.returncode == 0 and "--push-artifacts" in run_help.stdout
+    unknown = run("bogus")
+    assert unknown.returncode == 2
+    assert "invalid choice: 'bogus'" in unknown.stderr and "'deploy'" in unknown.stderr
+    state = run("state", "nope")
+    assert state.returncode == 2 and "handoff state: error" in state.stderr
