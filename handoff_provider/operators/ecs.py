@@ -41,6 +41,7 @@ from handoff_provider._compat import (
 )
 from handoff_provider.asset_events import report_last_event
 from handoff_provider.core.aws.ecs_failures import capacity_failure, transient_stop
+from handoff_provider.core.aws.errors import error_code
 from handoff_provider.core.aws.task_definition import check_overrides_size
 from handoff_provider.core.cli.container import (
     CONTAINER_NAME,
@@ -102,7 +103,7 @@ class FinalReadLogFetcher(AwsTaskLogFetcher):
             ):
                 self.logger.info(self.event_to_str(dict(event)))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if error_code(error) != "ResourceNotFoundException":
                 self.logger.warning("Error on retrieving Cloudwatch log events: %s", error)
 
 

@@ -155,16 +155,8 @@ class Project:
         return tuple(t for t in self.active_tasks() if kind_named(t.kind).needs_aws)
 
     def shell_lines(self) -> list[str]:
-        """The tasks as shell lines, for ``handoff show commands``.
-
-        A pipeline is one line (``cat files/a.txt | wc -l``); a ``commands:`` task one
-        line per command. With several tasks (or an inactive/limited one) each gets a
-        ``# task: name`` header. A stage in a venv is shown as ``venvs/<name>/bin/<cmd>``,
-        or, when the command is a path, with the venv's ``bin`` put first on ``PATH``
-        (which is what the runner does). ``args`` are shown unrendered. A ``lambda`` /
-        ``s3_touch`` task is shown as the equivalent AWS CLI command; ``transfers`` as
-        ``#`` comment lines, inputs before the tasks and outputs after them.
-        """
+        """The tasks as shell lines, for ``handoff show commands`` (see
+        :func:`handoff_provider.core.load.display.shell_lines`)."""
         from handoff_provider.core.load.display import shell_lines
 
         return shell_lines(self)
