@@ -858,7 +858,8 @@ def test_manual_run_without_interval_sends_no_interval() -> None:
     context = make_context()
     context.update(data_interval_start=None, data_interval_end=None, logical_date=None)
     env = env_of(op.build_overrides(context)["containerOverrides"][0])
-    assert set(env) == {"HANDOFF_STACK", "HANDOFF_BUCKET", "HANDOFF_RUN_KEY"}
+    # The try's origin travels too (run.json records it); no interval, no logical date.
+    assert set(env) == {"HANDOFF_STACK", "HANDOFF_BUCKET", "HANDOFF_RUN_KEY", "HANDOFF_ORIGIN"}
 
 
 def test_templated_fields_render(tmp_path: Path) -> None:
