@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from handoff_provider._compat import context_data_interval
 
 if TYPE_CHECKING:
-    from handoff_provider.core.stores import ArtifactsStore
+    from handoff_provider.core.stores import ArtifactsBackend
 
 __all__ = [
     "last_event_extra",
@@ -75,7 +75,7 @@ def last_event_extra(
     }
 
 
-def published_state(artifacts: ArtifactsStore, run_key: str | None) -> dict[str, Any] | None:
+def published_state(artifacts: ArtifactsBackend, run_key: str | None) -> dict[str, Any] | None:
     """``{"size", "sha256"}`` of ``last/state`` as recorded in ``last/``'s manifest, when
     ``last/`` holds the run ``run_key``; else None. One ``GetObject`` of the manifest."""
     from handoff_provider.core.layout import STATE_NAME
@@ -108,7 +108,7 @@ def set_outlet_extra(
 def report_last_event(
     context: Mapping[str, Any],
     outlets: Any,
-    artifacts: ArtifactsStore,
+    artifacts: ArtifactsBackend,
     summary: Mapping[str, Any],
     log: Any,
 ) -> dict[str, Any] | None:

@@ -11,9 +11,12 @@ masking ``1`` or ``true`` would garble every log line without protecting anythin
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoff_provider._compat import airflow_mask_secret, airflow_setting
+
+if TYPE_CHECKING:
+    from handoff_provider.core.stores import ConfigBackend, ConfigPushResult
 
 _DEFAULT_MIN_LENGTH = 5
 
@@ -81,16 +84,27 @@ class MaskingConfigStore:
 
     ``HandoffRun`` fetches the remote config itself; wrapping ``remote.config`` with this
     registers every config value with the masker right after the fetch, before the
-    runner (or anything else) can log a line containing one.
+    runner (or anything else) can log a line containing one. It is a ``ConfigBackend``
+    itself, over whichever backend it wraps.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: ConfigBackend) -> None:
         self._store = store
 
-    def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        document = self._store.fetch(*args, **kwargs)
+    @property
+    def name(self) -> str:
+        return self._store.name
+
+    @property
+    def resource(self) -> str:
+        return self._store.resource
+
+    def push(
+        self, document: dict[str, Any], *, allow_advanced_tier: bool = False
+    ) -> ConfigPushResult:
+        return self._store.push(document, allow_advanced_tier=allow_advanced_tier)
+
+    def fetch(self) -> dict[str, Any]:
+        document = self._store.fetch()
         mask_values(document_secret_values(document))
         return document
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)

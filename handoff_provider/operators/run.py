@@ -32,7 +32,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from handoff_provider._compat import (
     AirflowException,
@@ -58,7 +58,7 @@ from handoff_provider.operators.base import HandoffBaseOperator
 
 if TYPE_CHECKING:
     from handoff_provider.core.run.orchestrate import HandoffRun
-    from handoff_provider.core.stores import ConfigStore, Remote
+    from handoff_provider.core.stores import Remote
 
 
 def _is_templated(value: Any) -> bool:
@@ -238,7 +238,7 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
             raise AirflowException(str(exc)) from None
         if remote is not None and project_dir is None:
             # mask as soon as fetched; the wrapper delegates the rest of the store's interface
-            remote.config = cast("ConfigStore", MaskingConfigStore(remote.config))
+            remote.config = MaskingConfigStore(remote.config)
         run_context = RunContext(**context_run_fields(context))
         workspace, temporary = self._workspace(run_key)
         cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")

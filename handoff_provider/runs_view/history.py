@@ -130,20 +130,32 @@ class StackRuns:
 
 def recent_runs(remote: Remote, *, limit: int = 25) -> StackRuns:
     """The ``limit`` most recent runs of ``remote``'s stack, newest first."""
-    bucket = remote.artifacts.bucket
+    bucket = remote.require_bucket()
     client = remote.client("s3")
     grouped = _archived_objects(client, bucket, remote.stack)
     published = remote.artifacts.read_last().run_key
-    order = sorted(grouped, key=lambda key: _last_written(grouped[key]), reverse=True)
     with ThreadPoolExecutor(max_workers=_PARALLEL_READS) as pool:
         runs = list(
             pool.map(
                 lambda key: _record(remote, key, grouped[key], published=published),
-                order[: max(limit, 0)],
+                _newest(grouped, limit),
             )
         )
     runs.sort(key=lambda run: run.sort_time, reverse=True)
-    return StackRuns(stack=remote.stack, bucket=bucket, runs=runs, total=len(grouped))
+    return StackRuns(
+        stack=remote.stack, bucket=bucket, runs=runs[: max(limit, 0)], total=len(grouped)
+    )
+
+
+def _newest(grouped: dict[str, dict[str, RemoteObject]], limit: int) -> list[str]:
+    """The ``limit`` runs written last, and every run written in the same second as the
+    last of them: S3 lists ``LastModified`` to the second, so runs of one second tie and
+    only their run.json (read by the caller) orders them."""
+    order = sorted(grouped, key=lambda key: _last_written(grouped[key]), reverse=True)
+    if limit <= 0 or len(order) <= limit:
+        return order[: max(limit, 0)]
+    boundary = _last_written(grouped[order[limit - 1]])
+    return [key for key in order if _last_written(grouped[key]) >= boundary]
 
 
 def run_record(remote: Remote, run_key: str) -> RunRecord:
@@ -151,9 +163,10 @@ def run_record(remote: Remote, run_key: str) -> RunRecord:
     check_run_key(run_key)
     artifacts = remote.artifacts
     prefix = artifacts.runs_prefix(run_key)
-    objects = list_objects(remote.client("s3"), artifacts.bucket, prefix)
+    bucket = remote.require_bucket()
+    objects = list_objects(remote.client("s3"), bucket, prefix)
     if not objects:
-        raise StoreError(f"{s3_uri(artifacts.bucket, prefix)}: no run archived under this key")
+        raise StoreError(f"{s3_uri(bucket, prefix)}: no run archived under this key")
     return _record(remote, run_key, objects, published=artifacts.read_last().run_key)
 
 
@@ -162,7 +175,7 @@ def state_diff(remote: Remote, run: RunRecord) -> StateDiff:
     (one LIST of the stack, two GETs)."""
     if run.state_bytes is None:
         return StateDiff(previous_run=None, note="this run archived no state")
-    grouped = _archived_objects(remote.client("s3"), remote.artifacts.bucket, remote.stack)
+    grouped = _archived_objects(remote.client("s3"), remote.require_bucket(), remote.stack)
     mine = grouped.get(run.run_key, {})
     written = _last_written(mine) if mine else run.archived_at
     earlier = sorted(
@@ -214,7 +227,7 @@ def artifact_key(remote: Remote, run_key: str, name: str) -> str:
 
 def open_artifact(remote: Remote, run_key: str, name: str) -> tuple[Iterator[bytes], int]:
     """Stream the archived file ``name`` of ``run_key``: (chunks, size)."""
-    bucket = remote.artifacts.bucket
+    bucket = remote.require_bucket()
     key = artifact_key(remote, run_key, name)
     client = remote.client("s3")
     try:

@@ -12,7 +12,8 @@ Layout under the bucket (``core/layout.py``): ``<stack>/files/``,
 8 KB) and ``<stack>/lease.json`` (the stack lease, ``remote.lease(run_key)``). No Airflow
 import here: the hook passes its own ``client_factory``; the CLI and the container use
 boto3's default chain.
-Creating a ``Remote`` makes no AWS call; clients are created on first use.
+Creating a ``Remote`` makes no AWS call; clients are created on first use. Callers see
+the stores as the protocols of ``stores/protocols.py``: a second backend is one module.
 """
 
 from __future__ import annotations
@@ -36,14 +37,18 @@ from handoff_provider.core.stores.artifacts import (
 from handoff_provider.core.stores.config import ConfigPushResult, ConfigStore
 from handoff_provider.core.stores.files import FilesStore
 from handoff_provider.core.stores.lease import StackLease
+from handoff_provider.core.stores.protocols import ArtifactsBackend, ConfigBackend, FilesBackend
 from handoff_provider.core.stores.s3sync import SyncResult
 
 __all__ = [
     "MANIFEST_NAME",
+    "ArtifactsBackend",
     "ArtifactsLocation",
     "ArtifactsStore",
+    "ConfigBackend",
     "ConfigPushResult",
     "ConfigStore",
+    "FilesBackend",
     "FilesStore",
     "LastRef",
     "Remote",
@@ -85,7 +90,7 @@ class Remote:
         self._factory = client_factory
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.config = ConfigStore(
+        self.config: ConfigBackend = ConfigStore(
             self.client,
             config_name or layout.config_parameter(stack),
             stack=stack,
@@ -139,7 +144,8 @@ class Remote:
                 self._clients[service_name] = client
             return client
 
-    def _require_bucket(self) -> str:
+    def require_bucket(self) -> str:
+        """The bucket, or the one-line error that names what to set."""
         if not self.bucket:
             raise ConfigurationError(
                 "no S3 bucket: pass --bucket or set HANDOFF_BUCKET (or S3_BUCKET_NAME)"
@@ -147,23 +153,23 @@ class Remote:
         return self.bucket
 
     @property
-    def files(self) -> FilesStore:
+    def files(self) -> FilesBackend:
         """``s3://<bucket>/<stack>/files/``."""
         return FilesStore(
-            lambda: self.client("s3"), self._require_bucket(), layout.files_prefix(self.stack)
+            lambda: self.client("s3"), self.require_bucket(), layout.files_prefix(self.stack)
         )
 
     @property
-    def artifacts(self) -> ArtifactsStore:
+    def artifacts(self) -> ArtifactsBackend:
         """``s3://<bucket>/<stack>/runs/`` and ``last/``."""
-        return ArtifactsStore(lambda: self.client("s3"), self._require_bucket(), self.stack)
+        return ArtifactsStore(lambda: self.client("s3"), self.require_bucket(), self.stack)
 
     def lease(self, run_key: str, **options: Any) -> StackLease:
         """The stack lease ``s3://<bucket>/<stack>/lease.json`` for ``run_key``; ``options``
         are :class:`StackLease`'s (``operation``, ``ttl``, ``wait``, ``log``)."""
         return StackLease(
             lambda: self.client("s3"),
-            self._require_bucket(),
+            self.require_bucket(),
             layout.lease_key(self.stack),
             run_key=run_key,
             **options,

@@ -185,7 +185,7 @@ def rollback_state(
     manifest = artifacts.read_manifest(artifacts.runs_prefix(to_run_key))
     if manifest is None:
         raise ConfigurationError(
-            f"--to {to_run_key}: no complete run archived under s3://{artifacts.bucket}/"
+            f"--to {to_run_key}: no complete run archived under s3://{remote.require_bucket()}/"
             f"{artifacts.runs_prefix(to_run_key)} (see `handoff state list`)"
         )
     if STATE_NAME not in manifest["files"]:
