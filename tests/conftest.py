@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -55,6 +56,17 @@ def pytest_configure(config: pytest.Config) -> None:
             f"HANDOFF_TEST_INSTALLED: handoff_provider was imported from {package.parent}, "
             f"not from the installed wheel in {site_packages}"
         )
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers() -> Iterator[None]:
+    """``handoff run`` (cli main) installs SIGTERM/SIGINT handlers for its run; keep them
+    from outliving the test that called it, in every test directory (a stale SIGINT
+    handler turns a later test's Ctrl-C into something other than KeyboardInterrupt)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture(autouse=True)

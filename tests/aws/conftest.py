@@ -9,7 +9,6 @@ The stores under test are never mocked.
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -106,16 +105,6 @@ class Recorder:
 
 #: Operations that write object data (a "PUT" of any kind).
 WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject", "UploadPartCopy")
-
-
-@pytest.fixture(autouse=True)
-def _restore_signal_handlers() -> Iterator[None]:
-    """``handoff run`` (cli.main) installs SIGTERM/SIGINT handlers for its run; keep them
-    from outliving the test (a stale SIGINT handler breaks KeyboardInterrupt elsewhere)."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -283,6 +283,9 @@ def test_first_stage_reads_dev_null(tmp_path: Path) -> None:
 
 
 def test_keyboard_interrupt_while_waiting_leaves_no_process(tmp_path: Path) -> None:
+    # Ctrl-C as a program without a SIGINT handler of its own gets it, whatever an earlier
+    # test of the session installed (the autouse fixture puts the session's handler back)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     pid_file = tmp_path / "sleeper.pid"
     main = threading.main_thread().ident
     assert main is not None
