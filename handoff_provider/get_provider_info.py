@@ -50,7 +50,8 @@ def _option(
 
 
 def get_provider_info() -> dict[str, Any]:
-    """The provider's metadata (``package-name: handoff-provider``)."""
+    """The provider's metadata (``package-name: handoff-provider``). Long because it is one
+    literal, Airflow's provider-info document, kept whole so it reads as that document."""
     info: dict[str, Any] = {
         "package-name": "handoff-provider",
         "name": "Handoff",

@@ -108,6 +108,38 @@ def _stages(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return stages
 
 
+def _planned_datasets(
+    stack: str | None,
+    bucket: str | None,
+    run_key: str | None,
+    reads_remote_files: bool,
+    archives: bool,
+    summary: Mapping[str, Any] | None,
+    failed: bool,
+) -> tuple[list[Any], list[Any]]:
+    """The stack's datasets a run reads and writes (``files/``, ``last/state``, its
+    ``runs/<key>``, ``last/``), as far as ``summary`` (None at START) tells."""
+    from handoff_provider.core import layout
+
+    inputs: list[Any] = []
+    outputs: list[Any] = []
+    if not (bucket and stack):
+        return inputs, outputs
+    if reads_remote_files:
+        inputs.append(s3_dataset(bucket, layout.files_prefix(stack).rstrip("/")))
+    restores = reads_remote_files or archives  # a run with a remote restores its state
+    if restores and (summary is None or summary.get("state_restored", True)):
+        inputs.append(s3_dataset(bucket, layout.last_state_key(stack)))
+    if archives and run_key:
+        outputs.append(s3_dataset(bucket, layout.runs_prefix(stack, run_key).rstrip("/")))
+    published = summary is None or (
+        not failed and bool((summary.get("artifacts") or {}).get("last_uri"))
+    )
+    if archives and published:
+        outputs.append(s3_dataset(bucket, layout.last_prefix(stack).rstrip("/")))
+    return inputs, outputs
+
+
 def run_lineage(
     *,
     stack: str | None,
@@ -126,23 +158,9 @@ def run_lineage(
     ``redact`` masks the job facet's commands (Airflow's secrets masker)."""
     from airflow.providers.openlineage.extractors import OperatorLineage
 
-    from handoff_provider.core import layout
-
-    inputs: list[Any] = []
-    outputs: list[Any] = []
-    if bucket and stack:
-        if reads_remote_files:
-            inputs.append(s3_dataset(bucket, layout.files_prefix(stack).rstrip("/")))
-        restores = reads_remote_files or archives  # a run with a remote restores its state
-        if restores and (summary is None or summary.get("state_restored", True)):
-            inputs.append(s3_dataset(bucket, layout.last_state_key(stack)))
-        if archives and run_key:
-            outputs.append(s3_dataset(bucket, layout.runs_prefix(stack, run_key).rstrip("/")))
-        published = summary is None or (
-            not failed and bool((summary.get("artifacts") or {}).get("last_uri"))
-        )
-        if archives and published:
-            outputs.append(s3_dataset(bucket, layout.last_prefix(stack).rstrip("/")))
+    inputs, outputs = _planned_datasets(
+        stack, bucket, run_key, reads_remote_files, archives, summary, failed
+    )
     if summary is None:
         return OperatorLineage(inputs=inputs, outputs=outputs)
 

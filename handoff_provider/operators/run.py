@@ -57,7 +57,7 @@ from handoff_provider.masking import mask_values
 from handoff_provider.operators.base import HandoffBaseOperator
 
 if TYPE_CHECKING:
-    from handoff_provider.core.run.orchestrate import HandoffRun
+    from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
     from handoff_provider.core.stores import Remote
 
 
@@ -214,60 +214,11 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from handoff_provider.core.errors import HandoffError
-        from handoff_provider.core.load.project import load_project
-        from handoff_provider.core.model.context import RunContext
-        from handoff_provider.core.run.orchestrate import HandoffRun, RunRequest
-        from handoff_provider.masking import MaskingConfigStore
+        from handoff_provider.core.run.orchestrate import HandoffRun
 
-        # Stage lines are logged from reader threads: give them this thread's log context
-        # (Airflow 3 binds the task instance's ids to it).
-        self._log_context = contextvars.copy_context()
-        secret_env = _as_str_dict("secret_envs", self.secret_envs)
-        mask_values(secret_env.values())  # also when execute() is called without rendering
-        extra_env = _as_str_dict("envs", self.envs)
-        variables = _as_str_dict("vars", self.vars)
-
-        project_dir = Path(self.project_dir).expanduser() if self.project_dir else None
         run_key = run_key_from_context(context)
-        try:
-            if project_dir is not None:
-                # Validates too: a broken project fails here, before any AWS call.
-                mask_values(load_project(project_dir).secret_values(airflow_sensitive_words()))
-            remote = self.remote() if self._needs_remote() else None  # no AWS call yet
-        except HandoffError as exc:
-            raise AirflowException(str(exc)) from None
-        if remote is not None and project_dir is None:
-            # mask as soon as fetched; the wrapper delegates the rest of the store's interface
-            remote.config = MaskingConfigStore(remote.config)
-        run_context = RunContext(**context_run_fields(context))
-        workspace, temporary = self._workspace(run_key)
-        cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")
-        request = RunRequest(
-            workspace=workspace,
-            project_dir=project_dir,
-            remote=remote,
-            push_artifacts=self.push_artifacts,
-            variables=variables,
-            extra_env=extra_env,
-            secret_env=secret_env,
-            context=run_context,
-            run_key=run_key,
-            venv_cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
-            log=self._log_line,
-            log_error=self._log_error_line,
-            on_stderr_line=self._log_stderr_line,
-            timeout_errors=(AirflowTaskTimeout,),
-            sensitive_words=airflow_sensitive_words(),
-            # ssm()/secret() values: masked before any template (or log line) gets them
-            on_secret=_mask_one,
-            # AWS clients of ssm()/secret(), transfers and lambda/s3_touch: the remote's
-            # (made by the hook), or the hook's for a local project without a remote
-            client_factory=None if remote is not None else self.hook.get_client,
-            full_refresh=self.full_refresh,
-            no_state_update=self.no_state_update,
-            lock=self.lock,
-            lock_wait=self.lock_wait,
-        )
+        request, temporary = self._run_request(context, run_key)
+        remote, project_dir, workspace = request.remote, request.project_dir, request.workspace
         self.log.info(
             "handoff run %s: %s, workspace %s",
             run_key,
@@ -302,6 +253,64 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
         if remote is not None and outcome.artifacts is not None and outcome.artifacts.last_uri:
             report_last_event(context, self.outlets, remote.artifacts, summary, self.log)
         return summary
+
+    def _run_request(self, context: Any, run_key: str) -> tuple[RunRequest, bool]:
+        """The core's request for this try (secrets masked before anything can log them),
+        and whether its workspace is a temporary one to remove afterwards. A broken project
+        fails here, before any AWS call."""
+        from handoff_provider.core.errors import HandoffError
+        from handoff_provider.core.load.project import load_project
+        from handoff_provider.core.model.context import RunContext
+        from handoff_provider.core.run.orchestrate import RunRequest
+        from handoff_provider.masking import MaskingConfigStore
+
+        # Stage lines are logged from reader threads: give them this thread's log context
+        # (Airflow 3 binds the task instance's ids to it).
+        self._log_context = contextvars.copy_context()
+        secret_env = _as_str_dict("secret_envs", self.secret_envs)
+        mask_values(secret_env.values())  # also when execute() is called without rendering
+        extra_env = _as_str_dict("envs", self.envs)
+        variables = _as_str_dict("vars", self.vars)
+
+        project_dir = Path(self.project_dir).expanduser() if self.project_dir else None
+        try:
+            if project_dir is not None:
+                mask_values(load_project(project_dir).secret_values(airflow_sensitive_words()))
+            remote = self.remote() if self._needs_remote() else None  # no AWS call yet
+        except HandoffError as exc:
+            raise AirflowException(str(exc)) from None
+        if remote is not None and project_dir is None:
+            # mask as soon as fetched (a ConfigBackend over the remote's own)
+            remote.config = MaskingConfigStore(remote.config)
+        workspace, temporary = self._workspace(run_key)
+        cache_dir = self.venv_cache_dir or provider_setting("venv_cache_dir")
+        request = RunRequest(
+            workspace=workspace,
+            project_dir=project_dir,
+            remote=remote,
+            push_artifacts=self.push_artifacts,
+            variables=variables,
+            extra_env=extra_env,
+            secret_env=secret_env,
+            context=RunContext(**context_run_fields(context)),
+            run_key=run_key,
+            venv_cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
+            log=self._log_line,
+            log_error=self._log_error_line,
+            on_stderr_line=self._log_stderr_line,
+            timeout_errors=(AirflowTaskTimeout,),
+            sensitive_words=airflow_sensitive_words(),
+            # ssm()/secret() values: masked before any template (or log line) gets them
+            on_secret=_mask_one,
+            # AWS clients of ssm()/secret(), transfers and lambda/s3_touch: the remote's
+            # (made by the hook), or the hook's for a local project without a remote
+            client_factory=None if remote is not None else self.hook.get_client,
+            full_refresh=self.full_refresh,
+            no_state_update=self.no_state_update,
+            lock=self.lock,
+            lock_wait=self.lock_wait,
+        )
+        return request, temporary
 
     # -- OpenLineage (RunLineageMixin; called by the openlineage provider when installed)
 

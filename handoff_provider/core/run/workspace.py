@@ -601,19 +601,7 @@ class VenvCache:
         python = str(venv_dir / "bin" / "python")
         for number, command in enumerate(installs, start=1):
             prefix = f"[install {venv_name} #{number}] "
-            pip_args = uv_pip_args(command) if self.uv else None
-            rc = None
-            if pip_args is not None:
-                assert self.uv is not None
-                argv = [self.uv, "pip", "install", "--python", python, *pip_args]
-                log(f"{prefix}running as `uv pip install`")
-                rc = _stream(argv, env=env, cwd=cwd, log=log, prefix=prefix)
-                if rc == 2:
-                    log(f"{prefix}uv rejected the arguments, running the command with pip")
-                    rc = None
-            if rc is None:
-                log(f"{prefix}running with sh -c in the venv")
-                rc = _stream(["sh", "-c", command], env=env, cwd=cwd, log=log, prefix=prefix)
+            rc = self._install(command, python, env=env, cwd=cwd, log=log, prefix=prefix)
             if rc != 0:
                 raise InstallError(
                     f"venv '{venv_name}': install command {number} of {len(installs)} failed "
@@ -635,6 +623,23 @@ class VenvCache:
             os.fsync(handle.fileno())
         os.replace(tmp, venv_dir / MARKER)  # last step: now the venv is complete
         log(f"venv {venv_name}: ready in {marker['seconds']} s")
+
+    def _install(
+        self, command: str, python: str, *, env: dict[str, str], cwd: Path, log: LogFn, prefix: str
+    ) -> int:
+        """Run one install command in the venv: as ``uv pip install`` when uv can take its
+        arguments, else (or when uv rejects them) with ``sh -c``. Its exit status."""
+        pip_args = uv_pip_args(command) if self.uv else None
+        if pip_args is not None:
+            assert self.uv is not None
+            argv = [self.uv, "pip", "install", "--python", python, *pip_args]
+            log(f"{prefix}running as `uv pip install`")
+            rc = _stream(argv, env=env, cwd=cwd, log=log, prefix=prefix)
+            if rc != 2:
+                return rc
+            log(f"{prefix}uv rejected the arguments, running the command with pip")
+        log(f"{prefix}running with sh -c in the venv")
+        return _stream(["sh", "-c", command], env=env, cwd=cwd, log=log, prefix=prefix)
 
     def _env(self, venv_dir: Path) -> dict[str, str]:
         env = dict(os.environ)
