@@ -151,11 +151,12 @@ def _newest(grouped: dict[str, dict[str, RemoteObject]], limit: int) -> list[str
     """The ``limit`` runs written last, and every run written in the same second as the
     last of them: S3 lists ``LastModified`` to the second, so runs of one second tie and
     only their run.json (read by the caller) orders them."""
-    order = sorted(grouped, key=lambda key: _last_written(grouped[key]), reverse=True)
+    written = {key: _last_written(objects) for key, objects in grouped.items()}
+    order = sorted(written, key=written.__getitem__, reverse=True)
     if limit <= 0 or len(order) <= limit:
         return order[: max(limit, 0)]
-    boundary = _last_written(grouped[order[limit - 1]])
-    return [key for key in order if _last_written(grouped[key]) >= boundary]
+    boundary = written[order[limit - 1]]
+    return [key for key in order if written[key] >= boundary]
 
 
 def run_record(remote: Remote, run_key: str) -> RunRecord:
