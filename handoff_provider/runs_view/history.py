@@ -12,6 +12,7 @@ time: run keys are not chronological), then two GETs per run shown, in parallel.
 
 from __future__ import annotations
 
+import collections
 import difflib
 import itertools
 import json
@@ -173,23 +174,29 @@ def run_record(remote: Remote, run_key: str) -> RunRecord:
 
 def state_diff(remote: Remote, run: RunRecord) -> StateDiff:
     """``run``'s state against the one of the run archived before it that has a state
-    (one LIST of the stack, two GETs)."""
+    (one LIST of the stack, two GETs; plus one GET of run.json per run written in a second
+    shared with another: S3 lists ``LastModified`` to the second, and run.json's start
+    time orders the runs of one second)."""
     if run.state_bytes is None:
         return StateDiff(previous_run=None, note="this run archived no state")
     grouped = _archived_objects(remote.client("s3"), remote.require_bucket(), remote.stack)
     mine = grouped.get(run.run_key, {})
     written = _last_written(mine) if mine else run.archived_at
-    earlier = sorted(
-        (
-            (_last_written(objects), key)
-            for key, objects in grouped.items()
-            if key != run.run_key and STATE_NAME in objects and _last_written(objects) < written
-        ),
-        reverse=True,
-    )
+    candidates = {
+        key: _last_written(objects)
+        for key, objects in grouped.items()
+        if key != run.run_key and STATE_NAME in objects and _last_written(objects) <= written
+    }
+    shared = collections.Counter([*candidates.values(), written])
+
+    def started(key: str) -> str:
+        return _text((_read_summary(remote, key) or {}).get("started_at")) or ""
+
+    ranked = [(at, started(key) if shared[at] > 1 else "", key) for key, at in candidates.items()]
+    earlier = [rank for rank in ranked if rank[0] < written or "" < rank[1] < run.sort_time]
     if not earlier:
         return StateDiff(previous_run=None, note="no earlier run archived a state")
-    previous_key = earlier[0][1]
+    previous_key = max(earlier)[2]
     previous = RunRecord(
         run_key=previous_key,
         status="",
