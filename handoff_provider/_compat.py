@@ -112,6 +112,20 @@ else:
     from airflow.utils.context import Context  # type: ignore[no-redef,assignment]
 
 
+def plugin_views_in_the_ui() -> bool:
+    """Whether the Airflow 3 UI lists plugin pages (``AirflowPlugin.external_views``, 3.1+).
+
+    That UI opens such a page with its login in the ``_token`` cookie, which Airflow's own
+    ``get_user`` reads. Airflow 3.0's UI moves the cookie into the browser's local storage
+    and sends it only as a header of its own API calls, so a plugin page opened in the
+    browser carries no login and cannot be served behind it. Imported on first use (only
+    the runs view's plugin needs it).
+    """
+    from airflow.plugins_manager import AirflowPlugin
+
+    return hasattr(AirflowPlugin, "external_views")
+
+
 def _import_mask_secret() -> Any:
     """Airflow's ``mask_secret`` for this line (the task SDK one also tells the supervisor)."""
     if AIRFLOW_V_3_0_PLUS:
@@ -370,6 +384,7 @@ __all__ = [
     "context_task_identity",
     "default_deferrable",
     "fill_missing_data_interval",
+    "plugin_views_in_the_ui",
     "provider_setting",
     "run_key_for",
     "run_key_from_context",

@@ -40,7 +40,9 @@ if [[ ! -x $venv/bin/python ]] || [[ $($venv/bin/python -c 'import sys; print("%
 fi
 # apache-airflow is pinned by the image's essential constraints, the rest by its
 # Airflow constraints; the wheel is reinstalled on every run (the source may have changed).
-# uv (pinned by the image too) is what project venvs are built with when it is installed.
+# uv (pinned by the image too) is what project venvs are built with when it is installed;
+# the OpenLineage provider (every image's constraints pin one: what a user who wants lineage
+# gets) is installed so that the lineage tests run on that version of it.
 # requirements/mwaa-<version>.overrides.txt, where there is one, replaces some of the
 # image's pins with a test tool's versions (that file says why): those packages' lines are
 # left out of the constraints, and the file's pins are constraints instead.
@@ -56,7 +58,7 @@ if [[ -f $overrides ]]; then
 fi
 "$uv" pip install -q -p "$venv/bin/python" "${constraint_args[@]}" \
     --reinstall-package handoff-provider \
-    apache-airflow apache-airflow-providers-amazon uv \
+    apache-airflow apache-airflow-providers-amazon apache-airflow-providers-openlineage uv \
     "handoff-provider[airflow,test] @ $(realpath "$wheel")"
 # The tests import their helpers as `tests.aws.conftest`: the project root goes on sys.path
 # through a .pth file, i.e. AFTER site-packages, so `handoff_provider` is still the wheel.
@@ -66,7 +68,8 @@ versions=$("$venv/bin/python" - <<'EOF'
 import sys
 from importlib.metadata import version
 
-names = ("apache-airflow", "apache-airflow-providers-amazon", "boto3", "s3transfer", "moto", "uv")
+names = ("apache-airflow", "apache-airflow-providers-amazon", "apache-airflow-providers-openlineage",
+         "boto3", "s3transfer", "moto", "uv")
 print(f"Python {sys.version.split()[0]}, " + ", ".join(f"{n} {version(n)}" for n in names))
 EOF
 )

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from handoff_provider.runs_view.pages import Download, Page, RunsPages, Viewer
 from handoff_provider.runs_view.site import URL_PREFIX, configured_pages
@@ -88,6 +88,31 @@ def create_app(pages: RunsPages | None = None) -> FastAPI:
         return _response(pages.artifact(viewer, stack, run_key, name))
 
     return app
+
+
+def create_unsupported_app() -> FastAPI:
+    """What ``/handoff`` serves on an Airflow 3 whose UI can't pass its login to a plugin
+    page (3.0): every request, logged in or not, gets 501 and :func:`unsupported_notice`.
+    No run is ever read, so nothing is shown without Airflow's login."""
+    app = FastAPI(title="Handoff runs", docs_url=None, redoc_url=None, openapi_url=None)
+    notice = unsupported_notice()
+
+    @app.api_route("/{path:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)
+    def unsupported(path: str) -> Response:
+        return PlainTextResponse(notice + "\n", status_code=501)
+
+    return app
+
+
+def unsupported_notice() -> str:
+    """The one line :func:`create_unsupported_app` answers with."""
+    from airflow import __version__
+
+    return (
+        f"The Handoff runs view needs Airflow 3.1 or later (this is Airflow {__version__}, "
+        "whose UI does not pass its login to plugin pages); each run's run.json and "
+        "archived files are in S3 under <stack>/runs/."
+    )
 
 
 def _response(result: Page | Download) -> Response:

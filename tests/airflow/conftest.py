@@ -43,10 +43,22 @@ _HERE = Path(__file__).resolve().parent
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Everything under tests/airflow/ is an Airflow test (runs on both Airflow lines)."""
+    """Everything under tests/airflow/ is an Airflow test (runs on both Airflow lines).
+
+    A test marked ``only_where(condition, why)`` tests one line's implementation of a
+    feature (the runs view's Flask-AppBuilder view on 2.x, its FastAPI app on 3.1+, its
+    notice on 3.0): where ``condition`` is false it is deselected, not skipped, as the
+    other lines run their own test of what they do instead.
+    """
+    kept, deselected = [], []
     for item in items:
         if _HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.airflow)
+        marker = item.get_closest_marker("only_where")
+        (deselected if marker is not None and not marker.args[0] else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,8 +4,9 @@ The end-to-end tests run ``dag.test()`` in a child process configured as a user 
 (``AIRFLOW__OPENLINEAGE__TRANSPORT`` = the OpenLineage client's ``file`` transport): the
 provider's listener calls our ``get_openlineage_facets_on_*`` methods and writes the real
 START / COMPLETE / FAIL events, which the test reads back. (A child process because the
-provider decides at plugin-load time whether its listener is on.) Skipped when the
-provider is not installed; importing the operators never imports it.
+provider decides at plugin-load time whether its listener is on.) Every MWAA image ships
+the provider (its test venv installs it on the image's pins, scripts/test_mwaa.sh), as do
+both development venvs; importing the operators never imports it.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ def test_importing_the_operators_never_imports_openlineage() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
-
-pytest.importorskip("airflow.providers.openlineage")
 
 SCRIPT = """
 import sys

@@ -3,7 +3,9 @@
 The plugin is the one Airflow loads from the provider's metadata (``get_provider_info``'s
 ``plugins``): on Airflow 3 the API server's own app (``create_app``) mounts it at
 ``/handoff`` and its own auth manager (SimpleAuthManager, a password user) logs in; on
-Airflow 2.10 the webserver's app serves the FAB view and FAB's login. The runs are real:
+Airflow 3.0, whose UI can't pass its login to a plugin page, the same mount answers with
+the notice that the view needs 3.1; on Airflow 2.10 the webserver's app serves the FAB view
+and FAB's login. Each line's tests are deselected on the others (``only_where``). The runs are real:
 three archived by the CLI (tests/aws/runs_view_world.py) and one by a DAG run of
 ``HandoffRunOperator``, whose row links to its task instance.
 """
@@ -19,12 +21,18 @@ from typing import Any
 
 import pytest
 
-from handoff_provider._compat import AIRFLOW_V_3_1_PLUS
+from handoff_provider._compat import AIRFLOW_V_3_0_PLUS, plugin_views_in_the_ui
 from tests.airflow.af_helpers import run_dag, run_keys, task_states
 from tests.aws.runs_view_world import SECRET, RunsWorld, archived_world, make_project
 
 DAY = datetime(2024, 2, 1, tzinfo=timezone.utc)
 USER, PASSWORD = "runs-admin", "pw-" + uuid.uuid4().hex[:8]
+FASTAPI_VIEW = AIRFLOW_V_3_0_PLUS and plugin_views_in_the_ui()
+only_fastapi_view = pytest.mark.only_where(FASTAPI_VIEW, "the FastAPI view: Airflow 3.1+")
+only_notice = pytest.mark.only_where(
+    AIRFLOW_V_3_0_PLUS and not FASTAPI_VIEW, "the needs-3.1 notice: Airflow 3.0"
+)
+only_fab_view = pytest.mark.only_where(not AIRFLOW_V_3_0_PLUS, "the FAB view: Airflow 2")
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +83,6 @@ def _check_rows(html: str, world: RunsWorld, dag_id: str, run_key: str) -> None:
 
 @pytest.fixture(scope="module")
 def api_client(view_world: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not AIRFLOW_V_3_1_PLUS:
-        pytest.skip("the FastAPI plugin app and its UI entries: Airflow >= 3.1")
     from airflow.api_fastapi.app import create_app, purge_cached_app
     from fastapi.testclient import TestClient
 
@@ -105,6 +111,7 @@ def _token(client: Any) -> str:
     return str(response.json()["access_token"])
 
 
+@only_fastapi_view
 def test_af3_anonymous_requests_are_refused(api_client: Any, view_world: Any) -> None:
     world, _, run_key = view_world
     for path in (
@@ -120,6 +127,7 @@ def test_af3_anonymous_requests_are_refused(api_client: Any, view_world: Any) ->
     assert bad.status_code in (401, 403)
 
 
+@only_fastapi_view
 def test_af3_logged_in_user_sees_the_runs(api_client: Any, view_world: Any) -> None:
     world, dag_id, run_key = view_world
     token = _token(api_client)
@@ -155,6 +163,7 @@ def test_af3_logged_in_user_sees_the_runs(api_client: Any, view_world: Any) -> N
     assert bearer.status_code == 200
 
 
+@only_fastapi_view
 def test_af3_ui_lists_the_view(api_client: Any) -> None:
     token = _token(api_client)
     plugins = api_client.get("/api/v2/plugins", headers={"Authorization": f"Bearer {token}"})
@@ -166,15 +175,44 @@ def test_af3_ui_lists_the_view(api_client: Any) -> None:
     assert destinations["dag"] == "handoff/runs?dag_id={DAG_ID}"
 
 
+@only_notice
+def test_af30_the_mount_says_the_view_needs_airflow_3_1_and_shows_no_run(
+    api_client: Any, view_world: Any
+) -> None:
+    """Airflow 3.0: logged in or not, every page of the view answers 501 with one line
+    naming the version it needs; no run is read, and the UI lists no view of ours."""
+    from airflow import __version__
+
+    from handoff_provider.runs_view.plugin import HandoffRunsViewPlugin
+
+    world, dag_id, run_key = view_world
+    token = _token(api_client)
+    for headers in ({}, {"Authorization": f"Bearer {token}"}):
+        for path in (
+            "/handoff/runs",
+            "/handoff/api/runs",
+            f"/handoff/runs?dag_id={dag_id}",
+            f"/handoff/runs/{world.stack}/{run_key}",
+            f"/handoff/runs/{world.stack}/{run_key}/files/state",
+        ):
+            response = api_client.get(path, headers=headers)
+            assert response.status_code == 501, (path, response.text[:300])
+            (line,) = response.text.splitlines()
+            assert line.startswith("The Handoff runs view needs Airflow 3.1 or later")
+            assert f"this is Airflow {__version__}" in line
+            assert run_key not in response.text and SECRET not in response.text
+    plugins = api_client.get("/api/v2/plugins", headers={"Authorization": f"Bearer {token}"})
+    assert plugins.status_code == 200
+    (ours,) = [p for p in plugins.json()["plugins"] if p["name"] == "handoff_runs_view"]
+    assert not ours.get("external_views")
+    assert not hasattr(HandoffRunsViewPlugin, "external_views")
+
+
 # --------------------------------------------------------------------------- Airflow 2
 
 
 @pytest.fixture(scope="module")
 def webserver_client(view_world: Any) -> Iterator[Any]:
-    from handoff_provider._compat import AIRFLOW_V_3_0_PLUS
-
-    if AIRFLOW_V_3_0_PLUS:
-        pytest.skip("the Flask-AppBuilder view: Airflow 2")
     from airflow.www.app import create_app
 
     world = view_world[0]
@@ -191,6 +229,7 @@ def webserver_client(view_world: Any) -> Iterator[Any]:
             yield client
 
 
+@only_fab_view
 def test_af2_anonymous_requests_are_refused(webserver_client: Any, view_world: Any) -> None:
     world, _, run_key = view_world
     for path in ("/handoff/runs", f"/handoff/runs/{world.stack}/{run_key}/files/run.json"):
@@ -199,6 +238,7 @@ def test_af2_anonymous_requests_are_refused(webserver_client: Any, view_world: A
         assert "data-run-key" not in response.get_data(as_text=True)  # no page, a redirect
 
 
+@only_fab_view
 def test_af2_logged_in_viewer_sees_the_runs(webserver_client: Any, view_world: Any) -> None:
     world, dag_id, run_key = view_world
     login = webserver_client.post("/login/", data={"username": USER, "password": PASSWORD})
