@@ -62,9 +62,13 @@ mwaa-wheel: venv
 test-mwaa-%: mwaa-wheel
 	UV=$(UV) scripts/test_mwaa.sh $* $(MWAA_WHEEL_DIR)
 
-# A real Airflow 3 deployment (LocalExecutor, SQLite; scheduler, dag-processor, api-server,
-# triggerer as separate processes) + a moto server, running the example DAGs (tests/e2e).
+# A real Airflow 3 deployment (LocalExecutor; scheduler, dag-processor, api-server,
+# triggerer as separate processes) with its metadata DB in a PostgreSQL server of its own
+# (Debian's, apt, installed if missing; the Postgres driver into .venv) + a moto server,
+# running the example DAGs (tests/e2e).
 test-e2e: venv
+	scripts/e2e-prereqs.sh
+	$(UV) pip install -q -p $(VENV)/bin/python -r requirements/e2e.txt
 	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e -p no:cacheprovider --timeout 900
 
 # The runs view in headless Chromium (Debian's, apt) driven by playwright-core (npm, into

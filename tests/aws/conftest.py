@@ -5,11 +5,16 @@ recorded (operation name + API parameters, via botocore's ``before-parameter-bui
 event; the HTTP headers sent, via ``before-send``) and can be made to fail on purpose
 (``fail_on``) the way AWS would: a ``ClientError`` raised before the request is sent.
 The stores under test are never mocked.
+
+``tally`` counts what the stack concurrency tests saw (runs tried, succeeded, lease waits
+and takeovers, conflicts, repairs), from each run's own output; the totals are printed in
+the terminal summary.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,49 @@ from handoff_provider.core.aws.clients import default_client_factory
 from handoff_provider.core.stores import Remote
 
 REGION = "us-east-1"
+
+_TALLY = pytest.StashKey["Tally"]()
+
+
+@dataclass
+class Tally:
+    """What the runs of one stack did, counted from their output (stderr or log lines)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    #: counted per run whose output contains the text
+    SIGNS = {
+        "lease waits": "; waiting",
+        "lease takeovers": "took over an expired lease",
+        "conflicts": "changed since this run read it",
+        "repairs": "finished the interrupted publish",
+    }
+
+    def run(self, succeeded: bool, output: str) -> None:
+        self.counts["runs tried"] += 1
+        self.counts["succeeded" if succeeded else "failed"] += 1
+        for name, sign in self.SIGNS.items():
+            self.counts[name] += sign in output
+
+    def summary(self) -> str:
+        names = ["runs tried", "succeeded", "failed", *self.SIGNS]
+        return ", ".join(f"{name}: {self.counts[name]}" for name in names)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_TALLY] = Tally()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    tally = terminalreporter.config.stash.get(_TALLY, None)
+    if tally is not None and tally.counts["runs tried"]:
+        terminalreporter.section("stack concurrency")
+        terminalreporter.write_line(tally.summary())
+
+
+@pytest.fixture
+def tally(pytestconfig: pytest.Config) -> Tally:
+    return pytestconfig.stash[_TALLY]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from handoff_provider.core.errors import RunFailed
 from handoff_provider.core.run.orchestrate import HandoffRun, RunOutcome, RunRequest
 from handoff_provider.core.stores import MANIFEST_NAME, Remote
 from handoff_provider.core.stores.state import get_state
-from tests.aws.conftest import Recorder, keys, read
+from tests.aws.conftest import Recorder, Tally, keys, read
 
 HANDOFF = Path(sys.executable).with_name("handoff")
 REPO = Path(__file__).resolve().parents[2]
@@ -83,8 +83,9 @@ def start_run(ws: Path, project: Path, env: dict[str, str], *args: str) -> subpr
     )
 
 
-def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+def finish(process: subprocess.Popen[str], tally: Tally) -> tuple[int, str]:
     _, stderr = process.communicate(timeout=240)
+    tally.run(process.returncode == 0, stderr)
     return process.returncode, stderr
 
 
@@ -125,7 +126,7 @@ def assert_readers_see_one_run(remote: Remote, tmp_path: Path) -> str:
 
 
 def test_concurrent_runs_serialise_under_the_lease(
-    aws: str, bucket: str, stack: str, counter: Path, tmp_path: Path, s3: Any
+    aws: str, bucket: str, stack: str, counter: Path, tmp_path: Path, s3: Any, tally: Tally
 ) -> None:
     """4 runs started at once, each archive taking a while: they run one after another
     (each waits for the lease), every one succeeds, no update is lost."""
@@ -134,7 +135,7 @@ def test_concurrent_runs_serialise_under_the_lease(
     processes = [
         start_run(tmp_path / f"ws{i}", counter, env, "--lock-wait", "180") for i in range(runs)
     ]
-    results = [finish(p) for p in processes]
+    results = [finish(p, tally) for p in processes]
     assert [code for code, _ in results] == [0] * runs, [err for _, err in results]
     waited = sum("; waiting" in err for _, err in results)
     assert waited >= 1, "at least one run found the lease taken"
@@ -145,7 +146,7 @@ def test_concurrent_runs_serialise_under_the_lease(
 
 
 def test_concurrent_runs_without_the_lease_fail_as_conflicts_not_lost_updates(
-    aws: str, bucket: str, stack: str, counter: Path, tmp_path: Path, s3: Any
+    aws: str, bucket: str, stack: str, counter: Path, tmp_path: Path, s3: Any, tally: Tally
 ) -> None:
     """--no-lock: the runs overlap and restore the same state; the conditional publish lets
     only runs whose base is still current publish, the others fail as conflicts with their
@@ -153,7 +154,7 @@ def test_concurrent_runs_without_the_lease_fail_as_conflicts_not_lost_updates(
     runs = 4
     env = cli_env(stack, bucket, COUNTER_SLEEP="1")
     processes = [start_run(tmp_path / f"ws{i}", counter, env, "--no-lock") for i in range(runs)]
-    results = [finish(p) for p in processes]
+    results = [finish(p, tally) for p in processes]
     succeeded = [err for code, err in results if code == 0]
     conflicts = [err for code, err in results if code == 1]
     assert len(succeeded) + len(conflicts) == runs, [err for _, err in results]
@@ -165,7 +166,7 @@ def test_concurrent_runs_without_the_lease_fail_as_conflicts_not_lost_updates(
     completed = {k.split("/")[0] for k in keys(s3, bucket, f"{stack}/runs/") if MANIFEST_NAME in k}
     assert len(completed) == runs, "every run's archive is complete, conflicting ones too"
 
-    code, err = finish(start_run(tmp_path / "ws-final", counter, cli_env(stack, bucket)))
+    code, err = finish(start_run(tmp_path / "ws-final", counter, cli_env(stack, bucket)), tally)
     assert code == 0, err
     assert published_state(s3, bucket, stack) == len(succeeded) + 1
     assert_last_is_one_run(s3, bucket, stack)
@@ -175,21 +176,25 @@ def test_concurrent_runs_without_the_lease_fail_as_conflicts_not_lost_updates(
 
 
 def in_process_run(
-    remote: Remote, project: Path, ws: Path, run_key: str, **kwargs: Any
+    remote: Remote, project: Path, ws: Path, run_key: str, tally: Tally, **kwargs: Any
 ) -> RunOutcome | RunFailed:
+    lines: list[str] = []
     request = RunRequest(
         workspace=ws,
         project_dir=project,
         remote=remote,
         push_artifacts=True,
         run_key=run_key,
-        log=lambda line: None,
+        log=lines.append,
         **kwargs,
     )
     try:
-        return HandoffRun(request).execute()
+        outcome: RunOutcome | RunFailed = HandoffRun(request).execute()
     except RunFailed as exc:
-        return exc
+        outcome = exc
+        lines.append(str(exc))
+    tally.run(isinstance(outcome, RunOutcome), "\n".join(lines))
+    return outcome
 
 
 def key_has(part: str) -> Any:
@@ -253,6 +258,7 @@ def test_s3_error_at_each_publish_step_leaves_old_or_new_and_next_run_repairs(
     match: Any,
     after: int,
     published: bool,
+    tally: Tally,
 ) -> None:
     """S3 failures are injected through botocore's event system (see conftest.Recorder):
     moto cannot be told to fail one request. Before the switch, last/ stays the old run;
@@ -260,13 +266,13 @@ def test_s3_error_at_each_publish_step_leaves_old_or_new_and_next_run_repairs(
     (The TTL is the default 60 s, so no heartbeat renewal happens within these runs; the
     run whose release fails has a 3 s lease the next run takes over.)"""
     stack = remote.stack
-    first = in_process_run(remote, counter, tmp_path / "ws", "r1")
+    first = in_process_run(remote, counter, tmp_path / "ws", "r1", tally)
     assert isinstance(first, RunOutcome) and published_state(s3, bucket, stack) == 1
 
     recorder.fail_on(operation, after=after, match=match)
     release_fails = match is releasing
     second = in_process_run(
-        remote, counter, tmp_path / "ws", "r2", lock_ttl=3 if release_fails else 60
+        remote, counter, tmp_path / "ws", "r2", tally, lock_ttl=3 if release_fails else 60
     )
     recorder.clear()
     expected = "r2" if published else "r1"
@@ -280,7 +286,7 @@ def test_s3_error_at_each_publish_step_leaves_old_or_new_and_next_run_repairs(
     else:
         assert isinstance(second, RunFailed) and "last/ still holds the previous" in str(second)
 
-    third = in_process_run(remote, counter, tmp_path / "ws", "r3", lock_wait=30)
+    third = in_process_run(remote, counter, tmp_path / "ws", "r3", tally, lock_wait=30)
     assert isinstance(third, RunOutcome), third
     assert assert_last_is_one_run(s3, bucket, stack) == "r3"
     assert published_state(s3, bucket, stack) == (3 if published else 2)
@@ -308,10 +314,11 @@ def test_kill_9_mid_publish_then_next_run_takes_over_and_repairs(
     key_part: str,
     when: str,
     published: bool,
+    tally: Tally,
 ) -> None:
     stack = remote.stack
     env = cli_env(stack, bucket, HANDOFF_LOCK_TTL="2")
-    code, err = finish(start_run(tmp_path / "ws", counter, env))
+    code, err = finish(start_run(tmp_path / "ws", counter, env), tally)
     assert code == 0, err
     first_key = assert_last_is_one_run(s3, bucket, stack)
     killed = subprocess.run(
@@ -338,12 +345,13 @@ def test_kill_9_mid_publish_then_next_run_takes_over_and_repairs(
         text=True,
         timeout=240,
     )
+    tally.run(False, killed.stderr)
     assert killed.returncode == -9, killed.stderr
     assert assert_readers_see_one_run(remote, tmp_path) == ("r2" if published else first_key)
     assert published_state(s3, bucket, stack) == (2 if published else 1)
 
     code, err = finish(
-        start_run(tmp_path / "ws", counter, env, "--lock-wait", "60", "--run-key", "r3")
+        start_run(tmp_path / "ws", counter, env, "--lock-wait", "60", "--run-key", "r3"), tally
     )
     assert code == 0, err
     assert "took over an expired lease" in err

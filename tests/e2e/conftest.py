@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end tests: one real Airflow 3 deployment for the session.
 
-``airflow_deployment`` (see :mod:`tests.e2e.harness`) runs the repository's ``dags/``
+``airflow_deployment`` (see :mod:`tests.e2e.harness`), its metadata DB in a PostgreSQL
+server of its own (:mod:`tests.e2e.postgres`), runs the repository's ``dags/``
 and ``tests/e2e/dags/`` against the session's moto server, with the bucket
 :data:`BUCKET` created and stacks prefixed with :data:`STACK_PREFIX`. These tests are
 marked ``e2e`` and run only with ``-m e2e`` (``make test-e2e``).
@@ -15,7 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.e2e.harness import AirflowDeployment
+from tests.e2e.harness import AirflowDeployment, free_port
+from tests.e2e.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "handoff-e2e"
@@ -42,11 +44,13 @@ def airflow_deployment(
     pytest.importorskip("airflow.sdk")  # Airflow 3
     s3_client.create_bucket(Bucket=BUCKET)
     home = tmp_path_factory.mktemp("airflow-home")
-    deployment = AirflowDeployment(
-        home=home,
-        dag_folders=DAG_FOLDERS,
-        aws_endpoint=moto_server,
-        env={"HANDOFF_BUCKET": BUCKET, "HANDOFF_STACK_PREFIX": STACK_PREFIX},
-    )
-    with deployment:
-        yield deployment
+    with PostgresServer(port=free_port()) as database:
+        deployment = AirflowDeployment(
+            home=home,
+            database=database,
+            dag_folders=DAG_FOLDERS,
+            aws_endpoint=moto_server,
+            env={"HANDOFF_BUCKET": BUCKET, "HANDOFF_STACK_PREFIX": STACK_PREFIX},
+        )
+        with deployment:
+            yield deployment

@@ -1,12 +1,13 @@
-"""A real Airflow 3 deployment for end-to-end tests: LocalExecutor, SQLite, one process each.
+"""A real Airflow 3 deployment for end-to-end tests: LocalExecutor, PostgreSQL, one process each.
 
-:class:`AirflowDeployment` makes a fresh ``AIRFLOW_HOME`` (SQLite metadata DB,
-``airflow db migrate``), then starts ``airflow scheduler``, ``airflow dag-processor``,
-``airflow api-server`` (on a free loopback port) and ``airflow triggerer`` as separate
-processes, the way a deployment runs them. DAGs come from one Local DAG bundle per folder
-given (e.g. the repository's ``dags/`` and ``tests/e2e/dags/``). AWS is the moto server
-whose endpoint is passed in (``AWS_ENDPOINT_URL``, fake credentials); the
-``aws_default`` connection has no keys, so hooks use boto3's chain, as on a worker.
+:class:`AirflowDeployment` makes a fresh ``AIRFLOW_HOME`` (the metadata DB in the
+PostgreSQL server it is given, see :mod:`tests.e2e.postgres`; ``airflow db migrate``),
+then starts ``airflow scheduler``, ``airflow dag-processor``, ``airflow api-server`` (on a
+free loopback port) and ``airflow triggerer`` as separate processes, the way a deployment
+runs them. DAGs come from one Local DAG bundle per folder given (e.g. the repository's
+``dags/`` and ``tests/e2e/dags/``). AWS is the moto server whose endpoint is passed in
+(``AWS_ENDPOINT_URL``, fake credentials); the ``aws_default`` connection has no keys, so
+hooks use boto3's chain, as on a worker.
 
 Use it as a context manager; :meth:`stop` (also on errors) terminates every process it
 started, by pid (SIGTERM, then SIGKILL after a grace period), and reaps them.
@@ -26,16 +27,21 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import psycopg2
+
+from tests.e2e.postgres import PostgresServer
 
 #: The four components of a deployment, each one ``airflow <component>`` process.
 COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
@@ -50,10 +56,12 @@ def free_port() -> int:
 
 @dataclass
 class AirflowDeployment:
-    """See the module docstring. ``dag_folders``: one Local DAG bundle each;
-    ``aws_endpoint``: the moto server; ``env``: extra environment (e.g. ``HANDOFF_BUCKET``)."""
+    """See the module docstring. ``database``: the (started) PostgreSQL server of the
+    metadata DB; ``dag_folders``: one Local DAG bundle each; ``aws_endpoint``: the moto
+    server; ``env``: extra environment (e.g. ``HANDOFF_BUCKET``)."""
 
     home: Path
+    database: PostgresServer
     dag_folders: Iterable[Path]
     aws_endpoint: str
     env: Mapping[str, str] = field(default_factory=dict)
@@ -63,7 +71,6 @@ class AirflowDeployment:
     def __post_init__(self) -> None:
         self.home = Path(self.home)
         self.api_port = free_port()
-        self.db_path = self.home / "airflow.db"
         self._unpaused: set[str] = set()
         self._token: str | None = None
 
@@ -87,10 +94,9 @@ class AirflowDeployment:
             # schedules would start runs of their own otherwise.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            # SQLite has one writer at a time: on a loaded machine a CLI or the scheduler
-            # may hold the lock for seconds, so writers wait (60 s, not sqlite3's 5 s) and
-            # task runners wait for the API server (60 s, not 5 s) instead of failing.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}?timeout=60",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database.url,
+            # On a loaded 2-core machine task runners wait for the API server (60 s, not
+            # 5 s) instead of failing.
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -210,9 +216,13 @@ class AirflowDeployment:
     # -- DAGs and runs
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        connection = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
+        """Rows of a read-only query of the metadata DB (``%s`` placeholders)."""
+        connection = psycopg2.connect(self.database.dsn, connect_timeout=30)
         try:
-            return connection.execute(sql, params).fetchall()
+            connection.set_session(readonly=True, autocommit=True)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
         finally:
             connection.close()
 
@@ -223,10 +233,9 @@ class AirflowDeployment:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(sqlite3.OperationalError):
-                found = {row[0] for row in self._query("SELECT dag_id FROM dag")}
-                if wanted <= found:
-                    return
+            found = {row[0] for row in self._query("SELECT dag_id FROM dag")}
+            if wanted <= found:
+                return
             time.sleep(1)
         errors = self._query("SELECT filename, stacktrace FROM import_error")
         raise RuntimeError(f"DAGs {sorted(wanted)} not parsed in {timeout:.0f} s: {errors}")
@@ -271,7 +280,7 @@ class AirflowDeployment:
         rows = self._query(
             "SELECT run_id, run_type, state, logical_date, data_interval_start, "
             "data_interval_end, start_date, end_date, backfill_id FROM dag_run "
-            "WHERE dag_id = ? ORDER BY logical_date",
+            "WHERE dag_id = %s ORDER BY logical_date",
             (dag_id,),
         )
         names = ("run_id", "run_type", "state", "logical_date", "data_interval_start")
@@ -284,13 +293,12 @@ class AirflowDeployment:
         state = None
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(sqlite3.OperationalError):
-                rows = self._query(
-                    "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
-                )
-                state = rows[0][0] if rows else None
-                if state in FINISHED:
-                    return str(state)
+            rows = self._query(
+                "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)
+            )
+            state = rows[0][0] if rows else None
+            if state in FINISHED:
+                return str(state)
             time.sleep(1)
         raise RuntimeError(f"{dag_id} {run_id}: still {state} after {timeout:.0f} s")
 
@@ -303,10 +311,9 @@ class AirflowDeployment:
         found: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(sqlite3.OperationalError):
-                found = [run for run in self.dag_runs(dag_id) if run["run_type"] == run_type]
-                if len(found) >= count and all(run["state"] in FINISHED for run in found):
-                    return found
+            found = [run for run in self.dag_runs(dag_id) if run["run_type"] == run_type]
+            if len(found) >= count and all(run["state"] in FINISHED for run in found):
+                return found
             time.sleep(2)
         states = [(run["run_id"], run["state"]) for run in found]
         raise RuntimeError(
@@ -316,24 +323,24 @@ class AirflowDeployment:
     def backfills(self, dag_id: str) -> list[dict[str, Any]]:
         """The backfills of ``dag_id`` (id, max_active_runs, completed_at)."""
         rows = self._query(
-            "SELECT id, max_active_runs, completed_at FROM backfill WHERE dag_id = ?", (dag_id,)
+            "SELECT id, max_active_runs, completed_at FROM backfill WHERE dag_id = %s", (dag_id,)
         )
         return [
             dict(zip(("id", "max_active_runs", "completed_at"), row, strict=True)) for row in rows
         ]
 
-    def task_window(self, dag_id: str, run_id: str, task_id: str) -> tuple[str, str]:
-        """When the task instance ran: (start, end) as the metadata DB has them (UTC)."""
+    def task_window(self, dag_id: str, run_id: str, task_id: str) -> tuple[datetime, datetime]:
+        """When the task instance ran: (start, end) as the metadata DB has them."""
         ((start, end),) = self._query(
             "SELECT start_date, end_date FROM task_instance "
-            "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+            "WHERE dag_id = %s AND run_id = %s AND task_id = %s",
             (dag_id, run_id, task_id),
         )
-        return str(start), str(end)
+        return start, end
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         rows = self._query(
-            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            "SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s",
             (dag_id, run_id),
         )
         return {task: str(state) for task, state in rows}
@@ -364,7 +371,8 @@ class AirflowDeployment:
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         rows = self._query(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
+            "SELECT value FROM xcom "
+            "WHERE dag_id = %s AND run_id = %s AND task_id = %s AND key = %s",
             (dag_id, run_id, task_id, key),
         )
         if not rows:
@@ -375,16 +383,34 @@ class AirflowDeployment:
     def rendered_fields(self, dag_id: str, run_id: str, task_id: str) -> Any:
         rows = self._query(
             "SELECT rendered_fields FROM rendered_task_instance_fields "
-            "WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+            "WHERE dag_id = %s AND run_id = %s AND task_id = %s",
             (dag_id, run_id, task_id),
         )
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        value = rows[0][0]
+        return json.loads(value) if isinstance(value, (str, bytes)) else value
 
     def db_dump(self) -> str:
-        """Every row of every table of the metadata DB as text (to search for a secret)."""
-        connection = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
-        try:
-            lines = list(connection.iterdump())
-        finally:
-            connection.close()
+        """Every value of every row of every table of the metadata DB as text (to search for
+        a secret); binary values also decompressed when they are zlib data (Airflow's
+        compressed serialized DAGs), else read as Latin-1."""
+        tables = self._query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+        )
+        lines = []
+        for (table,) in tables:
+            for row in self._query(f'SELECT * FROM "{table}"'):  # table names from the DB
+                lines.append(f"{table}: " + " | ".join(_text(value) for value in row))
         return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, bytes):
+        with contextlib.suppress(zlib.error):
+            value = zlib.decompress(value)
+        return value.decode("latin-1")
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
