@@ -47,7 +47,6 @@ def runs(airflow_deployment: AirflowDeployment) -> AirflowDeployment:
     # What a user types: no --max-active-runs (its default, 10, ignores the DAG's). The
     # plain command is refused (the factory's run task depends on its past): so is the
     # silent out-of-order backfill; the user adds the --reprocess-behavior it asks for.
-    # (First: CLI processes write to the SQLite DB, best before the tasks start.)
     deployment.unpause(BACKFILL_DAG)
     backfill = ["backfill", "create", "--dag-id", BACKFILL_DAG]
     backfill += ["--from-date", BACKFILL_DAYS[0], "--to-date", "2024-01-04"]
