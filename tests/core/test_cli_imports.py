@@ -23,6 +23,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "projects"
 AWS = {"boto3", "botocore", "s3transfer"}
 SCHEMA_ZOO = {"jsonschema", "jsonschema_specifications", "referencing", "arrow", "isoduration"}
 TEMPLATES = {"jinja2"}
+#: The S3 side of ``transfers:`` (a project without transfers needs none of it).
+TRANSFERS = {
+    "handoff_provider.core.aws.s3_transfers",
+    "handoff_provider.core.aws.s3_watch",
+    "handoff_provider.core.run.transfers",
+}
 PROJECT_LOADING = {"yaml", "fastjsonschema", "handoff_provider.core.load.project"}
 
 pytestmark = pytest.mark.skipif(not SCRIPT.exists(), reason=f"no console script {SCRIPT}")
@@ -58,7 +64,7 @@ def test_help_imports_no_project_loading_and_no_aws(tmp_path: Path) -> None:
 
 def test_a_local_run_imports_no_aws_no_schema_zoo_no_jinja(local_project, tmp_path: Path) -> None:
     names = imported("run", "-w", str(tmp_path / "ws"), "-p", str(local_project), cwd=tmp_path)
-    assert names & (AWS | SCHEMA_ZOO | TEMPLATES | {"filelock"}) == set()
+    assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | {"filelock"}) == set()
     assert names >= PROJECT_LOADING  # it did load and validate the project
 
 
@@ -73,7 +79,7 @@ def test_config_print_and_show_commands_import_no_aws_no_schema_zoo(tmp_path: Pa
     singer = str(EXAMPLES / "02_singer_csv")
     for verb in (("config", "print"), ("show", "commands")):
         names = imported(*verb, "-p", singer, cwd=tmp_path)
-        assert names & (AWS | SCHEMA_ZOO | TEMPLATES | {"filelock"}) == set(), verb
+        assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | {"filelock"}) == set(), verb
 
 
 def test_jsonschema_explains_an_invalid_project(make_project, tmp_path: Path) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from handoff_provider.core.aws.s3_watch import normalize_prefix
 from handoff_provider.core.steps import kind_named
 
 if TYPE_CHECKING:
-    from handoff_provider.core.aws.s3_transfers import InputSpec, OutputSpec
     from handoff_provider.core.model.project import Project
+    from handoff_provider.core.model.transfers import InputSpec, OutputSpec
 
 
 def shell_lines(project: Project) -> list[str]:
@@ -48,6 +47,8 @@ def shell_lines(project: Project) -> list[str]:
 
 
 def _s3_folder(bucket: str, directory: str) -> str:
+    from handoff_provider.core.aws.s3_watch import normalize_prefix  # projects with transfers
+
     return f"s3://{bucket}/{normalize_prefix(directory)}"
 
 

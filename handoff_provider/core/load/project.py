@@ -12,7 +12,7 @@ handled here). ``project.yml`` comes in two forms:
 
 Both forms may also have ``description``, ``installs``, ``envs``, ``vars``, ``transfers``
 (S3 inputs/outputs around the run,
-:class:`~handoff_provider.core.aws.s3_transfers.TransfersSpec`), ``schedules`` and
+:class:`~handoff_provider.core.model.transfers.TransfersSpec`), ``schedules`` and
 ``deploy``; every stage may have ``args``, ``venv`` and ``installs``.
 
 Validation is in two layers. The structure (keys, types, patterns) is the JSON Schema

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from handoff_provider.core.aws.s3_transfers import OTF_KEY_HINTS
 from handoff_provider.core.load.project_schema import project_schema
 from handoff_provider.core.load.project_yaml import type_name as _type_name
+from handoff_provider.core.model.transfers import OTF_KEY_HINTS
 
 #: Schema errors listed in one message (each names its own key path).
 _MAX_ERRORS = 3

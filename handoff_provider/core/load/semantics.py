@@ -8,11 +8,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from handoff_provider.core.aws.s3_transfers import TransfersSpec
 from handoff_provider.core.errors import ProjectError
 from handoff_provider.core.model.context import RunContext
 from handoff_provider.core.model.project import CONFIG_DIR
 from handoff_provider.core.model.secrets import SecretRef
+from handoff_provider.core.model.transfers import TransfersSpec
 from handoff_provider.core.steps import kinds_in, one_of_hint
 from handoff_provider.core.steps.process import check_stages, check_venv_name
 

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from handoff_provider.core.aws.s3_transfers import TransfersSpec
 from handoff_provider.core.errors import ProjectError
 from handoff_provider.core.model.secrets import (
     SENSITIVE_KEY_WORDS,
@@ -20,6 +19,7 @@ from handoff_provider.core.model.secrets import (
     config_file_secrets,
     maskable,
 )
+from handoff_provider.core.model.transfers import TransfersSpec
 
 #: A task's kind: the key of its kind in project.yml (:data:`handoff_provider.core.steps.KINDS`).
 TaskKind = str

@@ -48,11 +48,10 @@ args, env values or config file contents.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoff_provider.core.aws.clients import ClientFactory
 from handoff_provider.core.errors import ConfigurationError, HandoffError, StageError
@@ -67,12 +66,22 @@ from handoff_provider.core.run.summary import (
     describe_exception,
     write_run_summary,
 )
-from handoff_provider.core.run.transfers import TransferPhase
 from handoff_provider.core.run.workspace import Workspace
 from handoff_provider.core.steps import RunScope, kind_named
 from handoff_provider.core.steps.base import renderer
 
-_logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+
+    from handoff_provider.core.run.transfers import TransferPhase
+
+
+def _logger() -> logging.Logger:
+    """This module's logger, the default log of a runner given none (the CLI and the
+    operators pass their own: only then is :mod:`logging` imported)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 class ProjectRunner:
@@ -115,8 +124,8 @@ class ProjectRunner:
         self.venvs = {name: Path(path) for name, path in (venvs or {}).items()}
         self.variables = dict(variables or {})
         self.env = dict(env or {})
-        self.log: LogFn = log or _logger.info
-        self.log_error: LogFn = log_error or (_logger.error if log is None else log)
+        self.log: LogFn = log or _logger().info
+        self.log_error: LogFn = log_error or (_logger().error if log is None else log)
         self.timeout_errors = timeout_errors
         self.on_stderr_line: StderrLineFn = on_stderr_line or self._default_stderr_line
         self.template_functions = template_functions
@@ -249,6 +258,8 @@ class ProjectRunner:
         spec = self.project.transfers
         if not (spec.inputs or spec.outputs):
             return None
+        from handoff_provider.core.run.transfers import TransferPhase  # the S3 modules
+
         return TransferPhase.rendered(
             spec,
             renderer(self.variables, self.template_functions, f"{self.project.source}: "),

@@ -34,16 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
-import logging
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -56,9 +53,22 @@ from handoff_provider.core.model.callbacks import LogFn
 from handoff_provider.core.run.process_tree import Watchdog, child_setup, new_tag, stop_tagged
 
 if TYPE_CHECKING:
+    import hashlib
+
     from filelock import FileLock
 
-log_ = logging.getLogger(__name__)
+
+def _default_log(line: str) -> None:
+    """The log of an install given none: this module's logger (imported only then)."""
+    import logging
+
+    logging.getLogger(__name__).info(line)
+
+
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    import hashlib  # venv keys only: a run without installs never needs it
+
+    return hashlib.sha256(data)
 
 
 #: Bump when the layout of a cached venv changes: every key changes with it.
@@ -227,6 +237,8 @@ class Workspace:
             links_label=f"{shown(source)} (refused: files/ must not expose other files)",
         )
         self.prepare()
+        import tempfile
+
         staging = Path(tempfile.mkdtemp(prefix=".files-", dir=self.root))
         copied: list[Path] = []
         try:
@@ -367,7 +379,7 @@ def _file_inputs(command: str, workspace: Path | None) -> list[tuple[str, str]]:
 
 
 def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = _sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -386,7 +398,7 @@ def _is_build_output(rel: Path) -> bool:
 
 
 def _hash_tree(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = _sha256()
     budget = _MAX_HASHED_TREE
     files = (p for p in path.rglob("*") if p.is_file())
     for file in sorted(f for f in files if not _is_build_output(f.relative_to(path))):
@@ -464,7 +476,7 @@ class VenvCache:
             "inputs": [_file_inputs(cmd, workspace) for cmd in installs],
         }
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return _sha256(blob).hexdigest()[:32]
 
     def path_for(self, installs: Sequence[str], workspace: Path | None = None) -> Path:
         return self.cache_dir / self.key_for(installs, workspace)
@@ -496,7 +508,7 @@ class VenvCache:
         :class:`InstallError` naming the venv and the command's 1-based index (never the
         command text: it may carry an index token) and leaves no complete-looking venv.
         """
-        log = log or log_.info
+        log = log or _default_log
         ws = Path(workspace).absolute() if workspace is not None else None
         installs = tuple(installs)
         venv_dir = self.path_for(installs, ws)

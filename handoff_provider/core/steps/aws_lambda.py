@@ -73,7 +73,7 @@ class LambdaStep:
 
     @classmethod
     def from_mapping(cls, data: Any, *, path: str) -> LambdaStep:
-        from handoff_provider.core.aws.s3_transfers import check_mapping_keys
+        from handoff_provider.core.model.transfers import check_mapping_keys
 
         data = check_mapping_keys(data, path, **schema_keys(cls.SCHEMA))
         for key in ("function", "invocation_type", "qualifier"):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 # The spec readers of transfers.py: a flag's key follows the same rules as its flags'.
-from handoff_provider.core.aws.s3_transfers import _bool, _key, _require, _str, check_mapping_keys
+from handoff_provider.core.model.transfers import _bool, _key, _require, _str, check_mapping_keys
 from handoff_provider.core.steps.aws_call import AwsCallKind, schema_keys, wait_for
 from handoff_provider.core.steps.base import RunScope, TaskPlan
 
