@@ -16,6 +16,11 @@ the file, line and column):
 
 Dates stay strings (``2024-01-01`` is meant for templates); duplicate keys and
 non-string keys are errors.
+
+Scanning and parsing (nearly all of the time a load takes) are libyaml's, through PyYAML's
+``CParser``, when PyYAML was built with it (its wheels are); composing stays PyYAML's
+Python composer, which is where the limits above are enforced. Without libyaml the pure
+Python parser does the same.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import yaml
-from yaml.composer import ComposerError
+from yaml.composer import Composer, ComposerError
 from yaml.error import Mark
 from yaml.events import AliasEvent
 
@@ -38,11 +43,35 @@ class YamlLimitError(ComposerError):
     """A limit of this module was exceeded (not a syntax error)."""
 
 
-class StrictLoader(yaml.SafeLoader):
-    """Safe loader with the limits above; rejects duplicate and non-string keys."""
+class _PythonParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    """PyYAML's own reader, scanner and parser (for a PyYAML built without libyaml)."""
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+_Parser: Any
+try:
+    from yaml.cyaml import CParser as _Parser  # libyaml's scanner and parser
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    _Parser = _PythonParser
+
+
+class StrictLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """Safe loader with the limits above; rejects duplicate and non-string keys.
+
+    PyYAML's ``SafeLoader`` made of the same parts, with libyaml's parser when there is
+    one; the composer comes first so that the document is composed (and bounded) here,
+    from the parser's events.
+    """
+
+    def __init__(self, stream: str) -> None:
+        _Parser.__init__(self, stream)
+        Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self._depth = 0
         self._nodes = 0
         self._open_anchors: set[str] = set()
@@ -67,7 +96,7 @@ class StrictLoader(yaml.SafeLoader):
                     None,
                     f"alias *{event.anchor} is used inside the node it names "
                     "(recursive aliases can't be compiled to JSON)",
-                    cast("Mark | None", event.start_mark),  # the Python loader's marks
+                    cast("Mark | None", event.start_mark),  # a yaml.error.Mark or libyaml's
                 )
             node = super().compose_node(parent, index)
             self._count(self._anchor_sizes.get(event.anchor or "", 1), event.start_mark)
@@ -125,7 +154,7 @@ StrictLoader.yaml_implicit_resolvers = {
 def parse_yaml(text: str, *, source: str) -> Any:
     """``text`` parsed with :class:`StrictLoader`; errors are one line naming ``source``."""
     try:
-        return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=StrictLoader)  # safe: SafeConstructor
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
