@@ -9,6 +9,9 @@ child process, so that the server doesn't share the GIL of the client), over
 * first sync, into an empty prefix: ``ratio_first=`` (target <= 1.0);
 * re-sync with nothing changed: ``ratio_resync=`` (target <= 0.5) and the requests each
   made (``resync_writes=`` target 0; handoff also reads no object metadata: HEADs 0).
+  For scale, ``ratio_floor=``: a bare botocore process that only creates an S3 client and
+  lists the prefix (what any botocore-based re-sync must do, hashing and comparing
+  nothing) against the same ``aws s3 sync``.
 
 Rounds alternate which tool goes first; medians are printed. Requests are counted by a
 WSGI wrapper around moto's own app (``/__bench__/counts``).
@@ -42,6 +45,14 @@ LARGE_SIZE = 5 * 1024 * 1024
 CACHE = REPO / "bench" / ".cache"
 BUCKET = "handoff-bench"
 COUNTS_PATH = "/__bench__/counts"
+#: The least a botocore-based no-change re-sync does: an S3 client and one listing.
+FLOOR = """
+import sys
+import botocore.session
+client = botocore.session.get_session().create_client("s3")
+pages = client.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2])
+print(sum(len(page.get("Contents", [])) for page in pages))
+"""
 
 
 # ------------------------------------------------------------------- moto server
@@ -198,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                     endpoint,
                 ]
 
+            def floor(stack: str) -> list[str]:
+                return [sys.executable, "-c", FLOOR, BUCKET, f"{stack}/files/"]
+
             env["HANDOFF_BUCKET"] = BUCKET
             tools = {"handoff": ours, "aws": theirs}
             first: dict[str, list[float]] = {name: [] for name in tools}
-            resync: dict[str, list[float]] = {name: [] for name in tools}
+            resync: dict[str, list[float]] = {name: [] for name in [*tools, "floor"]}
             requests: dict[str, Counter[str]] = {}
             for number in range(args.rounds):
                 order = list(tools) if number % 2 == 0 else list(reversed(tools))
@@ -212,15 +226,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"aws={first['aws'][-1]:.2f}s",
                     flush=True,
                 )
+            resync_tools = {**tools, "floor": floor}
             for number in range(args.rounds + 2):
-                order = list(tools) if number % 2 == 0 else list(reversed(tools))
+                order = list(resync_tools)
+                order = order if number % 2 == 0 else list(reversed(order))
                 for name in order:
                     counts(endpoint, reset=True)
-                    resync[name].append(timed(tools[name](f"{name}-0"), env))
+                    stack = "handoff-0" if name == "floor" else f"{name}-0"
+                    resync[name].append(timed(resync_tools[name](stack), env))
                     requests[name] = counts(endpoint)
                 print(
                     f"re-sync round {number + 1}: handoff={resync['handoff'][-1]:.2f}s "
-                    f"aws={resync['aws'][-1]:.2f}s",
+                    f"aws={resync['aws'][-1]:.2f}s floor={resync['floor'][-1]:.2f}s",
                     flush=True,
                 )
     finally:
@@ -229,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     med = {name: statistics.median(values) for name, values in first.items()}
     med_re = {name: statistics.median(values) for name, values in resync.items()}
     print(f"first_sync_handoff_s={med['handoff']:.2f} first_sync_aws_s={med['aws']:.2f}")
-    print(f"resync_handoff_s={med_re['handoff']:.2f} resync_aws_s={med_re['aws']:.2f}")
+    print(
+        f"resync_handoff_s={med_re['handoff']:.2f} resync_aws_s={med_re['aws']:.2f} "
+        f"resync_floor_s={med_re['floor']:.2f}"
+    )
     for name, seen in requests.items():
         writes = seen["PUT"] + seen["POST"]
         print(
@@ -239,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     writes = requests["handoff"]["PUT"] + requests["handoff"]["POST"]
     print(f"ratio_first={med['handoff'] / med['aws']:.2f}  (handoff / aws s3 sync; target <= 1.0)")
     print(f"ratio_resync={med_re['handoff'] / med_re['aws']:.2f}  (target <= 0.5)")
+    print(
+        f"ratio_floor={med_re['floor'] / med_re['aws']:.2f}  (a bare botocore client + listing "
+        "process / aws s3 sync: no botocore-based re-sync can go below it)"
+    )
     print(f"resync_writes={writes}  (target 0)")
     return 0 if writes == 0 else 1
 
