@@ -13,9 +13,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
-pytest.importorskip("airflow.providers.amazon")
-
 from af_helpers import write_project
 
 from handoff_provider._compat import AirflowException

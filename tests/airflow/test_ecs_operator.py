@@ -30,9 +30,6 @@ from typing import Any
 
 import boto3
 import pytest
-
-pytest.importorskip("airflow.providers.amazon")
-
 from af_helpers import capture_task_log
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger

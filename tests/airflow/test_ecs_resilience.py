@@ -20,9 +20,6 @@ from typing import Any
 
 import boto3
 import pytest
-
-pytest.importorskip("airflow.providers.amazon")
-
 from af_helpers import capture_task_log
 from airflow.providers.amazon.aws.exceptions import EcsOperatorError
 from botocore.awsrequest import AWSResponse

@@ -14,9 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-
-pytest.importorskip("airflow.providers.amazon")
-
 from af_helpers import capture_task_log
 
 from handoff_provider._compat import (
