@@ -17,6 +17,8 @@ from tests.aws.conftest import keys, read
 
 ROOT = Path(__file__).resolve().parents[2]
 SINGER = ROOT / "examples" / "projects" / "02_singer_csv"
+#: The demo credential in the example's config/tap-config.json.
+TAP_PASSWORD = "demo-tap-password-4f1d"
 
 
 def bookmark(workspace: Path) -> str:
@@ -33,12 +35,21 @@ def test_cli_remote_flow(
     tmp_path: Path,
     s3: Any,
     ssm: Any,
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    """... and nothing it prints holds the config's password (stage stderr included: the
+    file descriptors are captured), while plain config values stay readable."""
     stack, bucket = handoff_env["HANDOFF_STACK"], handoff_env["HANDOFF_BUCKET"]
+    printed: list[str] = []
+
+    def output() -> tuple[str, str]:
+        out, err = capfd.readouterr()
+        printed.extend((out, err))
+        return out, err
+
     assert handoff("config", "push", "-p", SINGER) == 0
     assert handoff("files", "push", "-p", SINGER) == 0
-    err = capsys.readouterr().err
+    _, err = output()
     assert f"SSM parameter /handoff/{stack}/config (Standard tier" in err
     assert f"-> s3://{bucket}/{stack}/files/: " in err
     assert "stats_collector.py" in keys(s3, bucket, f"{stack}/files/")
@@ -52,13 +63,15 @@ def test_cli_remote_flow(
 
     assert handoff("run", "-w", ws, "-a") == 0
     first = bookmark(ws)
-    assert "handoff: run succeeded" in capsys.readouterr().err
+    _, err = output()
+    assert "handoff: run succeeded" in err
+    assert "records of 'readings'" in err  # the tap's stderr, relayed
 
     fresh = tmp_path / "fresh"  # another machine: the state comes from last/
     assert handoff("run", "-w", fresh, "-a") == 0
     second = bookmark(fresh)
     assert second > first
-    assert "state: restored artifacts/state" in capsys.readouterr().err
+    assert "state: restored artifacts/state" in output()[1]
     assert (
         json.loads(read(s3, bucket, f"{stack}/last/state"))["bookmarks"]["readings"]["day"]
         == second
@@ -70,7 +83,8 @@ def test_cli_remote_flow(
     assert (got / "artifacts" / "readings.csv").exists()
 
     assert handoff("show", "commands") == 0
-    assert "tap-demo" in capsys.readouterr().out
+    assert "tap-demo" in output()[0]
+    assert printed and not [text for text in printed if TAP_PASSWORD in text]
 
 
 def test_console_script(handoff_env: dict[str, str], tmp_path: Path, s3: Any) -> None:

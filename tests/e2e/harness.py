@@ -349,6 +349,13 @@ class AirflowDeployment:
         base = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
         return base / f"attempt={attempt}.log"
 
+    def log_files(self) -> list[Path]:
+        """Every log file of the deployment: ``logs/`` (task and DAG processor logs) and each
+        component's output."""
+        return [path for path in (self.home / "logs").rglob("*") if path.is_file()] + [
+            self.home / f"{component}.out" for component in COMPONENTS
+        ]
+
     def task_log_records(
         self, dag_id: str, run_id: str, task_id: str, attempt: int = 1
     ) -> list[dict[str, Any]]:
