@@ -151,6 +151,11 @@ StrictLoader.yaml_implicit_resolvers = {
 }
 
 
+#: libyaml's own nesting bound (1000 levels): its scanner looks ahead through a line of
+#: ``[[[[...`` (a possible simple key) and may meet it before the composer meets ours.
+_LIBYAML_NESTING = "exceeded maximum nesting depth"
+
+
 def parse_yaml(text: str, *, source: str) -> Any:
     """``text`` parsed with :class:`StrictLoader`; errors are one line naming ``source``."""
     try:
@@ -159,7 +164,10 @@ def parse_yaml(text: str, *, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        kind = "" if isinstance(exc, YamlLimitError) else "YAML syntax error: "
+        limit = isinstance(exc, YamlLimitError)
+        if problem == _LIBYAML_NESTING:  # flow collections, met while scanning ahead
+            problem, limit = f"nested deeper than {MAX_DEPTH} levels", True
+        kind = "" if limit else "YAML syntax error: "
         raise ProjectError(f"{source}: {where}{kind}{problem}") from None
     except yaml.YAMLError as exc:
         raise ProjectError(f"{source}: YAML syntax error: {type(exc).__name__}") from None
