@@ -126,7 +126,9 @@ def test_the_singer_log_is_readable_and_its_password_is_nowhere(
         for key in ("return_value", "handoff_outcome")
     ]
     everything += [json.dumps(runs.rendered_fields(SINGER_DAG, "manual", t)) for t in task_states]
-    everything.append(runs.db_dump())
+    dump = runs.db_dump()
+    assert SINGER_DAG in dump and "handoff_outcome" in dump  # the runs, their XComs
+    everything.append(dump)
     # ... nor in any log file of the deployment (task logs of every run, the DAG
     # processor's, and each component's output)
     everything += [path.read_text(errors="replace") for path in runs.log_files()]
