@@ -66,6 +66,10 @@ def test_a_local_run_imports_no_aws_no_schema_zoo_no_jinja(local_project, tmp_pa
     names = imported("run", "-w", str(tmp_path / "ws"), "-p", str(local_project), cwd=tmp_path)
     assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | {"filelock"}) == set()
     assert names >= PROJECT_LOADING  # it did load and validate the project
+    from handoff_provider.core.run.process_tree import pdeathsig_prefix
+
+    if pdeathsig_prefix() is not None:  # setpriv sets PDEATHSIG: no ctypes, no preexec_fn
+        assert "ctypes" not in names
 
 
 def test_a_templated_run_imports_jinja_only_then(make_project, tmp_path: Path) -> None:

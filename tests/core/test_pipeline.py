@@ -308,3 +308,47 @@ def test_keyboard_interrupt_while_waiting_leaves_no_process(tmp_path: Path) -> N
     interrupter.join()
     assert interrupted_at and time.monotonic() - interrupted_at[0] < 10
     assert wait_dead(read_pid(pid_file))
+
+
+#: A stage that prints its own parent-death signal (``PR_GET_PDEATHSIG``) and its
+#: process group id, then the pid of its parent.
+_PDEATHSIG_PROBE = (
+    "import ctypes, os\n"
+    "value = ctypes.c_int()\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(value), 0, 0, 0)\n"
+    "print(value.value, os.getpgid(0) == os.getpid(), os.getppid())\n"
+)
+
+
+@pytest.mark.parametrize("through_setpriv", [True, False], ids=["setpriv", "preexec_fn"])
+def test_every_stage_dies_with_handoff_whichever_way_it_is_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_setpriv: bool
+) -> None:
+    """``PR_SET_PDEATHSIG=SIGKILL`` and the pipeline's own process group, set by
+    ``setpriv`` (then Python starts the stage with vfork) or, without it, in a
+    ``preexec_fn``; and a program ``setpriv`` would run differently (a script without
+    ``#!``) still can't start, as before (test above)."""
+    import sys
+
+    from handoff_provider.core.run import process_tree
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    if through_setpriv and process_tree.pdeathsig_prefix() is None:
+        pytest.skip("no setpriv with --pdeathsig (util-linux 2.33+) on this system")
+    if not through_setpriv:
+        monkeypatch.setattr(
+            "handoff_provider.core.run.pipeline.pdeathsig_prefix", lambda: None, raising=True
+        )
+    fd, path = _out(tmp_path)
+    try:
+        result = run_pipeline(
+            [stage(sys.executable, "-c", _PDEATHSIG_PROBE)], task="t", cwd=tmp_path, stdout=fd
+        )
+    finally:
+        os.close(fd)
+    assert result.ok, result.error
+    signal_number, leader, parent = path.read_text().split()
+    assert int(signal_number) == signal.SIGKILL
+    assert leader == "True"  # the first stage leads the pipeline's new process group
+    assert int(parent) == os.getpid()  # setpriv executed the program in its own process

@@ -63,13 +63,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from handoff_provider.core.errors import StageError
 from handoff_provider.core.run.process_tree import (
     Watchdog,
     child_setup,
+    direct_exec,
     new_tag,
+    pdeathsig_prefix,
     signal_tagged,
     stop_tagged,
 )
@@ -578,18 +580,24 @@ def _spawn(
 def _popen(
     stage: StageSpec, stdin_fd: int | None, stdout_fd: int | None, *, cwd: Path, group: _Group
 ) -> subprocess.Popen[bytes]:
-    """One stage's process, in ``group``'s process group, tagged (``None`` fds: /dev/null)."""
-    return subprocess.Popen(
-        list(stage.argv),
-        stdin=stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
-        stdout=stdout_fd if stdout_fd is not None else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env={**stage.env, group.tag: "1"},
-        close_fds=True,
-        restore_signals=True,
-        preexec_fn=child_setup(group.pgid),
-    )
+    """One stage's process, in ``group``'s process group, tagged (``None`` fds: /dev/null),
+    dying with this thread (``PR_SET_PDEATHSIG``: through ``setpriv`` when there is one and
+    the program can be executed directly, else set in a ``preexec_fn``; see
+    :mod:`process_tree`)."""
+    argv = list(stage.argv)
+    common: dict[str, Any] = {
+        "stdin": stdin_fd if stdin_fd is not None else subprocess.DEVNULL,
+        "stdout": stdout_fd if stdout_fd is not None else subprocess.DEVNULL,
+        "stderr": subprocess.PIPE,
+        "cwd": cwd,
+        "env": {**stage.env, group.tag: "1"},
+        "close_fds": True,
+        "restore_signals": True,
+    }
+    prefix = pdeathsig_prefix()
+    if prefix is not None and direct_exec(argv):
+        return subprocess.Popen([*prefix, *argv], process_group=group.pgid, **common)
+    return subprocess.Popen(argv, preexec_fn=child_setup(group.pgid), **common)
 
 
 def _measure(outcomes: list[StageOutcome], group: _Group, stdout: int | None) -> None:

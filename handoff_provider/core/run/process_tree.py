@@ -15,7 +15,11 @@ Three mechanisms, each covering what the previous one can't:
 3. **A watchdog for when handoff itself is killed** (``SIGKILL``, the OOM killer,
    Airflow killing the task process): signal handlers and ``finally`` don't run then.
    Each stage is started with ``PR_SET_PDEATHSIG=SIGKILL`` (it dies when the thread
-   that started it dies: pipelines are started and waited for by one thread), and a
+   that started it dies: pipelines are started and waited for by one thread): through
+   util-linux's ``setpriv --pdeathsig KILL`` (:func:`pdeathsig_prefix`) where there is
+   one, which lets Python start the stage with ``vfork`` (a ``preexec_fn`` forces a full
+   ``fork`` of the handoff process: milliseconds per stage, more in a big Airflow
+   worker), else by :func:`child_setup` in the forked child. And a
    small watchdog process (a POSIX ``sh`` script, :data:`WATCHDOG_SCRIPT`, in its own
    session) holds a pipe from handoff: when the pipe reaches EOF — handoff is gone,
    whatever the cause — it ``SIGKILL``\\ s every process still carrying a registered tag
@@ -34,13 +38,14 @@ group and ``PDEATHSIG`` on Linux apply).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 TAG_PREFIX = "HANDOFF_TAG_"
 PR_SET_PDEATHSIG = 1
@@ -105,7 +110,9 @@ def stop_tagged(tags: Iterable[str], *, grace: float) -> int:
 # ----------------------------------------------------------------------- child set-up
 
 
+@functools.cache
 def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (ctypes, imported only for a ``preexec_fn``), None off Linux."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -117,7 +124,52 @@ def _load_prctl() -> Callable[..., int] | None:
         return None
 
 
-_PRCTL = _load_prctl()
+#: Where :func:`pdeathsig_prefix` looks for ``setpriv`` (not ``$PATH``: the stages' own).
+SETPRIV_DIRS = "/usr/bin:/bin"
+
+
+@functools.cache
+def pdeathsig_prefix() -> tuple[str, ...] | None:
+    """``setpriv --pdeathsig KILL --`` (util-linux 2.33+) when this system has it, else None.
+
+    Asked once per process (``setpriv --help`` lists the option). A stage started through
+    it gets the same ``PR_SET_PDEATHSIG`` as :func:`child_setup` gives, set by
+    ``setpriv`` right before it executes the stage's program in the same process; in
+    the instant between the start and that ``prctl``, a handoff killed leaves the stage
+    to the watchdog (its tag is set from the start).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import shutil
+
+    setpriv = shutil.which("setpriv", path=SETPRIV_DIRS)
+    if setpriv is None:
+        return None
+    try:
+        probe = subprocess.run(
+            [setpriv, "--help"], capture_output=True, timeout=10, check=False, close_fds=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if probe.returncode != 0 or b"--pdeathsig" not in probe.stdout:
+        return None
+    return (setpriv, "--pdeathsig", "KILL", "--")
+
+
+def direct_exec(argv: Sequence[str]) -> bool:
+    """Whether ``argv[0]`` is a program the kernel executes as it is: an absolute path
+    to an executable regular file starting with ``#!`` or an ELF header. Only those go
+    through ``setpriv``, whose ``execvp`` would run anything else (a script without
+    ``#!``) with ``sh`` where starting it directly fails (a stage that can't start)."""
+    program = argv[0] if argv else ""
+    if not os.path.isabs(program) or not os.access(program, os.X_OK):
+        return False
+    try:
+        with open(program, "rb") as handle:
+            magic = handle.read(4)
+    except OSError:
+        return False
+    return magic.startswith(b"#!") or magic == b"\x7fELF"
 
 
 def child_setup(pgid: int) -> Callable[[], None]:
@@ -128,7 +180,7 @@ def child_setup(pgid: int) -> Callable[[], None]:
     before the fork), ``getppid``, ``_exit``.
     """
     parent = os.getpid()
-    prctl = _PRCTL
+    prctl = _load_prctl()
 
     def setup() -> None:
         os.setpgid(0, pgid)
