@@ -13,6 +13,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get("HANDOFF_TEST_INSTALLED"):
         return
     import sysconfig
-    from pathlib import Path
 
     import handoff_provider
 
@@ -56,6 +56,24 @@ def pytest_configure(config: pytest.Config) -> None:
             f"HANDOFF_TEST_INSTALLED: handoff_provider was imported from {package.parent}, "
             f"not from the installed wheel in {site_packages}"
         )
+
+
+#: Suites that need more than a venv (a real Airflow deployment, Docker, a browser), each
+#: run by its own make target with ``-m <name>`` and that target's extra packages.
+_OWN_TARGET_SUITES = ("e2e", "container", "browser")
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Such a suite's folder is not collected unless its marker is selected (``-m e2e``):
+    its modules import what only its target installs (psycopg2 for the e2e deployment),
+    and elsewhere (the MWAA matrix, the Airflow 2 venv) it is irrelevant, not skipped."""
+    if collection_path.parent != _TESTS or collection_path.name not in _OWN_TARGET_SUITES:
+        return None
+    expression = config.getoption("markexpr", "") or ""
+    suite = collection_path.name
+    selected = suite in expression.split() and f"not {suite}" not in expression
+    return None if selected else True
 
 
 @pytest.fixture(autouse=True)
