@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from handoff_provider.core.cli import main as cli
+from handoff_provider.core.load.project import compile_document
 from tests.aws.conftest import keys, read
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,15 @@ def test_console_script(handoff_env: dict[str, str], tmp_path: Path, s3: Any) ->
     for argv in (("config", "push", "-p", SINGER), ("files", "push", "-p", SINGER)):
         done = handoff_cli(*argv)
         assert done.returncode == 0, done.stderr
+    # The stored document is printed with its secrets hidden, unless asked for.
+    printed = handoff_cli("config", "print")
+    assert printed.returncode == 0, printed.stderr
+    assert TAP_PASSWORD not in printed.stdout
+    tap_config = json.loads(json.loads(printed.stdout)["files"][0]["value"])
+    stored = json.loads((SINGER / "config" / "tap-config.json").read_text())
+    assert tap_config == {**stored, "password": "***"}
+    shown = handoff_cli("config", "print", "--show-secrets")
+    assert json.loads(shown.stdout) == compile_document(SINGER)
     ws = tmp_path / "ws"
     assert handoff_cli("workspace", "install", "-w", ws).returncode == 0
     days = []

@@ -54,6 +54,19 @@ def test_config_print_is_the_seed_document(seed_project, capsys):
     assert err == ""
 
 
+def test_config_print_hides_secrets_unless_asked(make_project, capsys):
+    project_dir = make_project(
+        "commands: [{command: cat, args: config/tap.json}]\n",
+        config={"tap.json": '{"user": "reader", "password": "hunter2-but-longer"}'},
+    )
+    assert main(["config", "print", "-p", str(project_dir)]) == 0
+    hidden = json.loads(capsys.readouterr().out)
+    assert json.loads(hidden["files"][0]["value"]) == {"user": "reader", "password": "***"}
+    assert main(["config", "print", "--show-secrets", "-p", str(project_dir)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert json.loads(shown["files"][0]["value"])["password"] == "hunter2-but-longer"
+
+
 def test_config_print_keeps_non_ascii_text(make_project, capsys):
     project_dir = make_project("commands: [{command: echo, args: 'héllo ✓'}]\n")
     assert main(["config", "print", "-p", str(project_dir)]) == 0

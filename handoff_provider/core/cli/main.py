@@ -113,11 +113,17 @@ def _add_config_parser(verbs: Any) -> None:
     """``handoff config print|push``."""
     config = verbs.add_parser("config", help="compiled project config (SSM)")
     config_verbs = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(
+    config_print = _command(
         config_verbs,
         "print",
-        "print the compiled config document (local with -p, else from SSM)",
+        "print the compiled config document (local with -p, else from SSM), its secrets "
+        "shown as ***",
         project=False,
+    )
+    config_print.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print secret values as they are (the document exactly as stored in SSM)",
     )
     config_push = _command(
         config_verbs, "push", "compile the project and store it in SSM", project=True
@@ -248,14 +254,26 @@ def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
 
 
+def _secrets_hidden(document: Any, *, source: str) -> Any:
+    """``document`` with the project's secrets (the set masked in a run's output) as
+    ``***``: what ``config print`` shows unless asked for ``--show-secrets``."""
+    from handoff_provider.core.load.project import project_from_document
+    from handoff_provider.core.model.secrets import SecretRedactor, redact_tree
+
+    redactor = SecretRedactor()
+    redactor.add_all(project_from_document(document, source=source).secret_values())
+    return redact_tree(document, redactor.redact) if len(redactor) else document
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from handoff_provider.core.load.project import compile_document
 
     if args.action == "print":
         if args.project is not None:
-            _print_json(compile_document(args.project))
+            document, source = compile_document(args.project), str(args.project)
         else:
-            _print_json(_remote(args).config.fetch())
+            document, source = _remote(args).config.fetch(), "remote config"
+        _print_json(document if args.show_secrets else _secrets_hidden(document, source=source))
         return 0
     document = compile_document(args.project)
     result = _remote(args, kms_key_id=args.kms_key_id).config.push(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +190,20 @@ def maskable(values: Iterable[str | None], min_length: int = MIN_SECRET_LENGTH) 
             if len(candidate.strip()) >= min_length:
                 out.setdefault(candidate, None)
     return list(out)
+
+
+def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
+    """``value`` (JSON-like: dicts, lists, scalars) with ``redact`` applied to every string.
+
+    Redacting each string before serialising matters: a secret inside an embedded config
+    file is JSON-escaped once the document is dumped, and would no longer match."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_tree(item, redact) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(item, redact) for item in value]
+    return value
 
 
 class SecretRedactor:

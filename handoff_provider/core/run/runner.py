@@ -58,6 +58,7 @@ from handoff_provider.core.errors import ConfigurationError, HandoffError, Stage
 from handoff_provider.core.load.templating import render_text, render_workspace_files
 from handoff_provider.core.model.callbacks import LogFn, StderrLineFn
 from handoff_provider.core.model.project import Project
+from handoff_provider.core.model.secrets import redact_tree
 from handoff_provider.core.run.pipeline import DEFAULT_KILL_GRACE, PipelineControl
 from handoff_provider.core.run.summary import (
     CALLER_TIMEOUT,
@@ -205,7 +206,7 @@ class ProjectRunner:
     def _finish(self, summary: RunSummary, failure: BaseException | None) -> None:
         """The summary's final status and error (redacted), written and logged."""
         if self._transfers is not None:
-            summary.transfers = _redacted(self._transfers.to_dict(), self.redact)
+            summary.transfers = redact_tree(self._transfers.to_dict(), self.redact)
         if failure is None:
             summary.finish("success")
             self._write_summary(summary)
@@ -337,13 +338,3 @@ class ClientCache:
 
 def _same(text: str) -> str:
     return text
-
-
-def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redacted(item, redact) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item, redact) for item in value]
-    return value
