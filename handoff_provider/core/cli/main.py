@@ -28,7 +28,14 @@ from handoff_provider.core.errors import (
     RunFailed,
     TemplateError,
 )
-from handoff_provider.core.load.safe_tree import shown as one_line
+
+
+def one_line(text: str) -> str:
+    """``text`` on one printable line (:func:`~handoff_provider.core.load.safe_tree.shown`,
+    imported only when there is something to print: ``--help`` never loads it)."""
+    from handoff_provider.core.load.safe_tree import shown
+
+    return shown(text)
 
 
 def _add_remote_options(parser: argparse.ArgumentParser) -> None:
