@@ -352,3 +352,18 @@ def test_every_stage_dies_with_handoff_whichever_way_it_is_started(
     assert int(signal_number) == signal.SIGKILL
     assert leader == "True"  # the first stage leads the pipeline's new process group
     assert int(parent) == os.getpid()  # setpriv executed the program in its own process
+
+
+@pytest.mark.parametrize("first_line", ["no shebang here", "#!/nonexistent/interpreter"])
+def test_a_program_that_cannot_be_executed_cannot_start_whichever_way(
+    tmp_path: Path, first_line: str
+) -> None:
+    """A script without ``#!`` or with a missing interpreter is a stage that can't start
+    (``setpriv`` is not used for it: it would run the first with ``sh`` and turn the
+    second into an exit status)."""
+    script = tmp_path / "bad-script"
+    script.write_text(first_line + "\necho ran\n")
+    script.chmod(0o755)
+    bad = StageSpec(argv=[str(script)], env=dict(os.environ), label="bad-script")
+    with pytest.raises(StageError, match=r"stage 1 \('bad-script'\) could not start"):
+        run_pipeline([bad], task="t", cwd=tmp_path, kill_grace=1)

@@ -158,18 +158,25 @@ def pdeathsig_prefix() -> tuple[str, ...] | None:
 
 def direct_exec(argv: Sequence[str]) -> bool:
     """Whether ``argv[0]`` is a program the kernel executes as it is: an absolute path
-    to an executable regular file starting with ``#!`` or an ELF header. Only those go
-    through ``setpriv``, whose ``execvp`` would run anything else (a script without
-    ``#!``) with ``sh`` where starting it directly fails (a stage that can't start)."""
+    to an executable ELF file, or to an executable ``#!`` script whose interpreter is an
+    executable file. Only those go through ``setpriv``, whose ``execvp`` would run
+    anything else (a script without ``#!``) with ``sh`` or report a failed start as a
+    stage's exit status, where starting it directly is a stage that can't start."""
     program = argv[0] if argv else ""
     if not os.path.isabs(program) or not os.access(program, os.X_OK):
         return False
     try:
         with open(program, "rb") as handle:
-            magic = handle.read(4)
+            head = handle.read(256)  # the kernel reads as much of a "#!" line
     except OSError:
         return False
-    return magic.startswith(b"#!") or magic == b"\x7fELF"
+    if head.startswith(b"\x7fELF"):
+        return True
+    if not head.startswith(b"#!"):
+        return False
+    words = head[2:].split(b"\n", 1)[0].split()
+    interpreter = os.fsdecode(words[0]) if words else ""
+    return os.path.isabs(interpreter) and os.access(interpreter, os.X_OK)
 
 
 def child_setup(pgid: int) -> Callable[[], None]:
