@@ -54,7 +54,7 @@ class _PythonParser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser
 
 _Parser: Any
 try:
-    from yaml.cyaml import CParser as _Parser  # libyaml's scanner and parser
+    from yaml._yaml import CParser as _Parser  # libyaml (what yaml.cyaml re-exports)
 except ImportError:  # pragma: no cover - PyYAML without libyaml
     _Parser = _PythonParser
 
