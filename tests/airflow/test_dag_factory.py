@@ -15,11 +15,13 @@ from af_helpers import dag_bag, write_project
 from handoff_provider import dag_factory
 from handoff_provider._compat import DAG
 from handoff_provider.dag_factory import (
+    DEFAULT_START_DATE,
     HandoffDagError,
     HandoffTaskGroup,
     airflow_schedule,
     handoff_dag,
     handoff_dags_for_folder,
+    interval_timetable,
     project_info,
 )
 from handoff_provider.operators.run import HandoffRunOperator
@@ -108,6 +110,23 @@ def test_schedule_from_project_first_entry_and_note(tmp_path: Path) -> None:
     assert _schedule(hourly) in ("0 * * * *", "@hourly")
     unscheduled = write_project(tmp_path, PIPELINE, name="plain")
     assert _schedule(handoff_dag(unscheduled)) is None
+
+
+def test_a_given_schedule_is_airflows_and_interval_timetable_gives_whole_periods(
+    tmp_path: Path,
+) -> None:
+    """A ``schedule=`` string is what Airflow makes of it in a plain DAG (on Airflow 3 a
+    trigger timetable with empty data intervals, on 2.x whole periods); wrapped in
+    ``interval_timetable`` it gets the project schedules' whole periods on every line."""
+    project = write_project(tmp_path, PIPELINE, files={"a.txt": "x\n"}, name="given")
+    plain = DAG(dag_id="plain_cron", schedule="0 6 * * *", start_date=DEFAULT_START_DATE)
+    given = handoff_dag(project, bucket="b", schedule="0 6 * * *")
+    assert type(given.timetable) is type(plain.timetable)
+    periods = handoff_dag(
+        project, dag_id="periods", bucket="b", schedule=interval_timetable("0 6 * * *")
+    )
+    assert type(periods.timetable).__name__ == "CronDataIntervalTimetable"
+    assert _schedule(periods) == "0 6 * * *"
 
 
 def test_stateful_project_runs_one_at_a_time_unless_told_otherwise(tmp_path: Path) -> None:
