@@ -225,3 +225,58 @@ def test_racy_digests_are_not_kept() -> None:
     )
     assert is_racy(coarse, coarse.st_ctime_ns + 500_000_000)  # whole-second file system
     assert not is_racy(coarse, coarse.st_ctime_ns + 3_000_000_000)
+
+
+def test_a_first_sync_lists_once_and_the_resync_after_it_reads_no_metadata(
+    remote: Remote, recorder: Recorder, project: Path
+) -> None:
+    """What an upload wrote is remembered from S3's answer to it (its ETag, also of a
+    multipart upload): no second listing after uploading, no HEAD on the next sync."""
+    big = project / "files" / "big.bin"
+    big.write_bytes(os.urandom(s3sync.MULTIPART_THRESHOLD + 1024))  # multipart upload
+    first = remote.files.push(project / "files")
+    assert len(first.uploaded) == 4
+    assert recorder.count("ListObjectsV2") == 1
+    assert recorder.count("CompleteMultipartUpload") == 1
+
+    recorder.clear()
+    again = remote.files.push(project / "files")
+    assert again.uploaded == [] and len(again.unchanged) == 4
+    assert [call.operation for call in recorder.calls] == ["ListObjectsV2"]
+
+
+def test_the_same_bytes_rewritten_by_another_tool_are_uploaded_again(
+    remote: Remote, recorder: Recorder, project: Path, s3: Any, bucket: str
+) -> None:
+    """Another tool writes run.sh again with the same content (same ETag) but without
+    handoff's metadata: its LastModified is newer than the answer to our upload, so the
+    cache isn't trusted, a HEAD shows the metadata gone, and run.sh is uploaded again."""
+    remote.files.push(project / "files")
+    key = f"{remote.stack}/files/run.sh"
+    before = s3.head_object(Bucket=bucket, Key=key)
+    time.sleep(1.1)  # S3 timestamps have whole seconds
+    s3.put_object(Bucket=bucket, Key=key, Body=(project / "files" / "run.sh").read_bytes())
+    assert s3.head_object(Bucket=bucket, Key=key)["ETag"] == before["ETag"]
+    assert "handoff-mode" not in s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+
+    recorder.clear()
+    result = remote.files.push(project / "files")
+    assert result.uploaded == ["run.sh"] and len(result.unchanged) == 2
+    assert recorder.count("HeadObject") == 1
+    assert remote_mode(s3, bucket, key) == "755"
+
+
+def test_upload_receipts_see_only_their_bucket_and_block(remote: Remote, bucket: str) -> None:
+    """Receipts are the ETags S3 answered (as a HEAD shows them) of uploads into their
+    bucket made inside the block; afterwards the client is as it was."""
+    client = remote.client("s3")
+    other = f"{bucket}-other"
+    client.create_bucket(Bucket=other)
+    with s3sync.UploadReceipts(client, bucket) as receipts:
+        client.put_object(Bucket=bucket, Key="r/in.txt", Body=b"in")
+        client.put_object(Bucket=other, Key="r/elsewhere.txt", Body=b"x")
+    client.put_object(Bucket=bucket, Key="r/after.txt", Body=b"after")
+    assert sorted(receipts.by_key) == ["r/in.txt"]
+    head = client.head_object(Bucket=bucket, Key="r/in.txt")
+    assert receipts.by_key["r/in.txt"].etag == head["ETag"].strip('"')
+    assert receipts.by_key["r/in.txt"].answered_at >= s3sync.timestamp(head["LastModified"])

@@ -39,12 +39,15 @@ from handoff_provider.core.stores.s3sync import (
     Stopwatch,
     SyncResult,
     Transfer,
+    UploadReceipt,
+    UploadReceipts,
     cached_digest,
     cached_digests,
     delete_keys,
     digest_file,
     find_unchanged,
     head_object,
+    in_background,
     is_directory_marker,
     list_objects,
     local_files,
@@ -84,13 +87,16 @@ class FilesStore:
             )
         clock = Stopwatch()
         result = SyncResult(source=str(local_dir), target=self.uri)
+        client = self._client()
+        # S3 works on the listing while the local side is walked (and hashed); a problem
+        # found locally is still the error raised.
+        listing = in_background(list_objects, client, self.bucket, self.prefix)
         local = local_files(local_dir)
         cache = SyncCache.for_sync(local_dir, self.uri)
         try:
             stats = {rel: path.stat() for rel, path in local.items()}
             digests = cached_digests(cache, local, stats)
-            client = self._client()
-            remote = list_objects(client, self.bucket, self.prefix)
+            remote = listing.result()
             candidates = (
                 Candidate(rel, remote[rel], digests[rel], stats[rel].st_mode)
                 for rel in local
@@ -98,23 +104,23 @@ class FilesStore:
             )
             unchanged = find_unchanged(client, self.bucket, candidates, cache)
             uploads = [rel for rel in local if rel not in unchanged]
-            run_transfers(
-                client,
-                self.bucket,
-                [
-                    Transfer(
-                        kind="upload",
-                        key=self.prefix + rel,
-                        path=local[rel],
-                        extra_args=upload_extra_args(
-                            local[rel], digests[rel].sha256, stats[rel].st_mode
-                        ),
-                    )
-                    for rel in uploads
-                ],
-            )
-            if uploads:
-                self._remember_uploads(client, cache, uploads, digests, stats)
+            with UploadReceipts(client, self.bucket) as receipts:
+                run_transfers(
+                    client,
+                    self.bucket,
+                    [
+                        Transfer(
+                            kind="upload",
+                            key=self.prefix + rel,
+                            path=local[rel],
+                            extra_args=upload_extra_args(
+                                local[rel], digests[rel].sha256, stats[rel].st_mode
+                            ),
+                        )
+                        for rel in uploads
+                    ],
+                )
+            self._remember_uploads(cache, uploads, digests, stats, receipts.by_key)
             stale = [obj.key for rel, obj in remote.items() if rel not in local]
             delete_keys(client, self.bucket, stale)
         finally:
@@ -128,21 +134,22 @@ class FilesStore:
 
     def _remember_uploads(
         self,
-        client: Any,
         cache: SyncCache,
         uploads: list[str],
         digests: dict[str, FileDigest],
         stats: dict[str, os.stat_result],
+        receipts: dict[str, UploadReceipt],
     ) -> None:
-        """Record the metadata just uploaded, for the objects that the listing shows with
-        the ETag we computed (one listing; the next sync then needs no HEAD for them)."""
-        listed = list_objects(client, self.bucket, self.prefix)
+        """Record the metadata just uploaded, with the ETag S3 answered each upload with
+        and the answer's Date as the newest LastModified the record vouches for: the next
+        sync then needs neither a HEAD nor, here, a second listing."""
         for rel in uploads:
-            obj, digest = listed.get(rel), digests[rel]
-            if obj is None or (obj.etag, obj.size) != (digest.etag, digest.size):
-                continue  # not ours after all, or not an MD5 ETag (SSE-KMS): ask next time
+            receipt = receipts.get(self.prefix + rel)
+            if receipt is None:
+                continue  # not answered (failed): ask next time
             mode = f"{stat.S_IMODE(stats[rel].st_mode):o}"
-            record = RemoteRecord(obj.etag, obj.size, obj.last_modified, digest.sha256, mode)
+            size, sha256 = digests[rel].size, digests[rel].sha256
+            record = RemoteRecord(receipt.etag, size, receipt.answered_at, sha256, mode)
             cache.remember_remote(rel, record)
 
     def get(self, dest_dir: Path) -> SyncResult:

@@ -14,15 +14,19 @@ How "unchanged" is decided without downloading or re-uploading anything:
 4. the content being the same, the executable bit recorded in ``x-amz-meta-handoff-mode``
    must match the local file's, or the file counts as changed (a ``chmod +x`` alone is
    synced). A listing doesn't return metadata: what it said is remembered per object
-   (:mod:`.sync_cache`) and used while the listing shows the object unchanged (same ETag,
-   size and LastModified); otherwise one ``HeadObject`` asks.
+   (:mod:`.sync_cache`) and used while the listing shows the object unchanged (same ETag
+   and size, LastModified no later than when we learned it); otherwise one ``HeadObject``
+   asks. What our own uploads wrote is remembered from S3's answers to them
+   (:class:`UploadReceipts`: the ETag and the response's Date), so a first sync lists
+   once and the re-sync after it reads no metadata either.
 
 Local digests are remembered too (by ``size, mtime_ns, ctime_ns, inode``), so a re-sync
 with nothing changed is one listing and a ``stat`` per file: nothing is hashed.
 
 Transfers go through boto3's transfer manager (``s3transfer``) so uploads, downloads and
 server-side copies run in parallel with multipart handled for us; sizes known from the
-listing are handed to it so it doesn't ``HeadObject`` each object again.
+listing are handed to it so it doesn't ``HeadObject`` each object again. It is imported
+when there is something to transfer: a no-change re-sync never loads it.
 """
 
 from __future__ import annotations
@@ -32,17 +36,15 @@ import logging
 import mimetypes
 import os
 import stat
+import threading
 import time
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from s3transfer.subscribers import BaseSubscriber
+from typing import Any, TypeVar
 
 from handoff_provider.core.aws.clients import MAX_CONCURRENCY
 from handoff_provider.core.aws.errors import aws_errors
@@ -57,6 +59,7 @@ META_SHA256 = "handoff-sha256"
 META_MODE = "handoff-mode"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MB = 1024 * 1024
 MULTIPART_THRESHOLD = 8 * MB
@@ -67,6 +70,8 @@ _DELETE_BATCH = 1000
 
 def transfer_config() -> Any:
     """The transfer manager settings; part size and threshold also define local ETags."""
+    from boto3.s3.transfer import TransferConfig
+
     return TransferConfig(
         multipart_threshold=MULTIPART_THRESHOLD,
         multipart_chunksize=MULTIPART_CHUNKSIZE,
@@ -199,6 +204,16 @@ def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, RemoteObjec
                     last_modified=timestamp(item.get("LastModified")),
                 )
     return objects
+
+
+def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """``function(*args)`` started in a thread of its own (to wait on S3 while the
+    caller works): ``.result()`` returns its value or raises its error."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends when the call returns
 
 
 def local_files(
@@ -354,9 +369,11 @@ def find_unchanged(
 # ------------------------------------------------------------------------ transfers
 
 
-class _KnownSize(BaseSubscriber):
+class _KnownSize:
     """Hands a size (and ETag) we already know from a listing to the transfer manager,
-    which would otherwise ``HeadObject`` every source first."""
+    which would otherwise ``HeadObject`` every source first. (s3transfer calls a
+    subscriber's ``on_<event>`` methods; its ``BaseSubscriber`` base adds only a check of
+    their signatures.)"""
 
     def __init__(self, size: int, etag: str | None = None) -> None:
         self.size = size
@@ -368,6 +385,70 @@ class _KnownSize(BaseSubscriber):
         # (IfMatch); older versions have no such check and nothing to hand it to.
         if self.etag is not None and hasattr(future.meta, "provide_object_etag"):
             future.meta.provide_object_etag(f'"{self.etag}"')
+
+
+@dataclass(frozen=True)
+class UploadReceipt:
+    """What S3 answered an upload with: the object's ETag and the response's Date."""
+
+    etag: str
+    answered_at: str  # S3's clock, as :func:`timestamp`: the object is no newer
+
+
+class UploadReceipts:
+    """The :class:`UploadReceipt` of every upload (``PutObject``, or the
+    ``CompleteMultipartUpload`` of a multipart one) into ``bucket`` made through
+    ``client`` inside the ``with`` block, keyed by object key.
+
+    Read from botocore's events on this client only (``before-parameter-build`` puts the
+    key in the call's context, ``after-call`` reads the parsed answer), registered under
+    ids of this instance and unregistered on exit: the caller's other uses of the client,
+    and other instances in other threads, are left alone. A failed call is not received.
+    """
+
+    _OPERATIONS = ("PutObject", "CompleteMultipartUpload")
+    _CONTEXT_KEY = "handoff_upload_key"
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._events = client.meta.events
+        self._bucket = bucket
+        self._context_key = f"{self._CONTEXT_KEY}_{id(self)}"
+        self._lock = threading.Lock()
+        self.by_key: dict[str, UploadReceipt] = {}
+
+    def _handlers(self) -> list[tuple[str, Any, str]]:
+        handlers = []
+        for operation in self._OPERATIONS:
+            for event, handler in (
+                ("before-parameter-build", self._note_key),
+                ("after-call", self._note_answer),
+            ):
+                name = f"{event}.s3.{operation}"
+                handlers.append((name, handler, f"{self._context_key}-{name}"))
+        return handlers
+
+    def __enter__(self) -> UploadReceipts:
+        for name, handler, unique_id in self._handlers():
+            self._events.register(name, handler, unique_id=unique_id)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for name, handler, unique_id in self._handlers():
+            self._events.unregister(name, handler, unique_id=unique_id)
+
+    def _note_key(self, params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Bucket") == self._bucket and isinstance(params.get("Key"), str):
+            context[self._context_key] = params["Key"]
+
+    def _note_answer(self, parsed: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        key = context.get(self._context_key)
+        etag = str(parsed.get("ETag") or "").strip('"')
+        date = parsed.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        if key is None or not etag or not date:
+            return
+        receipt = UploadReceipt(etag, timestamp(parsedate_to_datetime(date)))
+        with self._lock:
+            self.by_key[key] = receipt
 
 
 def upload_extra_args(path: Path, sha256: str, mode: int | None = None) -> dict[str, Any]:
@@ -398,6 +479,8 @@ def run_transfers(client: Any, bucket: str, transfers: list[Transfer]) -> None:
     the rest and is raised as a :class:`StoreError` naming the object."""
     if not transfers:
         return
+    from boto3.s3.transfer import create_transfer_manager
+
     manager = create_transfer_manager(client, transfer_config())
     submitted: list[tuple[Transfer, Any]] = []
     failed = True

@@ -11,12 +11,16 @@ one S3 prefix:
   granularity could leave the stat unchanged (git's "racy clean" problem);
 * **remote records**: the SHA-256 and mode a handoff object carries in its metadata
   (which a listing doesn't return), valid only while the listing shows the object with
-  the same ETag, size and LastModified as when we learned them (any re-upload or metadata
-  change of the object changes LastModified). They come from our own uploads (as the
-  listing after them shows the objects, with the ETag we computed) and from
-  ``HeadObject``; a HEAD of an object changed in the same second is not kept, as S3's
-  timestamps have whole seconds (see :meth:`.s3sync.ObjectHead.record`). Anything else
-  from the remote means "ask S3".
+  the same ETag and size, and a LastModified no later than the record's (any re-upload or
+  metadata change of the object moves LastModified on; the ETag alone would not show a
+  copy with new metadata, or the same bytes written again by another tool without
+  ours). They come from ``HeadObject`` (the record's LastModified is the object's; a HEAD
+  of an object changed in the second S3 answered is not kept, as S3's timestamps have
+  whole seconds, see :meth:`.s3sync.ObjectHead.record`) and from our own uploads: the
+  ETag S3 answered the upload with and, as the LastModified, the answer's Date (the
+  object is no newer; see :class:`.s3sync.UploadReceipts`). So the one change a record
+  can't see is the same content rewritten by someone else within the second our upload
+  was answered in. Anything else from the remote means "ask S3".
 
 So a no-change re-sync is one listing, a ``stat`` per file and no hashing, no HEAD.
 
@@ -70,12 +74,18 @@ class RemoteRecord(NamedTuple):
 
     etag: str
     size: int
-    last_modified: str  # ISO 8601 UTC, whole seconds
+    last_modified: str  # ISO 8601 UTC, whole seconds: the object was no newer
     sha256: str | None
     mode: str | None
 
     def describes(self, etag: str, size: int, last_modified: str) -> bool:
-        return (self.etag, self.size, self.last_modified) == (etag, size, last_modified)
+        """Whether a listing's ``etag``, ``size`` and ``last_modified`` (the same ISO
+        form: it orders as text) show the object this record was learned of."""
+        return (
+            (self.etag, self.size) == (etag, size)
+            and bool(last_modified)
+            and last_modified <= self.last_modified
+        )
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
