@@ -22,7 +22,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -88,15 +88,19 @@ class FilesStore:
         clock = Stopwatch()
         result = SyncResult(source=str(local_dir), target=self.uri)
         client = self._client()
-        # S3 works on the listing while the local side is walked (and hashed); a problem
-        # found locally is still the error raised.
+        # S3 works on the listing while the local side is walked (a problem found
+        # locally is still the error raised).
         listing = in_background(list_objects, client, self.bucket, self.prefix)
         local = local_files(local_dir)
         cache = SyncCache.for_sync(local_dir, self.uri)
         try:
             stats = {rel: path.stat() for rel, path in local.items()}
-            digests = cached_digests(cache, local, stats)
             remote = listing.result()
+            # What has an object to compare with is hashed now (in parallel); the rest is
+            # hashed as its upload is handed to the transfer manager, while others upload.
+            digests = cached_digests(
+                cache, {rel: path for rel, path in local.items() if rel in remote}, stats
+            )
             candidates = (
                 Candidate(rel, remote[rel], digests[rel], stats[rel].st_mode)
                 for rel in local
@@ -104,22 +108,22 @@ class FilesStore:
             )
             unchanged = find_unchanged(client, self.bucket, candidates, cache)
             uploads = [rel for rel in local if rel not in unchanged]
+
+            def upload_jobs() -> Iterator[Transfer]:
+                for rel in uploads:
+                    if rel not in digests:
+                        digests[rel] = cached_digest(cache, rel, local[rel], stats[rel])
+                    yield Transfer(
+                        kind="upload",
+                        key=self.prefix + rel,
+                        path=local[rel],
+                        extra_args=upload_extra_args(
+                            local[rel], digests[rel].sha256, stats[rel].st_mode
+                        ),
+                    )
+
             with UploadReceipts(client, self.bucket) as receipts:
-                run_transfers(
-                    client,
-                    self.bucket,
-                    [
-                        Transfer(
-                            kind="upload",
-                            key=self.prefix + rel,
-                            path=local[rel],
-                            extra_args=upload_extra_args(
-                                local[rel], digests[rel].sha256, stats[rel].st_mode
-                            ),
-                        )
-                        for rel in uploads
-                    ],
-                )
+                run_transfers(client, self.bucket, upload_jobs())
             self._remember_uploads(cache, uploads, digests, stats, receipts.by_key)
             stale = [obj.key for rel, obj in remote.items() if rel not in local]
             delete_keys(client, self.bucket, stale)

@@ -32,6 +32,7 @@ when there is something to transfer: a no-change re-sync never loads it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import mimetypes
 import os
@@ -474,10 +475,14 @@ class Transfer:
     extra_args: dict[str, Any] = field(default_factory=dict)
 
 
-def run_transfers(client: Any, bucket: str, transfers: list[Transfer]) -> None:
+def run_transfers(client: Any, bucket: str, transfers: Iterable[Transfer]) -> None:
     """Run transfers in parallel through the transfer manager; the first failure cancels
-    the rest and is raised as a :class:`StoreError` naming the object."""
-    if not transfers:
+    the rest and is raised as a :class:`StoreError` naming the object. ``transfers`` may
+    be made as they are taken (a generator): each is submitted as it comes, while the
+    ones before it run."""
+    pending = iter(transfers)
+    first = next(pending, None)
+    if first is None:
         return
     from boto3.s3.transfer import create_transfer_manager
 
@@ -485,7 +490,7 @@ def run_transfers(client: Any, bucket: str, transfers: list[Transfer]) -> None:
     submitted: list[tuple[Transfer, Any]] = []
     failed = True
     try:
-        for item in transfers:
+        for item in itertools.chain([first], pending):
             submitted.append((item, _submit(manager, bucket, item)))
         for item, future in submitted:
             action = {"upload": "upload to", "download": "download", "copy": "copy to"}[item.kind]
