@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -280,3 +282,29 @@ def test_upload_receipts_see_only_their_bucket_and_block(remote: Remote, bucket:
     head = client.head_object(Bucket=bucket, Key="r/in.txt")
     assert receipts.by_key["r/in.txt"].etag == head["ETag"].strip('"')
     assert receipts.by_key["r/in.txt"].answered_at >= s3sync.timestamp(head["LastModified"])
+
+
+def test_a_no_change_resync_by_the_cli_imports_no_transfer_manager(
+    aws: str, bucket: str, stack: str, project: Path
+) -> None:
+    """``handoff files push`` with nothing to upload makes a botocore client and lists:
+    boto3 and s3transfer (the transfer manager) are imported only to transfer."""
+    script = Path(sys.executable).with_name("handoff")
+    if not script.exists():
+        pytest.skip(f"no console script {script}")
+    argv = [str(script), "files", "push", "-p", str(project), "--stack", stack, "--bucket", bucket]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HANDOFF_")}
+
+    def push() -> tuple[str, set[str]]:
+        done = subprocess.run(
+            argv, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M)
+        return done.stderr, {name.split(".")[0] for name in names}
+
+    output, first = push()
+    assert "3 uploaded" in output and {"boto3", "s3transfer"} <= first
+    output, again = push()
+    assert "0 uploaded" in output and "3 unchanged" in output
+    assert "botocore" in again and again & {"boto3", "s3transfer"} == set()

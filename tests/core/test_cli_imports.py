@@ -95,12 +95,13 @@ def test_jsonschema_explains_an_invalid_project(make_project, tmp_path: Path) ->
     assert names & AWS == set()
 
 
-def test_files_push_imports_boto3(make_project, tmp_path: Path) -> None:
-    """The positive control: a verb that talks to AWS does import boto3 (here it then
-    stops for want of a bucket, before any request)."""
+def test_files_push_imports_botocore(make_project, tmp_path: Path) -> None:
+    """The positive control: a verb that talks to AWS does import botocore (here it then
+    stops for want of a bucket, before any request). boto3 and s3transfer come only with
+    a transfer (tests/aws/test_sync_cache.py)."""
     project = make_project("commands:\n  - command: cat\n")
     args = ("files", "push", "-p", str(project), "--stack", "s")
-    assert "boto3" in imported(*args, cwd=tmp_path, expect_exit=2)
+    assert "botocore" in imported(*args, cwd=tmp_path, expect_exit=2)
 
 
 def test_help_lists_every_verb_while_a_verb_builds_only_its_own_parser(tmp_path: Path) -> None:

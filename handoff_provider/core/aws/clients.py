@@ -1,8 +1,14 @@
 """The AWS clients: one factory, standard retries, one session shared by every client.
 
-Endpoints are never set here: boto3 resolves them itself (``AWS_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_S3``, profiles), which is how moto and LocalStack are reached without a
-code path of their own. Errors are translated by :mod:`handoff_provider.core.aws.errors`.
+The clients are botocore's, from one ``botocore.session.Session``: what boto3's clients
+are, less the import of boto3 (and s3transfer) and its session, which a command that
+transfers nothing never needs. Uploads and copies hand whatever client they are given to
+boto3's transfer manager (:mod:`handoff_provider.core.stores.s3sync`,
+:mod:`handoff_provider.core.aws.s3_transfers`), so the Airflow hook's boto3 clients work
+the same. Endpoints are never set here: botocore resolves them itself
+(``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, profiles), which is how moto and
+LocalStack are reached without a code path of their own. Errors are translated by
+:mod:`handoff_provider.core.aws.errors`.
 """
 
 from __future__ import annotations
@@ -24,18 +30,16 @@ MAX_CONCURRENCY = 16
 
 
 def default_client_factory() -> ClientFactory:
-    """One ``boto3.session.Session`` shared by every client, with standard-mode retries;
-    ``factory(service_name, config=None)`` merges ``config`` over those defaults."""
-    import boto3
+    """One ``botocore.session.Session`` shared by every client, with standard-mode
+    retries; ``factory(service_name, config=None)`` merges ``config`` over those defaults."""
     import botocore.config
     import botocore.session
 
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(
+    # Any: the stubs type create_client() per literal service name; ours is a parameter.
+    session: Any = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=iso_timestamp
     )
-    # Any: the stubs type client() per literal service name; ours is a parameter.
-    session: Any = boto3.session.Session(botocore_session=core)
     base = botocore.config.Config(
         retries={"mode": "standard"},
         max_pool_connections=MAX_CONCURRENCY + 4,
@@ -43,10 +47,10 @@ def default_client_factory() -> ClientFactory:
     lock = threading.Lock()
 
     def factory(service_name: str, config: Any = None) -> Any:
-        # Session.client is not thread-safe; clients themselves are.
+        # Session.create_client is not thread-safe; clients themselves are.
         merged = base.merge(config) if config is not None else base
         with lock:
-            return session.client(service_name, config=merged)
+            return session.create_client(service_name, config=merged)
 
     return factory
 

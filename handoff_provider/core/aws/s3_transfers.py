@@ -31,7 +31,9 @@ These are Open Task Framework's S3 transfer features, reshaped for a handoff pro
 The specs themselves (:class:`TransfersSpec` and its parts, validated by
 ``TransfersSpec.from_mapping``) are pure values in
 :mod:`handoff_provider.core.model.transfers`, re-exported here.
-No Airflow here: every function takes a plain boto3 S3 client.
+No Airflow here: every function takes a plain S3 client, botocore's (the CLI's) or boto3's
+(the hook's): uploads and copies go through boto3's transfer classes given that client,
+which is what boto3's own ``client.upload_file``/``client.copy`` do.
 """
 
 from __future__ import annotations
@@ -125,6 +127,26 @@ class PostCopyResult:
         if self.archive_uri:
             data["archive_uri"] = self.archive_uri
         return data
+
+
+def _upload_file(
+    s3: Any, path: Path, bucket: str, key: str, extra_args: dict[str, Any] | None
+) -> None:
+    """``upload_file`` (multipart when large; a failure is ``S3UploadFailedError``)."""
+    from boto3.s3.transfer import S3Transfer
+
+    with S3Transfer(s3) as transfer:
+        transfer.upload_file(str(path), bucket, key, extra_args=extra_args)
+
+
+def _copy(
+    s3: Any, source: dict[str, str], bucket: str, key: str, extra_args: dict[str, Any]
+) -> None:
+    """A managed server-side copy (multipart when large), as boto3's ``client.copy``."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+    with create_transfer_manager(s3, TransferConfig()) as manager:
+        manager.copy(source, bucket, key, extra_args=extra_args or None).result()
 
 
 def _acl_args(enabled: bool) -> dict[str, str]:
@@ -256,7 +278,7 @@ def upload_outputs(s3: Any, spec: OutputSpec, source_dir: Path) -> list[Transfer
     for path, relative in files:
         key = prefix + relative
         try:
-            s3.upload_file(str(path), spec.bucket, key, ExtraArgs=_acl_args(acl) or None)
+            _upload_file(s3, path, spec.bucket, key, _acl_args(acl) or None)
         except aws_error_types() as exc:
             raise TransferError(
                 f"outputs: cannot upload {relative} to s3://{spec.bucket}/{key} "
@@ -339,11 +361,8 @@ def _post_copy_one(
             copy_args = _acl_args(acl)
             if item.etag:
                 copy_args["CopySourceIfMatch"] = item.etag
-            s3.copy(
-                {"Bucket": item.bucket, "Key": item.key},
-                target_bucket,
-                target_key,
-                ExtraArgs=copy_args or None,
+            _copy(
+                s3, {"Bucket": item.bucket, "Key": item.key}, target_bucket, target_key, copy_args
             )
             archive_uri = f"s3://{target_bucket}/{target_key}"
         s3.delete_object(Bucket=item.bucket, Key=item.key)

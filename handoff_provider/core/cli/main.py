@@ -244,7 +244,7 @@ def _remote(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Any:
 
 
 def _lazy_client_factory() -> Any:
-    """A client factory that imports boto3 and makes its session on first use only."""
+    """A client factory that imports botocore and makes its session on first use only."""
     made: list[Any] = []
 
     def factory(service_name: str, config: Any = None) -> Any:
@@ -356,7 +356,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         project_dir=args.project,
         remote=remote,
         # A local run without a remote still reaches AWS for ssm(), transfers and Lambda
-        # steps, through boto3's default chain, created only if the project uses them.
+        # steps, through the AWS default chain, created only if the project uses them.
         client_factory=None if remote is not None else _lazy_client_factory(),
         push_artifacts=args.push_artifacts,
         variables=parse_var_overrides(args.vars),

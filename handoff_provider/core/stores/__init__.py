@@ -11,7 +11,7 @@ Layout under the bucket (``core/layout.py``): ``<stack>/files/``,
 ``<stack>/runs/<run-key>/``, ``<stack>/last/``, ``<stack>/config/`` (config documents over
 8 KB) and ``<stack>/lease.json`` (the stack lease, ``remote.lease(run_key)``). No Airflow
 import here: the hook passes its own ``client_factory``; the CLI and the container use
-boto3's default chain.
+botocore's default chain.
 Creating a ``Remote`` makes no AWS call; clients are created on first use. Callers see
 the stores as the protocols of ``stores/protocols.py``: a second backend is one module.
 """
