@@ -11,7 +11,7 @@ hook nor the stores make an AWS call until a client is needed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from handoff_provider._compat import AwsBaseOperator
 from handoff_provider.hooks.handoff import HandoffHook
@@ -38,16 +38,23 @@ class HandoffBaseOperator(AwsBaseOperator[HandoffHook]):
 
     aws_hook_class = HandoffHook
 
-    def __init__(
+    stack: str | None
+    bucket: str | None
+    config_name: str | None
+    kms_key_id: str | None
+
+    # No __init__ here: Airflow wraps the __init__ of every class of an operator's chain
+    # in its default_args handling (each one copies the DAG's default_args and params),
+    # so, like the Amazon operators, each subclass has one __init__ over AwsBaseOperator's
+    # and names its stores with this. Its signature lists these four arguments, so that
+    # default_args still apply to them.
+    def _name_stores(
         self,
-        *,
-        stack: str | None = None,
-        bucket: str | None = None,
-        config_name: str | None = None,
-        kms_key_id: str | None = None,
-        **kwargs: Any,
+        stack: str | None,
+        bucket: str | None,
+        config_name: str | None,
+        kms_key_id: str | None,
     ) -> None:
-        super().__init__(**kwargs)
         self.stack = stack
         self.bucket = bucket
         self.config_name = config_name

@@ -30,10 +30,8 @@ class _HandoffPushOperator(HandoffBaseOperator):
 
     #: what the operator pushes, in its log line and failure message
     _what: str
-
-    def __init__(self, *, project_dir: str | os.PathLike[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.project_dir = os.fspath(project_dir)
+    #: the project directory (each subclass's ``__init__`` sets it: see ``HandoffBaseOperator``)
+    project_dir: str
 
     def execute(self, context: Any) -> dict[str, Any]:
         from handoff_provider.core.errors import HandoffError
@@ -76,9 +74,21 @@ class HandoffConfigPushOperator(_HandoffPushOperator):
     )
     _what = "config"
 
-    def __init__(self, *, allow_advanced_tier: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        project_dir: str | os.PathLike[str],
+        allow_advanced_tier: bool = False,
+        stack: str | None = None,
+        bucket: str | None = None,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.project_dir = os.fspath(project_dir)
         self.allow_advanced_tier = allow_advanced_tier
+        self._name_stores(stack, bucket, config_name, kms_key_id)
 
     def _push(self, project_dir: Path) -> Any:
         from handoff_provider.core.load.project import load_project
@@ -103,6 +113,20 @@ class HandoffFilesPushOperator(_HandoffPushOperator):
         "project_dir", "stack", "bucket", "botocore_config"
     )
     _what = "files"
+
+    def __init__(
+        self,
+        *,
+        project_dir: str | os.PathLike[str],
+        stack: str | None = None,
+        bucket: str | None = None,
+        config_name: str | None = None,
+        kms_key_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_dir = os.fspath(project_dir)
+        self._name_stores(stack, bucket, config_name, kms_key_id)
 
     def _push(self, project_dir: Path) -> Any:
         return self.remote().files.push(project_dir / "files")

@@ -149,6 +149,12 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
     operator_extra_links = (HandoffArtifactsLink(),)
     ui_color = "#e8f1fb"
 
+    # The state of one try (set by execute/on_kill); class defaults, not set per instance
+    # at parse time (each attribute set on an operator goes through BaseOperator.__setattr__).
+    _run: HandoffRun | None = None
+    _killed: str | None = None
+    _log_context: contextvars.Context | None = None
+
     def __init__(
         self,
         *,
@@ -171,9 +177,8 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
     ) -> None:
         if push_artifacts:
             kwargs["outlets"] = with_last_outlet(kwargs.get("outlets"), stack, bucket)
-        super().__init__(
-            stack=stack, bucket=bucket, config_name=config_name, kms_key_id=kms_key_id, **kwargs
-        )
+        super().__init__(**kwargs)
+        self._name_stores(stack, bucket, config_name, kms_key_id)
         self.project_dir = os.fspath(project_dir) if project_dir is not None else None
         self.workspace = os.fspath(workspace) if workspace is not None else None
         self.vars = dict(vars or {})
@@ -185,9 +190,6 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
         self.lock = lock
         self.lock_wait = lock_wait
         self.venv_cache_dir = os.fspath(venv_cache_dir) if venv_cache_dir is not None else None
-        self._run: HandoffRun | None = None
-        self._killed: str | None = None
-        self._log_context: contextvars.Context | None = None
 
     # -- masking
 

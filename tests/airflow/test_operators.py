@@ -249,3 +249,42 @@ def test_artifacts_link_format() -> None:
         "https://s3.console.aws.amazon.com/s3/buckets/my-bucket?prefix=etl/runs/k1/&region=eu-west-1"
     )
     assert link.format_link(bucket="b") == ""
+
+
+def test_default_args_and_mapping_reach_every_operator_argument(tmp_path: Path) -> None:
+    """Each operator's own arguments are in its ``__init__`` signature (one ``__init__``
+    over ``AwsBaseOperator``'s, as the Amazon operators have), so a DAG's ``default_args``
+    fill them and ``partial``/``expand`` accept them."""
+    from handoff_provider._compat import DAG, AwsBaseOperator
+
+    defaults = {
+        "project_dir": str(tmp_path),
+        "stack": "etl",
+        "bucket": "my-bucket",
+        "config_name": "/custom/config",
+        "kms_key_id": "alias/handoff",
+        "allow_advanced_tier": True,
+        "workspace": str(tmp_path / "ws"),
+        "lock_wait": 5.0,
+        "region_name": "eu-west-1",
+    }
+    with DAG(dag_id="defaults", schedule=None, default_args=defaults):
+        config = HandoffConfigPushOperator(task_id="push_config")
+        files = HandoffFilesPushOperator(task_id="push_files")
+        run = HandoffRunOperator(task_id="run")
+        mapped = HandoffFilesPushOperator.partial(task_id="mapped", stack="s").expand(
+            bucket=["a", "b"]
+        )
+    for op in (config, files, run):
+        assert isinstance(op, AwsBaseOperator) and op.aws_hook_class is HandoffHook
+        assert (op.stack, op.bucket, op.config_name, op.kms_key_id) == (
+            "etl",
+            "my-bucket",
+            "/custom/config",
+            "alias/handoff",
+        )
+        assert (op.project_dir, op.region_name) == (str(tmp_path), "eu-west-1")
+    assert config.allow_advanced_tier is True
+    assert (run.workspace, run.lock_wait) == (str(tmp_path / "ws"), 5.0)
+    assert run.outlets and run.outlets[0].uri == "s3://my-bucket/etl/last"
+    assert mapped.partial_kwargs["stack"] == "s"
