@@ -37,20 +37,22 @@ class ProjectInfo:
     stateful: bool = True
 
 
-#: In-process cache: project path -> (signature, info).
-_CACHE: dict[Path, tuple[tuple[Any, ...], ProjectInfo]] = {}
+#: In-process cache: project path (absolute, as a string) -> (signature, info).
+_CACHE: dict[str, tuple[tuple[Any, ...], ProjectInfo]] = {}
 _CACHE_FORMAT = 2
 
 
-def _signature(project_dir: Path) -> tuple[Any, ...]:
-    """mtime/size of project.yml and of everything under config/ (what compiling reads)."""
+def _signature(project_dir: str) -> tuple[Any, ...]:
+    """mtime/size of project.yml and of everything under config/ (what compiling reads).
+
+    Runs for every project at every parse: plain ``os`` calls on strings (no ``Path``)."""
     parts: list[Any] = []
     try:
-        stat = os.stat(project_dir / "project.yml")
+        stat = os.stat(os.path.join(project_dir, "project.yml"))
         parts.append((stat.st_mtime_ns, stat.st_size))
     except OSError:
         parts.append(None)
-    pending = [str(project_dir / "config")]
+    pending = [os.path.join(project_dir, "config")]
     while pending:
         directory = pending.pop()
         try:
@@ -178,15 +180,16 @@ def project_info(project_dir: str | os.PathLike[str]) -> ProjectInfo:
     Raises ``ProjectError`` naming the file at fault, which makes the DAG file fail to
     import with that message.
     """
-    path = Path(os.path.abspath(os.path.expanduser(os.fspath(project_dir))))
-    signature = _signature(path)
-    cached = _CACHE.get(path)
+    directory = os.path.abspath(os.path.expanduser(os.fspath(project_dir)))
+    signature = _signature(directory)
+    cached = _CACHE.get(directory)
     if cached is not None and cached[0] == signature:
         return cached[1]
+    path = Path(directory)
     key = _cache_key(path, signature)
     info = _read_disk_cache(path, key)
     if info is None:
         info = _validate(path)
         _write_disk_cache(info, key)
-    _CACHE[path] = (signature, info)
+    _CACHE[directory] = (signature, info)
     return info
