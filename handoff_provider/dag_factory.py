@@ -67,6 +67,7 @@ from handoff_provider.factory.config import (
     Mode,
     ProjectConfig,
     RenderConfig,
+    render_and_execution,
     resolve_project_dir,
 )
 from handoff_provider.factory.converter import (
@@ -236,13 +237,19 @@ def handoff_dags_for_folder(
 
     Put the result in the DAG file's globals (``globals().update(...)``) so Airflow finds
     the DAGs. A relative ``folder`` is relative to the DAG file. ``kwargs`` go to
-    :func:`handoff_dag` (a ``render_config``/``execution_config`` serves every project).
+    :func:`handoff_dag` (a ``render_config``/``execution_config``, or their shorthand, is
+    built once and serves every project).
     """
     base = resolve_project_dir(folder, base=_caller_dir(1 + _caller_depth))
+    render, execution = render_and_execution(
+        kwargs.pop("render_config", None), kwargs.pop("execution_config", None), kwargs
+    )
     dags: dict[str, DAG] = {}
     for name in _project_names(base):
         dag = handoff_dag(
             os.path.join(base, name),
+            render_config=render,
+            execution_config=execution,
             dag_id=f"{dag_id_prefix}{safe_id(name)}",
             stack=f"{stack_prefix}{default_stack(name)}",
             **kwargs,

@@ -163,36 +163,16 @@ class FactoryConfig:
         """The configs from a factory's arguments; the shorthand keywords are taken out of
         ``keywords`` (what is left is the DAG's or TaskGroup's). A config object and the
         shorthand of the same config can't be mixed."""
-        from handoff_provider.factory.executions import execution_class
-
-        given = {name: keywords.pop(name) for name in _SHORTHAND if name in keywords}
+        given = {name: keywords.pop(name) for name in PROJECT_KEYWORDS if name in keywords}
         if project_config is not None and project_dir is not None:
             raise HandoffDagError("give the project folder or project_config, not both")
         project = _one_of(
             "project_config",
             project_config,
-            {k: given[k] for k in PROJECT_KEYWORDS if k in given},
-            lambda: ProjectConfig(
-                _required_dir(project_dir), **{k: given[k] for k in PROJECT_KEYWORDS if k in given}
-            ),
+            given,
+            lambda: ProjectConfig(_required_dir(project_dir), **given),
         )
-        render = _one_of(
-            "render_config",
-            render_config,
-            {k: given[k] for k in RENDER_KEYWORDS if k in given},
-            lambda: RenderConfig(
-                mode=given.get("mode") or "push_and_run", push_args=given.get("push_kwargs") or {}
-            ),
-        )
-        name = given.get("execution") or "local"
-        if given.get("ecs") and name != "ecs":
-            raise HandoffDagError("ecs={...} settings given but execution is not 'ecs'")
-        execution = _one_of(
-            "execution_config",
-            execution_config,
-            {k: given[k] for k in (*EXECUTION_KEYWORDS, "ecs") if given.get(k)},
-            lambda: execution_class(name).from_keywords(given.get("ecs"), given.get("run_kwargs")),
-        )
+        render, execution = render_and_execution(render_config, execution_config, keywords)
         return cls(
             project=project,
             render=render,
@@ -201,7 +181,38 @@ class FactoryConfig:
         )
 
 
-_SHORTHAND = (*PROJECT_KEYWORDS, *RENDER_KEYWORDS, *EXECUTION_KEYWORDS, "ecs")
+def render_and_execution(
+    render_config: RenderConfig | None,
+    execution_config: ExecutionConfig | None,
+    keywords: dict[str, Any],
+) -> tuple[RenderConfig, ExecutionConfig]:
+    """The render and execution configs of a factory's arguments, their shorthand keywords
+    taken out of ``keywords``. ``handoff_dags_for_folder`` builds them once for every
+    project of its folder."""
+    from handoff_provider.factory.executions import execution_class
+
+    given = {name: keywords.pop(name) for name in _RUN_SHORTHAND if name in keywords}
+    render = _one_of(
+        "render_config",
+        render_config,
+        {k: given[k] for k in RENDER_KEYWORDS if k in given},
+        lambda: RenderConfig(
+            mode=given.get("mode") or "push_and_run", push_args=given.get("push_kwargs") or {}
+        ),
+    )
+    name = given.get("execution") or "local"
+    if given.get("ecs") and name != "ecs":
+        raise HandoffDagError("ecs={...} settings given but execution is not 'ecs'")
+    execution = _one_of(
+        "execution_config",
+        execution_config,
+        {k: given[k] for k in (*EXECUTION_KEYWORDS, "ecs") if given.get(k)},
+        lambda: execution_class(name).from_keywords(given.get("ecs"), given.get("run_kwargs")),
+    )
+    return render, execution
+
+
+_RUN_SHORTHAND = (*RENDER_KEYWORDS, *EXECUTION_KEYWORDS, "ecs")
 
 
 def _required_dir(project_dir: str | os.PathLike[str] | None) -> str | os.PathLike[str]:

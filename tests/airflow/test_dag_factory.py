@@ -18,6 +18,7 @@ from handoff_provider.dag_factory import (
     DEFAULT_START_DATE,
     HandoffDagError,
     HandoffTaskGroup,
+    RenderConfig,
     airflow_schedule,
     handoff_dag,
     handoff_dags_for_folder,
@@ -303,6 +304,20 @@ def test_folder_factory_one_dag_per_project(tmp_path: Path) -> None:
     dags = handoff_dags_for_folder(tmp_path, stack_prefix="team-", bucket="b", schedule=None)
     assert sorted(dags) == ["handoff_alpha", "handoff_beta"]
     assert dags["handoff_beta"].get_task("run").stack == "team-beta"
+
+
+def test_folder_factory_builds_the_run_shorthand_once_for_every_project(tmp_path: Path) -> None:
+    write_project(tmp_path, PIPELINE, name="alpha")
+    write_project(tmp_path, PIPELINE, name="beta")
+    dags = handoff_dags_for_folder(
+        tmp_path, bucket="b", mode="run_remote", run_kwargs={"retries": 2}, schedule=None
+    )
+    for dag in dags.values():
+        assert dag.task_ids == ["run"] and dag.get_task("run").retries == 2
+    with pytest.raises(HandoffDagError, match=r"^mode 'bogus': use one of push_and_run"):
+        handoff_dags_for_folder(tmp_path, mode="bogus")
+    with pytest.raises(HandoffDagError, match=r"^mode= and render_config= both given"):
+        handoff_dags_for_folder(tmp_path, mode="run_remote", render_config=RenderConfig())
 
 
 def test_example_dags_parse_without_errors_clients_or_network(
