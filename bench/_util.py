@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -19,10 +20,16 @@ def handoff_script() -> str:
     return str(script)
 
 
-def compile_bytecode() -> None:
+def compile_bytecode(python: str | None = None) -> None:
     """Compile the venv's packages and ours, as ``pip install`` does: a venv without
     ``.pyc`` files (installed with PYTHONDONTWRITEBYTECODE=1, say) recompiles every module
-    at every start, which measures the compiler, not the start-up."""
+    at every start, which measures the compiler, not the start-up. ``python``: another
+    venv's interpreter to do it for (default: the running one)."""
+    if python is not None and Path(python).absolute() != Path(sys.executable).absolute():
+        script = f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
+        script += "import _util; _util.compile_bytecode()"
+        subprocess.run([python, "-c", script], check=True)
+        return
     paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     for path in [*sorted(paths), str(REPO / "handoff_provider")]:
         compileall.compile_dir(path, quiet=2, workers=0)
