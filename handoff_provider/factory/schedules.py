@@ -7,7 +7,6 @@ timedelta, and handoff wants whole periods as data intervals on every Airflow li
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import timedelta
 from typing import Any
@@ -45,7 +44,6 @@ def _convert_dow(field: str, *, source: str) -> str:
     return ",".join(converted)
 
 
-@functools.lru_cache(maxsize=1024)  # a pure conversion, run at every parse of every project
 def airflow_schedule(expression: str, *, source: str = "schedule") -> str | timedelta:
     """An EventBridge/handoff schedule expression as an Airflow ``schedule``.
 
