@@ -67,10 +67,24 @@ def test_a_local_run_imports_no_aws_no_schema_zoo_no_jinja(local_project, tmp_pa
     names = imported("run", "-w", str(tmp_path / "ws"), "-p", str(local_project), cwd=tmp_path)
     assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | {"filelock"}) == set()
     assert names >= PROJECT_LOADING  # it did load and validate the project
+    assert "logging" not in names
     from handoff_provider.core.run.process_tree import pdeathsig_prefix
 
     if pdeathsig_prefix() is not None:  # setpriv sets PDEATHSIG: no ctypes, no preexec_fn
         assert "ctypes" not in names
+
+
+def test_yaml_is_imported_only_when_project_yml_changed(local_project, tmp_path: Path) -> None:
+    """The parse of an unchanged ``project.yml`` is reused (core/load/yaml_cache.py): the
+    second run validates the project without PyYAML; an edit brings it back."""
+    args = ("run", "-w", str(tmp_path / "ws"), "-p", str(local_project))
+    assert "yaml" in imported(*args, cwd=tmp_path)
+    again = imported(*args, cwd=tmp_path)
+    assert "yaml" not in again
+    assert again >= PROJECT_LOADING - {"yaml"}  # still validated
+    project_yml = local_project / "project.yml"
+    project_yml.write_text(project_yml.read_text() + "# edited\n")
+    assert "yaml" in imported(*args, cwd=tmp_path)
 
 
 def test_a_templated_run_imports_jinja_only_then(make_project, tmp_path: Path) -> None:

@@ -35,14 +35,14 @@ through exactly the same validation when it comes back from SSM.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from handoff_provider.core.errors import ProjectError
+from handoff_provider.core.load.document_limits import MAX_PROJECT_BYTES, check_depth
+from handoff_provider.core.load.document_limits import type_name as _type_name
 from handoff_provider.core.load.project_schema import project_schema
-from handoff_provider.core.load.project_yaml import MAX_PROJECT_BYTES, check_depth, parse_yaml
-from handoff_provider.core.load.project_yaml import type_name as _type_name
 from handoff_provider.core.load.safe_tree import read_regular_file, shown, walk_tree
 from handoff_provider.core.load.schema_errors import schema_problems
 from handoff_provider.core.load.semantics import (
@@ -52,6 +52,7 @@ from handoff_provider.core.load.semantics import (
     transfers_from_document,
     with_source,
 )
+from handoff_provider.core.load.yaml_cache import parse_cached
 from handoff_provider.core.model.project import (
     CONFIG_DIR,
     DEFAULT_TASK_NAME,
@@ -184,13 +185,23 @@ def _load_yaml(path: Path, *, source: str) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ProjectError(f"{source}: not UTF-8 text") from None
-    data = parse_yaml(text, source=source)
+    data = parse_cached(path, text, _yaml_parser(source))
     if not isinstance(data, dict):
         raise ProjectError(
             f"{source}: the top level must be a mapping with 'commands' (seed form) or "
             f"'tasks' (task form) (got {_type_name(data)})"
         )
     return data
+
+
+def _yaml_parser(source: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        # Imported here: PyYAML is needed only when project.yml changed (yaml_cache).
+        from handoff_provider.core.load.project_yaml import parse_yaml
+
+        return parse_yaml(text, source=source)
+
+    return parse
 
 
 # --------------------------------------------------------------------------- validation

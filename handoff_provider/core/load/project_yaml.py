@@ -33,10 +33,14 @@ from yaml.error import Mark
 from yaml.events import AliasEvent
 
 from handoff_provider.core.errors import ProjectError
+from handoff_provider.core.load.document_limits import (  # re-exported: the limits it enforces
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_PROJECT_BYTES,
+    type_name,
+)
 
-MAX_PROJECT_BYTES = 1 << 20
-MAX_DEPTH = 64
-MAX_NODES = 200_000
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_PROJECT_BYTES", "StrictLoader", "parse_yaml"]
 
 
 class YamlLimitError(ComposerError):
@@ -171,32 +175,3 @@ def parse_yaml(text: str, *, source: str) -> Any:
         raise ProjectError(f"{source}: {where}{kind}{problem}") from None
     except yaml.YAMLError as exc:
         raise ProjectError(f"{source}: YAML syntax error: {type(exc).__name__}") from None
-
-
-def type_name(value: Any) -> str:
-    """What ``value`` is, in words, for messages that must not show the value."""
-    if value is None:
-        return "an empty value"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
-def check_depth(value: Any, *, source: str, limit: int = MAX_DEPTH) -> None:
-    """Refuse a (JSON) document nested deeper than ``limit`` (iteratively: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                raise ProjectError(f"{source}: nested deeper than {limit} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from handoff_provider.core.load.document_limits import type_name as _type_name
 from handoff_provider.core.load.project_schema import project_schema
-from handoff_provider.core.load.project_yaml import type_name as _type_name
 from handoff_provider.core.model.transfers import OTF_KEY_HINTS
 
 #: Schema errors listed in one message (each names its own key path).

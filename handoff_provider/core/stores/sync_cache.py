@@ -36,18 +36,17 @@ additions).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from handoff_provider.core.local_cache import CACHE_DIR_NAME, write_private
+
 log = logging.getLogger(__name__)
 
-CACHE_DIR_NAME = ".handoff"
 FORMAT_VERSION = 1
 #: A digest is kept only when the file's last change is at least this old when hashed.
 RACY_SECONDS = 0.1
@@ -187,16 +186,7 @@ class SyncCache:
             "remote": dict(sorted(self._remote.items())),
         }
         try:
-            _ensure_dir(self.path.parent)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".sync-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(document, handle, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_private(self.path, json.dumps(document, separators=(",", ":")))
         except OSError as exc:
             log.info("sync cache %s not written (%s): the next sync hashes again", self.path, exc)
 
@@ -213,14 +203,3 @@ def cache_path(local_dir: Path, remote_uri: str) -> Path:
     if beside.is_dir() or os.access(existing, os.W_OK):
         return beside / name
     return Path.home() / ".cache" / "handoff" / "sync" / name
-
-
-def _ensure_dir(directory: Path) -> None:
-    """Create ``directory``; a ``.handoff/`` gets a ``.gitignore`` so git never sees it."""
-    top = directory.parent
-    if top.name == CACHE_DIR_NAME and not (top / ".gitignore").exists():
-        top.mkdir(exist_ok=True)
-        (top / ".gitignore").write_text(
-            "# handoff's local caches (handoff_provider/core/stores/sync_cache.py)\n*\n"
-        )
-    directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,84 @@
+"""``project.yml`` parsed once per content: a run of an unchanged project imports no PyYAML.
+
+Importing PyYAML costs about 20 ms, a sixth of a whole ``handoff run -p`` of a trivial
+pipeline and most of what such a run spends before its first stage starts. What a parse
+gives depends only on the file's text (and on this package's loader), so the result is
+kept as JSON in ``PROJECT/.handoff/parsed/project.yml.json``
+(:mod:`~handoff_provider.core.local_cache`) together with the text it came from, and is
+used only when the text read now is that text, character for character: no timestamp
+or hash is trusted, so an edit, however quick or small, is always parsed again. The
+entry also names this package's version (a new loader may parse differently).
+
+Only successful parses whose result JSON carries exactly (strings, numbers, booleans,
+null, lists, string-keyed mappings: what a valid project is made of) are kept; a file
+that fails to parse fails every time, with the parser's own message. A cache that can't
+be read or written (a read-only checkout) is a parse as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from handoff_provider import __version__
+from handoff_provider.core.local_cache import CACHE_DIR_NAME, write_private
+
+FORMAT_VERSION = 1
+
+
+def cache_file(project_file: Path) -> Path:
+    """``<dir of project_file>/.handoff/parsed/<name>.json``."""
+    return project_file.parent / CACHE_DIR_NAME / "parsed" / f"{project_file.name}.json"
+
+
+def parse_cached(project_file: Path, text: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(text)``, or what it gave last time for this very ``text``."""
+    path = cache_file(project_file)
+    hit, data = _lookup(path, text)
+    if hit:
+        return data
+    data = parse(text)  # a parse error propagates: nothing is kept
+    _store(path, text, data)
+    return data
+
+
+def _lookup(path: Path, text: str) -> tuple[bool, Any]:
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False, None
+    except (OSError, ValueError) as exc:
+        _note(f"parse cache {path} unreadable ({exc}): parsing")
+        return False, None
+    if (
+        isinstance(entry, dict)
+        and entry.get("format") == FORMAT_VERSION
+        and entry.get("handoff") == __version__
+        and entry.get("text") == text
+        and "data" in entry
+    ):
+        return True, entry["data"]
+    return False, None
+
+
+def _store(path: Path, text: str, data: Any) -> None:
+    try:
+        encoded = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError):
+        return  # binary, sets, non-finite numbers...: not JSON, so not kept
+    if json.loads(encoded) != data:
+        return  # e.g. a tuple: JSON would hand back something else
+    entry = {"format": FORMAT_VERSION, "handoff": __version__, "text": text, "data": data}
+    try:
+        write_private(path, json.dumps(entry))
+    except OSError as exc:
+        _note(f"parse cache {path} not written ({exc})")
+
+
+def _note(message: str) -> None:
+    """A debug line; ``logging`` is imported only then (a run may otherwise not need it)."""
+    import logging
+
+    logging.getLogger(__name__).debug(message)
