@@ -3,13 +3,15 @@
 1. Throughput: ``head -c SIZE /dev/zero | cat | wc -c`` (default 4 GiB) as a project run
    by the real console script (``handoff run -w WS -p PROJECT``: interpreter start,
    imports, project loading, the run, ``run.json``) and as ``sh -c '...' > file``,
-   alternating which goes first, ``--rounds`` times. ``ratio=`` is the median of the
-   first over the median of the second (target <= 1.05: the bytes only go through OS
-   pipes, so what is left is handoff's start-up and bookkeeping, once per run).
+   alternating which goes first, ``--rounds`` times (default 15: single runs of either
+   vary by +-15% on a shared 2-core machine, so fewer rounds can't resolve a 5% target;
+   the quartiles are printed). ``ratio=`` is the median of the first over the median of
+   the second (target <= 1.05: the bytes only go through OS pipes, so what is left is
+   handoff's start-up and bookkeeping, once per run).
 2. Overhead: the same two ways for a trivial ``echo x | cat | cat``, ``--small-rounds``
    times; ``overhead_ms=`` is the difference of the medians.
 
-Usage: ``python bench/pipeline_throughput.py [--size 4G] [--rounds 5] [--small-rounds 15]``
+Usage: ``python bench/pipeline_throughput.py [--size 4G] [--rounds 15] [--small-rounds 15]``
 """
 
 from __future__ import annotations
@@ -85,10 +87,15 @@ def compare(
     return ours, theirs, workspace
 
 
+def _quartiles(samples: list[float]) -> str:
+    low, _, high = statistics.quantiles(samples, n=4)
+    return f"{low:.3f}..{high:.3f}s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="4G", help="bytes pushed through (default 4G)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--small-rounds", type=int, default=15)
     args = parser.parse_args(argv)
     size = _size_bytes(args.size)
@@ -105,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         ours_med, theirs_med = statistics.median(ours), statistics.median(theirs)
         print(f"handoff_median_s={ours_med:.3f} sh_median_s={theirs_med:.3f}")
+        print(f"spread (quartiles): handoff={_quartiles(ours)} sh={_quartiles(theirs)}")
         print(f"throughput_mib_s={size / (1 << 20) / ours_med:.0f}")
         print(f"ratio={ours_med / theirs_med:.3f}  (handoff run / sh -c; target <= 1.05)")
 
