@@ -143,3 +143,13 @@ def test_an_unwritable_cache_path_is_a_parse(tmp_path: Path) -> None:
         assert parse_cached(tmp_path / "project.yml", "k: 1\n", parser) == {"k": 1}
     assert parser.calls == 2
     assert not list(tmp_path.glob(".handoff*.tmp"))
+
+
+def test_a_fifo_in_place_of_the_entry_is_not_waited_on(tmp_path: Path) -> None:
+    project_file = tmp_path / "project.yml"
+    cache_file(project_file).parent.mkdir(parents=True)
+    os.mkfifo(cache_file(project_file))
+    parser = CountingParser({"k": 1})
+    assert parse_cached(project_file, "k: 1\n", parser) == {"k": 1}  # returns: no hang
+    assert parser.calls == 1
+    assert cache_file(project_file).is_file()  # replaced by a real entry

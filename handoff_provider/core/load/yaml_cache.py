@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider import __version__
+from handoff_provider.core.errors import HandoffError
+from handoff_provider.core.load.document_limits import MAX_PROJECT_BYTES
+from handoff_provider.core.load.safe_tree import read_regular_file
 from handoff_provider.core.local_cache import CACHE_DIR_NAME, write_private
 
 FORMAT_VERSION = 1
+#: An entry holds the text and its parse, JSON-escaped: never more than this.
+MAX_ENTRY_BYTES = 16 * MAX_PROJECT_BYTES
 
 
 def cache_file(project_file: Path) -> Path:
@@ -46,10 +51,11 @@ def parse_cached(project_file: Path, text: str, parse: Callable[[str], Any]) -> 
 
 def _lookup(path: Path, text: str) -> tuple[bool, Any]:
     try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
+        # Bounded, and a FIFO or device put there is refused rather than waited on.
+        entry = json.loads(read_regular_file(path, limit=MAX_ENTRY_BYTES, what="cache file"))
     except FileNotFoundError:
         return False, None
-    except (OSError, ValueError) as exc:
+    except (HandoffError, OSError, ValueError) as exc:
         _note(f"parse cache {path} unreadable ({exc}): parsing")
         return False, None
     if (
@@ -68,8 +74,8 @@ def _store(path: Path, text: str, data: Any) -> None:
         encoded = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError):
         return  # binary, sets, non-finite numbers...: not JSON, so not kept
-    if json.loads(encoded) != data:
-        return  # e.g. a tuple: JSON would hand back something else
+    if len(encoded) + 6 * len(text) > MAX_ENTRY_BYTES or json.loads(encoded) != data:
+        return  # too big to be read back, or e.g. a tuple (JSON hands back a list)
     entry = {"format": FORMAT_VERSION, "handoff": __version__, "text": text, "data": data}
     try:
         write_private(path, json.dumps(entry))
