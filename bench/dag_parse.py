@@ -25,7 +25,12 @@ the interpreter's venv has its bytecode compiled first, as ``pip install`` leave
 Every parse runs with an audit hook on ``socket.connect``: a network connection (an AWS
 call) while parsing fails the bench (``network_at_parse=0`` is printed otherwise).
 
-Usage: ``python bench/dag_parse.py [--python .venv-af2/bin/python] [--rounds 5]``.
+Rounds: 11 fresh processes per folder by default. A warm fill of 50 DAGs takes 20-50 ms,
+so one process's figure moves by a tenth with the machine; with 5 rounds
+``ratio_same_shape=`` ranged from 1.41 to 1.66 on one machine in one hour, with 11 it
+settles (1.41 there).
+
+Usage: ``python bench/dag_parse.py [--python .venv-af2/bin/python] [--rounds 11]``.
 Prints ``ratio=`` lines (target for ``ratio_same_shape=``: <= 1.5) and per-DAG
 milliseconds.
 """
@@ -173,7 +178,7 @@ def measure(python: str, folder: Path, repeats: int, env: dict[str, str]) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter with Airflow")
-    parser.add_argument("--rounds", type=int, default=5, help="fresh processes per folder")
+    parser.add_argument("--rounds", type=int, default=11, help="fresh processes per folder")
     parser.add_argument("--repeats", type=int, default=7, help="warm fills per process")
     args = parser.parse_args()
     compile_bytecode(args.python)  # else the cold figures time the bytecode compiler
