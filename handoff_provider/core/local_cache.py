@@ -12,10 +12,9 @@ treat as private).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
 from pathlib import Path
+
+from handoff_provider.core.private_files import replace_private
 
 CACHE_DIR_NAME = ".handoff"
 _GITIGNORE = "# handoff's local caches (handoff_provider/core/local_cache.py)\n*\n"
@@ -33,16 +32,8 @@ def ensure_cache_dir(directory: Path) -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (a reader sees the old or the new file,
-    never half of one), mode 0600; creates the directory. Raises ``OSError``."""
+    """Replace ``path`` with ``text`` atomically, mode 0600
+    (:func:`~handoff_provider.core.private_files.replace_private`), creating its
+    directory first. Raises ``OSError``."""
     ensure_cache_dir(path.parent)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    replace_private(path, text.encode("utf-8"))

@@ -70,15 +70,15 @@ def _lookup(path: Path, text: str) -> tuple[bool, Any]:
 
 
 def _store(path: Path, text: str, data: Any) -> None:
-    try:
-        encoded = json.dumps(data, allow_nan=False)
-    except (TypeError, ValueError):
-        return  # binary, sets, non-finite numbers...: not JSON, so not kept
-    if len(encoded) + 6 * len(text) > MAX_ENTRY_BYTES or json.loads(encoded) != data:
-        return  # too big to be read back, or e.g. a tuple (JSON hands back a list)
     entry = {"format": FORMAT_VERSION, "handoff": __version__, "text": text, "data": data}
     try:
-        write_private(path, json.dumps(entry))
+        document = json.dumps(entry, allow_nan=False)  # ASCII: a character is a byte
+    except (TypeError, ValueError):
+        return  # binary, sets, non-finite numbers...: not JSON, so not kept
+    if len(document) > MAX_ENTRY_BYTES or json.loads(document)["data"] != data:
+        return  # too big to be read back, or e.g. a tuple (JSON hands back a list)
+    try:
+        write_private(path, document)
     except OSError as exc:
         _note(f"parse cache {path} not written ({exc})")
 

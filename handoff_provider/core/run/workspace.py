@@ -50,6 +50,7 @@ from handoff_provider.core.errors import ConfigurationError, InstallError, Proje
 from handoff_provider.core.load.safe_tree import shown, walk_tree
 from handoff_provider.core.load.shell_words import split_words
 from handoff_provider.core.model.callbacks import LogFn
+from handoff_provider.core.private_files import replace_private
 from handoff_provider.core.run.process_tree import Watchdog, child_setup, new_tag, stop_tagged
 
 if TYPE_CHECKING:
@@ -195,15 +196,7 @@ class Workspace:
             if not _inside(target.parent.resolve(), config_root):
                 raise ProjectError(f"config file {name!r} would be written outside config/")
             data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-            fd, tmp = _create_private_temp(target.parent, target.name)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            replace_private(target, data)
             written.append(target)
         if prune:
             keep = {p.resolve() for p in written}
@@ -258,19 +251,6 @@ class Workspace:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return copied
-
-
-def _create_private_temp(directory: Path, stem: str) -> tuple[int, str]:
-    """A new file in ``directory`` opened O_EXCL with mode 0600 from its creation."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    flags |= getattr(os, "O_NOFOLLOW", 0)
-    for _ in range(100):
-        tmp = str(directory / f".{stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        try:
-            return os.open(tmp, flags, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise OSError(f"could not create a temporary file in {directory}")
 
 
 # --------------------------------------------------------------------------- venv cache
