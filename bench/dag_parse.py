@@ -9,6 +9,14 @@ config file, files/) and DAG folders of one file each, parsed with Airflow's ``D
 * ``baseline``    50 DAGs of one ``EmptyOperator`` each;
 * ``baseline_3``  50 DAGs of three chained ``EmptyOperator`` each: the factory's default
                   shape, so ``ratio_same_shape=`` is the factory's cost beyond its task count;
+* ``by_hand``     the factory's 50 DAGs written without it, as a user would: the same
+                  three handoff operators with the same arguments (``max_active_runs=1``
+                  and the run's ``depends_on_past``, as the factory gives a project with
+                  state) and a cron string ``schedule``. ``ratio_vs_by_hand=`` is what the
+                  factory itself adds (reading the projects, the timetable, ``doc_md``);
+                  ``ratio_by_hand_same_shape=`` is what Airflow's operator machinery costs
+                  for three ``AwsBaseOperator`` subclasses (one with an outlet) over three
+                  ``EmptyOperator`` ones, whoever writes the DAG;
 * ``baseline_s3`` the baseline plus one ``s3://`` outlet Asset: what any DAG with an S3
                   asset pays once per process (Airflow imports the Amazon provider's S3
                   URI handler, hence boto3), to show which part of the cold cost is ours.
@@ -102,6 +110,39 @@ for i in range({n}):
     globals()[dag.dag_id] = dag
 """
 
+BY_HAND = """\
+# Airflow DAG file: the factory's DAGs written by hand with the handoff operators
+from datetime import datetime, timezone
+
+try:
+    from airflow.sdk import DAG
+except ImportError:
+    from airflow.models.dag import DAG
+
+from handoff_provider.operators.config import HandoffConfigPushOperator, HandoffFilesPushOperator
+from handoff_provider.operators.run import HandoffRunOperator
+
+for i in range({n}):
+    project, stack = f"{projects}/project_{{i:02d}}", f"project-{{i:02d}}"
+    with DAG(
+        f"by_hand_{{i:02d}}",
+        schedule=f"{{i % 60}} {{i % 24}} * * *",
+        start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        tags=["handoff"],
+    ) as dag:
+        common = dict(project_dir=project, stack=stack, bucket="bench-bucket")
+        (
+            HandoffConfigPushOperator(task_id="push_config", **common)
+            >> HandoffFilesPushOperator(task_id="push_files", **common)
+            >> HandoffRunOperator(
+                task_id="run", stack=stack, bucket="bench-bucket", depends_on_past=True
+            )
+        )
+    globals()[dag.dag_id] = dag
+"""
+
 # Runs in the measured interpreter: imports Airflow, then times DagBag fills.
 PARSER = textwrap.dedent(
     """
@@ -144,6 +185,7 @@ def generate(root: Path) -> dict[str, Path]:
         "run_remote": FACTORY.format(projects=str(projects), extra=', mode="run_remote"'),
         "baseline": BASELINE.format(n=PROJECTS, tasks=1, outlet=""),
         "baseline_3": BASELINE.format(n=PROJECTS, tasks=3, outlet=""),
+        "by_hand": BY_HAND.format(n=PROJECTS, projects=str(projects)),
         "baseline_s3": BASELINE.format(
             n=PROJECTS,
             tasks=1,
@@ -229,6 +271,8 @@ def main() -> None:
     # The default factory DAG has 3 tasks: against DAGs of 3 chained EmptyOperators, this is
     # what the factory itself costs beyond the task count.
     print(f"ratio_same_shape={med['factory']['warm'] / med['baseline_3']['warm']:.2f}")
+    print(f"ratio_vs_by_hand={med['factory']['warm'] / med['by_hand']['warm']:.2f}")
+    print(f"ratio_by_hand_same_shape={med['by_hand']['warm'] / med['baseline_3']['warm']:.2f}")
     print(f"cold_ratio={med['factory']['cold'] / base['cold']:.2f}")
     print(
         f"cold_ratio_vs_s3_asset_baseline={med['factory']['cold'] / med['baseline_s3']['cold']:.2f}"
