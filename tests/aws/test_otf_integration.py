@@ -185,8 +185,9 @@ def test_failed_upload_writes_no_flag_and_moves_nothing(
     with pytest.raises(RunFailed) as failed:
         HandoffRun(request).execute()
     message = str(failed.value)
-    assert message.startswith("transfers.outputs[0]: outputs: cannot upload totals-")
-    assert "(AccessDenied); no flag file written" in message
+    assert message.startswith(f"transfers.outputs[0]: outputs: upload to s3://{bucket}/")
+    assert "/outbox/totals-" in message
+    assert "access denied (AccessDenied): check the IAM policy; no flag file written" in message
     assert keys(s3, bucket, f"{stack}/outbox/") == []
     assert keys(s3, bucket, f"{stack}/inbox/") == ["a.csv"]
     assert failed.value.outcome.to_dict()["status"] == "failed"

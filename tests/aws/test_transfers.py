@@ -5,6 +5,8 @@ leave a replaced or vanished source alone."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -272,10 +274,43 @@ def test_upload_outputs_with_acl_then_flag(s3: Any, bucket: str, workspace: Path
     assert [item.key for item in done] == ["dest/out1.csv", "dest/sub/out2.csv"]
     assert body(s3, bucket, "dest/sub/out2.csv") == b"22\n"
     assert not exists(s3, bucket, "dest/state")
-    # Every write (uploads and the flag) asks for bucket-owner-full-control; the flag is last.
-    assert recorder.keys("PutObject") == ["dest/out1.csv", "dest/sub/out2.csv", "dest/some_fin.flg"]
+    # Every write (uploads and the flag) asks for bucket-owner-full-control; the flag is last
+    # (the uploads run in parallel, in any order).
+    puts = recorder.keys("PutObject")
+    assert sorted(puts[:-1]) == ["dest/out1.csv", "dest/sub/out2.csv"]
+    assert puts[-1] == "dest/some_fin.flg"
     assert all(params.get("ACL") == BUCKET_OWNER_FULL_CONTROL for _op, params in recorder.calls)
     assert body(s3, bucket, "dest/some_fin.flg") == b""
+
+
+def test_outputs_upload_in_parallel_and_large_ones_in_parts(
+    s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    for number in range(6):
+        (out / f"part-{number}.csv").write_text(f"{number}\n")
+    (out / "big.bin").write_bytes(bytes(range(256)) * (9 * 4096))  # 9 MiB: over the threshold
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow_put(**_: Any) -> None:  # each small upload takes 0.1 s in this handler
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.1)
+        with lock:
+            in_flight[0] -= 1
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", slow_put)
+    recorder = Recorder(s3)
+    done = upload_outputs(s3, OutputSpec(source="artifacts/*", bucket=bucket), tmp_path)
+    assert sorted(item.key for item in done) == sorted(
+        ["big.bin", *(f"part-{number}.csv" for number in range(6))]
+    )
+    assert peak[0] > 1  # several uploads were in flight at once
+    assert recorder.keys("CreateMultipartUpload") == ["big.bin"]
+    assert body(s3, bucket, "big.bin") == (out / "big.bin").read_bytes()
+    assert body(s3, bucket, "part-5.csv") == b"5\n"
 
 
 def test_upload_outputs_acl_can_be_disabled(s3: Any, bucket: str, workspace: Path) -> None:

@@ -18,7 +18,8 @@ These are Open Task Framework's S3 transfer features, reshaped for a handoff pro
   downloaded (different ETag) or vanished is left alone and reported, never deleted.
 * **outputs** (:func:`upload_outputs`): workspace files matching a glob (optionally filtered
   by a regex) are uploaded under ``bucket``/``directory``, keeping their path relative to
-  the glob's fixed part (``artifacts/**/*.csv`` -> ``<directory>/sub/x.csv``).
+  the glob's fixed part (``artifacts/**/*.csv`` -> ``<directory>/sub/x.csv``), in
+  parallel through one transfer manager, the one ``files push`` uses.
 * **flag files** (:func:`touch_flag`): an empty object written after every upload of an
   output spec succeeded, so downstream systems know the drop is complete. Never touched
   when an upload failed (the function raises before).
@@ -52,7 +53,7 @@ from handoff_provider.core.aws.s3_watch import (
     find_with_criteria,
     normalize_prefix,
 )
-from handoff_provider.core.errors import TransferError
+from handoff_provider.core.errors import StoreError, TransferError
 from handoff_provider.core.model.transfers import (
     OTF_KEY_HINTS,
     POST_COPY_ACTIONS,
@@ -127,16 +128,6 @@ class PostCopyResult:
         if self.archive_uri:
             data["archive_uri"] = self.archive_uri
         return data
-
-
-def _upload_file(
-    s3: Any, path: Path, bucket: str, key: str, extra_args: dict[str, Any] | None
-) -> None:
-    """``upload_file`` (multipart when large; a failure is ``S3UploadFailedError``)."""
-    from boto3.s3.transfer import S3Transfer
-
-    with S3Transfer(s3) as transfer:
-        transfer.upload_file(str(path), bucket, key, extra_args=extra_args)
 
 
 def _copy(
@@ -265,26 +256,32 @@ def _local_outputs(spec: OutputSpec, source_dir: Path) -> list[tuple[Path, str]]
 
 def upload_outputs(s3: Any, spec: OutputSpec, source_dir: Path) -> list[Transferred]:
     """Upload the workspace files matching ``spec`` (``source_dir`` is the workspace root),
-    then touch ``spec.flag`` if set. Every write carries the bucket-owner ACL unless
-    ``spec.disable_bucket_owner_acl``. Raises :class:`TransferError` if nothing matched
-    (when ``spec.required``) or any upload failed, in which case the flag is not touched.
+    in parallel (:func:`handoff_provider.core.stores.s3sync.run_transfers`, multipart when
+    large), then touch ``spec.flag`` if set. Every write carries the bucket-owner ACL
+    unless ``spec.disable_bucket_owner_acl``. Raises :class:`TransferError` if nothing
+    matched (when ``spec.required``) or any upload failed (naming the first failed file;
+    the others are cancelled or may have completed), in which case the flag is not touched.
     """
+    # here, not at module level: a run with no outputs needs none of the sync machinery
+    from handoff_provider.core.stores.s3sync import Transfer, run_transfers
+
     acl = not spec.disable_bucket_owner_acl
     files = _local_outputs(spec, source_dir)
     if not files and spec.required:
         raise TransferError(f"outputs: no file matches {spec.source!r} in the workspace")
     prefix = normalize_prefix(spec.directory)
-    results: list[Transferred] = []
-    for path, relative in files:
-        key = prefix + relative
-        try:
-            _upload_file(s3, path, spec.bucket, key, _acl_args(acl) or None)
-        except aws_error_types() as exc:
-            raise TransferError(
-                f"outputs: cannot upload {relative} to s3://{spec.bucket}/{key} "
-                f"({failure_code(exc)})"
-            ) from None
-        results.append(Transferred(spec.bucket, key, relative, path, path.stat().st_size))
+    uploads = [
+        Transfer(kind="upload", key=prefix + relative, path=path, extra_args=_acl_args(acl))
+        for path, relative in files
+    ]
+    try:
+        run_transfers(s3, spec.bucket, uploads)
+    except StoreError as exc:
+        raise TransferError(f"outputs: {exc}") from None
+    results = [
+        Transferred(spec.bucket, prefix + relative, relative, path, path.stat().st_size)
+        for path, relative in files
+    ]
     if spec.flag:
         touch_flag(s3, spec.bucket, spec.flag, acl=acl)
     return results
