@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handoff_provider.core.private_files import replace_private
+from handoff_provider.core.atomic_files import replace_file
 
 CACHE_DIR_NAME = ".handoff"
 _GITIGNORE = "# handoff's local caches (handoff_provider/core/local_cache.py)\n*\n"
@@ -33,7 +33,7 @@ def ensure_cache_dir(directory: Path) -> None:
 
 def write_private(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` atomically, mode 0600
-    (:func:`~handoff_provider.core.private_files.replace_private`), creating its
+    (:func:`~handoff_provider.core.atomic_files.replace_file`), creating its
     directory first. Raises ``OSError``."""
     ensure_cache_dir(path.parent)
-    replace_private(path, text.encode("utf-8"))
+    replace_file(path, text.encode("utf-8"))

@@ -14,12 +14,12 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from handoff_provider._compat import provider_setting
+from handoff_provider.core.atomic_files import replace_file
 
 __all__ = ["ProjectInfo", "project_info"]
 
@@ -151,10 +151,7 @@ def _write_disk_cache(info: ProjectInfo, key: str) -> None:
     }
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, _entry_path(directory, info.path))
+        replace_file(_entry_path(directory, info.path), json.dumps(data).encode())
     except OSError:
         pass  # a cache: never fail a parse over it
 

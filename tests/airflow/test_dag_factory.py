@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from handoff_provider.dag_factory import (
     interval_timetable,
     project_info,
 )
+from handoff_provider.factory import parse_cache
 from handoff_provider.operators.run import HandoffRunOperator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -279,6 +281,8 @@ def test_project_info_is_cached_until_a_file_changes(
 
     first = project_info(project)
     assert project_info(project) is first and len(calls) == 1
+    entries = list(parse_cache._disk_cache_dir().iterdir())  # type: ignore[union-attr]
+    assert entries and all(stat.S_IMODE(e.stat().st_mode) == 0o600 for e in entries)
     dag_factory._CACHE.clear()  # a new parsing process: the disk cache answers
     assert project_info(project) == first and len(calls) == 1
     config = project / "config" / "c.json"

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handoff_provider.core.atomic_files import replace_file
 from handoff_provider.core.errors import HandoffError, TemplateError
 from handoff_provider.core.load.safe_tree import shown
 from handoff_provider.core.load.shell_words import split_words
@@ -273,15 +275,4 @@ def render_workspace_files(
 
 def _replace_text(path: Path, text: str) -> None:
     """Atomically replace ``path``'s content, keeping its permission bits."""
-    import tempfile  # here, not at module level: loading a project needs no tempfile
-
-    mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, text.encode("utf-8"), mode=stat.S_IMODE(path.stat().st_mode))

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handoff_provider.core.atomic_files import READABLE, replace_file
 from handoff_provider.core.run.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -179,9 +179,8 @@ def write_run_summary(workspace: Workspace, summary: RunSummary) -> None:
     removed it). Raises ``OSError`` when it can't be written."""
     path = workspace.run_summary_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".run.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    data = json.dumps(summary.to_dict(), indent=2) + "\n"
+    replace_file(path, data.encode("utf-8"), mode=READABLE)  # its values are masked
 
 
 def describe_exception(exc: BaseException, what: str = "internal error") -> str:

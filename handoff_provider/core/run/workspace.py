@@ -46,11 +46,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handoff_provider.core.atomic_files import replace_file
 from handoff_provider.core.errors import ConfigurationError, InstallError, ProjectError
 from handoff_provider.core.load.safe_tree import shown, walk_tree
 from handoff_provider.core.load.shell_words import split_words
 from handoff_provider.core.model.callbacks import LogFn
-from handoff_provider.core.private_files import replace_private
 from handoff_provider.core.run.process_tree import Watchdog, child_setup, new_tag, stop_tagged
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class Workspace:
             if not _inside(target.parent.resolve(), config_root):
                 raise ProjectError(f"config file {name!r} would be written outside config/")
             data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-            replace_private(target, data)
+            replace_file(target, data)
             written.append(target)
         if prune:
             keep = {p.resolve() for p in written}

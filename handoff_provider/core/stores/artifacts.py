@@ -31,6 +31,7 @@ finishes it. Stale keys are only ever removed by the holder of the stack lease
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff_provider.core import layout
+from handoff_provider.core.atomic_files import READABLE, replace_file
 from handoff_provider.core.aws.errors import aws_errors, error_code
 from handoff_provider.core.errors import ConfigurationError, PublishConflict, StoreError
 from handoff_provider.core.layout import MANIFEST_NAME, RUN_RECORD_NAME, STATE_NAME, s3_uri
@@ -607,12 +609,8 @@ def _record_skipped(run_json: Path, skipped: list[str]) -> None:
     if not isinstance(data, dict):
         return
     data[SKIPPED_KEY] = skipped
-    tmp = run_json.with_name(f".{run_json.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, run_json)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the record stays as the run wrote it
+        replace_file(run_json, (json.dumps(data, indent=2) + "\n").encode(), mode=READABLE)
 
 
 def _manifest(
