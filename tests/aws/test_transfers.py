@@ -252,6 +252,30 @@ def test_download_nothing_matched(s3: Any, drop: str, tmp_path: Path) -> None:
     assert download_inputs(s3, optional, tmp_path) == []
 
 
+def deny(s3: Any, operation: str, key_part: str, code: str = "AccessDenied") -> None:
+    """Make ``operation`` on keys containing ``key_part`` fail as AWS would with ``code``."""
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if key_part in params.get("Key", ""):
+            raise ClientError({"Error": {"Code": code, "Message": "no"}}, operation)
+
+    s3.meta.events.register(f"before-parameter-build.s3.{operation}", refuse)
+
+
+def test_a_failed_download_names_the_object_and_leaves_no_file(
+    s3: Any, drop: str, tmp_path: Path
+) -> None:
+    deny(s3, "GetObject", "sub/data_2.csv")
+    spec = InputSpec(bucket=drop, directory="drop", file_regex=r"(.*/)?data_\d\.csv")
+    with pytest.raises(TransferError) as failed:
+        download_inputs(s3, spec, tmp_path / "files")
+    assert str(failed.value) == (
+        f"inputs: download s3://{drop}/drop/sub/data_2.csv: access denied (AccessDenied): "
+        "check the IAM policy"
+    )
+    assert sorted(p.name for p in (tmp_path / "files").rglob("*") if p.is_file()) == ["data_1.csv"]
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -401,6 +425,35 @@ def test_move_archives_then_deletes(s3: Any, drop: str, tmp_path: Path) -> None:
     copies = [params for op, params in recorder.calls if op == "CopyObject"]
     assert len(copies) == 2
     assert all(p["ACL"] == BUCKET_OWNER_FULL_CONTROL and p["CopySourceIfMatch"] for p in copies)
+
+
+def test_failed_flag_and_post_copy_name_the_object(s3: Any, drop: str, tmp_path: Path) -> None:
+    deny(s3, "PutObject", "done.flg", code="NoSuchBucket")
+    with pytest.raises(TransferError) as failed:
+        touch_flag(s3, drop, "out/done.flg")
+    assert str(failed.value) == (
+        f"flag file: write s3://{drop}/out/done.flg: the bucket does not exist (NoSuchBucket)"
+    )
+
+    spec = InputSpec(
+        bucket=drop, directory="drop", file_regex=r"data_1\.csv", post_copy=PostCopy("move", "a")
+    )
+    done = download_inputs(s3, spec, tmp_path)
+    deny(s3, "DeleteObject", "drop/data_1.csv")
+    with pytest.raises(TransferError) as failed:
+        apply_input_post_copy(s3, spec, done)
+    assert str(failed.value) == (
+        f"post-copy: move s3://{drop}/drop/data_1.csv: access denied (AccessDenied): "
+        "check the IAM policy"
+    )
+    assert exists(s3, drop, "drop/data_1.csv")  # the source stays when its delete failed
+
+    deny(s3, "HeadObject", "drop/data_1.csv", code="SlowDown")
+    with pytest.raises(TransferError) as failed:
+        apply_input_post_copy(s3, spec, done)
+    assert str(failed.value) == (
+        f"post-copy: check s3://{drop}/drop/data_1.csv: throttled by AWS after retries (SlowDown)"
+    )
 
 
 def test_delete_and_no_post_copy(s3: Any, drop: str, tmp_path: Path) -> None:

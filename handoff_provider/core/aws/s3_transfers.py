@@ -47,13 +47,13 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from handoff_provider.core.aws.errors import aws_error_types, failure_code
+from handoff_provider.core.aws.errors import aws_error_types, failure_code, translate
 from handoff_provider.core.aws.s3_watch import (
     describe_count,
     find_with_criteria,
     normalize_prefix,
 )
-from handoff_provider.core.errors import StoreError, TransferError
+from handoff_provider.core.errors import HandoffError, TransferError
 from handoff_provider.core.model.transfers import (
     OTF_KEY_HINTS,
     POST_COPY_ACTIONS,
@@ -140,6 +140,15 @@ def _copy(
         manager.copy(source, bucket, key, extra_args=extra_args or None).result()
 
 
+def _transfer_error(exc: BaseException, what: str, action: str, uri: str) -> TransferError:
+    """An AWS failure as ``<what>: <action> <uri>: <why>``, the why worded by the shared
+    translation (:func:`~handoff_provider.core.aws.errors.translate`)."""
+    try:
+        translate(exc, action=action, resource=uri, service="s3")
+    except HandoffError as translated:
+        return TransferError(f"{what}: {translated}")
+
+
 def _acl_args(enabled: bool) -> dict[str, str]:
     return {"ACL": BUCKET_OWNER_FULL_CONTROL} if enabled else {}
 
@@ -189,9 +198,8 @@ def download_inputs(
             response = s3.get_object(Bucket=match.bucket, Key=match.key)
             size = _stream_to(response["Body"], target)
         except aws_error_types() as exc:
-            raise TransferError(
-                f"inputs: cannot download s3://{match.bucket}/{match.key} ({failure_code(exc)})"
-            ) from None
+            uri = f"s3://{match.bucket}/{match.key}"
+            raise _transfer_error(exc, "inputs", "download", uri) from None
         results.append(
             Transferred(
                 bucket=match.bucket,
@@ -276,7 +284,7 @@ def upload_outputs(s3: Any, spec: OutputSpec, source_dir: Path) -> list[Transfer
     ]
     try:
         run_transfers(s3, spec.bucket, uploads)
-    except StoreError as exc:
+    except HandoffError as exc:  # already translated, naming the object
         raise TransferError(f"outputs: {exc}") from None
     results = [
         Transferred(spec.bucket, prefix + relative, relative, path, path.stat().st_size)
@@ -295,9 +303,7 @@ def touch_flag(s3: Any, bucket: str, key: str, *, acl: bool = True) -> str:
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=b"", **_acl_args(acl))
     except aws_error_types() as exc:
-        raise TransferError(
-            f"flag file: cannot write s3://{bucket}/{key} ({failure_code(exc)})"
-        ) from None
+        raise _transfer_error(exc, "flag file", "write", f"s3://{bucket}/{key}") from None
     return f"s3://{bucket}/{key}"
 
 
@@ -364,12 +370,10 @@ def _post_copy_one(
             archive_uri = f"s3://{target_bucket}/{target_key}"
         s3.delete_object(Bucket=item.bucket, Key=item.key)
     except aws_error_types() as exc:
-        code = failure_code(exc)
-        if code in ("PreconditionFailed", "412"):
+        if failure_code(exc) in ("PreconditionFailed", "412"):
             return PostCopyResult(item.bucket, item.key, action, "changed")
-        raise TransferError(
-            f"post-copy {action}: failed on s3://{item.bucket}/{item.key} ({code})"
-        ) from None
+        uri = f"s3://{item.bucket}/{item.key}"
+        raise _transfer_error(exc, "post-copy", action, uri) from None
     done = {"move": "moved", "rename": "renamed", "delete": "deleted"}[action]
     return PostCopyResult(item.bucket, item.key, action, done, archive_uri)
 
@@ -444,9 +448,8 @@ def _source_status(s3: Any, item: Transferred) -> str | None:
     except aws_error_types() as exc:
         if failure_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return "missing"
-        raise TransferError(
-            f"post-copy: cannot check s3://{item.bucket}/{item.key} ({failure_code(exc)})"
-        ) from None
+        uri = f"s3://{item.bucket}/{item.key}"
+        raise _transfer_error(exc, "post-copy", "check", uri) from None
     if item.etag and head.get("ETag") != item.etag:
         return "changed"
     return None
