@@ -17,10 +17,13 @@ child process, so that the server doesn't share the GIL of the client), over
   listing's timestamps faster (``core/aws/clients.py``): the server's time to list the
   objects, and botocore's start, stay.
 
-Rounds alternate which tool goes first; medians are printed. Requests are counted by a
-WSGI wrapper around moto's own app (``/__bench__/counts``).
+Rounds (5 by default) alternate which tool goes first; medians are printed. Every sync of
+every round goes to a bucket of its own: moto scans all of a bucket's keys to list one
+prefix (S3 doesn't), so in a shared bucket each round's objects would slow the listings
+of the later ones. Requests are counted by a WSGI wrapper around moto's own app
+(``/__bench__/counts``).
 
-Usage: ``python bench/s3_sync.py [--rounds 3] [--small N] [--large N]``
+Usage: ``python bench/s3_sync.py [--rounds 5] [--small N] [--large N]``
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from _util import REPO, clean_env, compile_bytecode, handoff_script
 SMALL_SIZE = 4 * 1024
 LARGE_SIZE = 5 * 1024 * 1024
 CACHE = REPO / "bench" / ".cache"
-BUCKET = "handoff-bench"
+BUCKET = "handoff-bench"  # the prefix of the buckets, one per tool and round
+STACK = "bench"
 COUNTS_PATH = "/__bench__/counts"
 #: The least a botocore-based no-change re-sync does: an S3 client and one listing.
 FLOOR = """
@@ -145,6 +149,25 @@ def aws_cli() -> str:
     return str(script)
 
 
+def make_buckets(endpoint: str, rounds: int) -> dict[tuple[str, int], str]:
+    """An empty bucket for each tool and round (made here, untimed)."""
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+    buckets = {}
+    for name in ("handoff", "aws"):
+        for number in range(rounds):
+            buckets[name, number] = f"{BUCKET}-{name}-{number}"
+            client.create_bucket(Bucket=buckets[name, number])
+    return buckets
+
+
 def make_files(root: Path, small: int, large: int) -> int:
     total = 0
     for n in range(small):
@@ -172,7 +195,7 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--small", type=int, default=1000, help="number of 4 KB files")
     parser.add_argument("--large", type=int, default=20, help="number of 5 MB files")
     args = parser.parse_args(argv)
@@ -189,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     env.pop("AWS_PROFILE", None)
     try:
-        timed([aws, "s3", "mb", f"s3://{BUCKET}", "--endpoint-url", endpoint], env)
+        buckets = make_buckets(endpoint, args.rounds)
         with tempfile.TemporaryDirectory(prefix="handoff-bench-sync-") as tmp:
             project = Path(tmp) / "project"
             total = make_files(project / "files", args.small, args.large)
@@ -198,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{total / 1024 / 1024:.1f} MB) endpoint={endpoint} rounds={args.rounds}"
             )
 
-            def ours(stack: str) -> list[str]:
-                return [handoff, "files", "push", "-p", str(project), "--stack", stack]
+            def ours(bucket: str) -> list[str]:
+                command = [handoff, "files", "push", "-p", str(project), "--stack", STACK]
+                return [*command, "--bucket", bucket]
 
-            def theirs(stack: str) -> list[str]:
-                target = f"s3://{BUCKET}/{stack}/files/"
+            def theirs(bucket: str) -> list[str]:
+                target = f"s3://{bucket}/{STACK}/files/"
                 return [
                     aws,
                     "s3",
@@ -213,10 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                     endpoint,
                 ]
 
-            def floor(stack: str) -> list[str]:
-                return [sys.executable, "-c", FLOOR, BUCKET, f"{stack}/files/"]
+            def floor(bucket: str) -> list[str]:
+                return [sys.executable, "-c", FLOOR, bucket, f"{STACK}/files/"]
 
-            env["HANDOFF_BUCKET"] = BUCKET
             tools = {"handoff": ours, "aws": theirs}
             first: dict[str, list[float]] = {name: [] for name in tools}
             resync: dict[str, list[float]] = {name: [] for name in [*tools, "floor"]}
@@ -224,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(args.rounds):
                 order = list(tools) if number % 2 == 0 else list(reversed(tools))
                 for name in order:
-                    first[name].append(timed(tools[name](f"{name}-{number}"), env))
+                    first[name].append(timed(tools[name](buckets[name, number]), env))
                 print(
                     f"first sync round {number + 1}: handoff={first['handoff'][-1]:.2f}s "
                     f"aws={first['aws'][-1]:.2f}s",
@@ -236,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = order if number % 2 == 0 else list(reversed(order))
                 for name in order:
                     counts(endpoint, reset=True)
-                    stack = "handoff-0" if name == "floor" else f"{name}-0"
-                    resync[name].append(timed(resync_tools[name](stack), env))
+                    bucket = buckets["handoff" if name == "floor" else name, 0]
+                    resync[name].append(timed(resync_tools[name](bucket), env))
                     requests[name] = counts(endpoint)
                 print(
                     f"re-sync round {number + 1}: handoff={resync['handoff'][-1]:.2f}s "

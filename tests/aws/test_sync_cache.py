@@ -268,6 +268,31 @@ def test_the_same_bytes_rewritten_by_another_tool_are_uploaded_again(
     assert remote_mode(s3, bucket, key) == "755"
 
 
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        s3sync.MULTIPART_THRESHOLD - 1,  # the largest single PutObject
+        s3sync.MULTIPART_THRESHOLD,  # the smallest multipart upload: one part
+        2 * s3sync.MULTIPART_CHUNKSIZE + 1,  # three parts, the last of one byte
+    ],
+)
+def test_local_etags_are_the_ones_s3_gives_our_uploads(
+    remote: Remote, bucket: str, tmp_path: Path, size: int
+) -> None:
+    """What makes an unchanged file recognisable from a listing: the ETag computed
+    locally is the one S3 gives the object our transfer manager uploaded."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(size))
+    client = remote.client("s3")
+    upload = s3sync.Transfer(kind="upload", key="etags/data.bin", path=path)
+    s3sync.run_transfers(client, bucket, [upload])
+    listed = s3sync.list_objects(client, bucket, "etags/")
+    assert s3sync.digest_file(path).etag == listed["data.bin"].etag
+    assert s3sync.digest_file(path).size == size
+
+
 def test_upload_receipts_see_only_their_bucket_and_block(remote: Remote, bucket: str) -> None:
     """Receipts are the ETags S3 answered (as a HEAD shows them) of uploads into their
     bucket made inside the block; afterwards the client is as it was."""

@@ -97,7 +97,6 @@ class FileDigest:
 def digest_file(path: Path) -> FileDigest:
     """Hash a file once: SHA-256 of the whole and MD5 per multipart part (for the ETag)."""
     sha = hashlib.sha256()
-    whole_md5 = hashlib.md5(usedforsecurity=False)
     part_md5s: list[bytes] = []
     part = hashlib.md5(usedforsecurity=False)
     part_filled = 0
@@ -106,7 +105,6 @@ def digest_file(path: Path) -> FileDigest:
         while chunk := handle.read(_READ_CHUNK):
             size += len(chunk)
             sha.update(chunk)
-            whole_md5.update(chunk)
             view = memoryview(chunk)
             while view:
                 take = min(len(view), MULTIPART_CHUNKSIZE - part_filled)
@@ -117,10 +115,12 @@ def digest_file(path: Path) -> FileDigest:
                     part_md5s.append(part.digest())
                     part = hashlib.md5(usedforsecurity=False)
                     part_filled = 0
-    if part_filled:
+    if part_filled or not part_md5s:
         part_md5s.append(part.digest())
     if size < MULTIPART_THRESHOLD:
-        etag = whole_md5.hexdigest()
+        # One PutObject: the ETag is the content's MD5, i.e. its only part's (a file under
+        # the threshold fits in one part, MULTIPART_THRESHOLD <= MULTIPART_CHUNKSIZE).
+        etag = part_md5s[0].hex()
     else:
         combined = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
         etag = f"{combined}-{len(part_md5s)}"
