@@ -30,6 +30,7 @@ from handoff_provider.core.errors import ProjectError, TemplateError, TransferEr
 from handoff_provider.core.load.templating import render_text
 from handoff_provider.core.steps.s3_touch import TouchStep
 from handoff_provider.core.stores.s3sync import digest_file
+from tests.aws.conftest import Recorder as CallRecorder
 
 WRITES = ("PutObject", "CopyObject", "CreateMultipartUpload", "UploadPartCopy")
 
@@ -253,20 +254,16 @@ def test_download_nothing_matched(s3: Any, drop: str, tmp_path: Path) -> None:
     assert download_inputs(s3, optional, tmp_path) == []
 
 
-def deny(s3: Any, operation: str, key_part: str, code: str = "AccessDenied") -> None:
-    """Make ``operation`` on keys containing ``key_part`` fail as AWS would with ``code``."""
-
-    def refuse(params: dict[str, Any], **_: Any) -> None:
-        if key_part in params.get("Key", ""):
-            raise ClientError({"Error": {"Code": code, "Message": "no"}}, operation)
-
-    s3.meta.events.register(f"before-parameter-build.s3.{operation}", refuse)
+def keyed(part: str) -> Any:
+    """A ``Recorder.fail_on`` match: calls on keys containing ``part``."""
+    return lambda params: part in params.get("Key", "")
 
 
 def test_a_failed_download_names_the_object_and_leaves_no_file(
-    s3: Any, drop: str, tmp_path: Path
+    drop: str, recorder: CallRecorder, tmp_path: Path
 ) -> None:
-    deny(s3, "GetObject", "sub/data_2.csv")
+    s3 = recorder.factory()("s3")
+    recorder.fail_on("GetObject", match=keyed("sub/data_2.csv"), code="AccessDenied")
     spec = InputSpec(bucket=drop, directory="drop", file_regex=r"(.*/)?data_\d\.csv")
     with pytest.raises(TransferError) as failed:
         download_inputs(s3, spec, tmp_path / "files")
@@ -431,8 +428,11 @@ def test_move_archives_then_deletes(s3: Any, drop: str, tmp_path: Path) -> None:
     assert all(p["ACL"] == BUCKET_OWNER_FULL_CONTROL and p["CopySourceIfMatch"] for p in copies)
 
 
-def test_failed_flag_and_post_copy_name_the_object(s3: Any, drop: str, tmp_path: Path) -> None:
-    deny(s3, "PutObject", "done.flg", code="NoSuchBucket")
+def test_failed_flag_and_post_copy_name_the_object(
+    drop: str, recorder: CallRecorder, tmp_path: Path
+) -> None:
+    s3 = recorder.factory()("s3")
+    recorder.fail_on("PutObject", match=keyed("done.flg"), code="NoSuchBucket")
     with pytest.raises(TransferError) as failed:
         touch_flag(s3, drop, "out/done.flg")
     assert str(failed.value) == (
@@ -443,7 +443,7 @@ def test_failed_flag_and_post_copy_name_the_object(s3: Any, drop: str, tmp_path:
         bucket=drop, directory="drop", file_regex=r"data_1\.csv", post_copy=PostCopy("move", "a")
     )
     done = download_inputs(s3, spec, tmp_path)
-    deny(s3, "DeleteObject", "drop/data_1.csv")
+    recorder.fail_on("DeleteObject", match=keyed("drop/data_1.csv"), code="AccessDenied")
     with pytest.raises(TransferError) as failed:
         apply_input_post_copy(s3, spec, done)
     assert str(failed.value) == (
@@ -452,7 +452,7 @@ def test_failed_flag_and_post_copy_name_the_object(s3: Any, drop: str, tmp_path:
     )
     assert exists(s3, drop, "drop/data_1.csv")  # the source stays when its delete failed
 
-    deny(s3, "HeadObject", "drop/data_1.csv", code="SlowDown")
+    recorder.fail_on("HeadObject", match=keyed("drop/data_1.csv"), code="SlowDown")
     with pytest.raises(TransferError) as failed:
         apply_input_post_copy(s3, spec, done)
     assert str(failed.value) == (
