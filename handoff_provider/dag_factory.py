@@ -56,7 +56,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from handoff_provider._compat import DAG, TaskGroup
@@ -90,15 +89,15 @@ DEFAULT_START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _FROM_PROJECT: Any = object()  # sentinel: "schedule not given"
 
 
-def _caller_dir(depth: int) -> Path:
+def _caller_dir(depth: int) -> str:
     """Directory of the file that called the public function (the DAG file)."""
     frame = sys._getframe(depth + 1)
     return _dir_of(frame.f_globals.get("__file__") or frame.f_code.co_filename)
 
 
 @functools.lru_cache(maxsize=256)
-def _dir_of(filename: str) -> Path:
-    return Path(os.path.abspath(filename)).parent
+def _dir_of(filename: str) -> str:
+    return os.path.dirname(os.path.abspath(filename))
 
 
 def _configs(
@@ -258,7 +257,7 @@ def handoff_dags_for_folder(
     return dags
 
 
-def _project_names(folder: Path) -> list[str]:
+def _project_names(folder: str) -> list[str]:
     """The subfolders of ``folder`` holding a ``project.yml``, sorted: what
     ``folder.glob("*/project.yml")`` finds, in one directory listing (no ``Path`` per entry)."""
     try:

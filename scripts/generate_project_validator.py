@@ -35,6 +35,10 @@ HEADER = '''\
 
 SCHEMA_SHA256 = "{digest}"
 
+#: The composed schema itself (``project_schema.project_schema()``): loading a project
+#: reads it from here, so it never imports the task kinds it doesn't use.
+SCHEMA = {schema}
+
 '''
 
 
@@ -48,7 +52,7 @@ def main() -> int:
     code = fastjsonschema.compile_to_code(compose())  # it may change what it is given
     entry = code.split("\ndef ", 1)[1].split("(", 1)[0]
     TARGET.write_text(
-        HEADER.format(version=VERSION, digest=schema_digest())
+        HEADER.format(version=VERSION, digest=schema_digest(), schema=repr(compose()))
         + code.rstrip()
         + f"\n\n\nvalidate = {entry}\n"
     )

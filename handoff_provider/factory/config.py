@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from handoff_provider.factory.errors import HandoffDagError
@@ -38,6 +37,11 @@ Mode = Literal["push_and_run", "run_remote", "run_local"]
 MODES: tuple[str, ...] = ("push_and_run", "run_remote", "run_local")
 
 
+#: The Amazon provider operators' default connection (``AwsBaseOperator.aws_conn_id``).
+DEFAULT_AWS_CONN_ID = "aws_default"
+_RUN_INPUTS = ("vars", "envs", "secret_envs")
+
+
 def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
@@ -50,7 +54,8 @@ class ProjectConfig:
     :param stack: default the folder name (``-`` for ``_``).
     :param bucket: default ``HANDOFF_BUCKET``/``S3_BUCKET_NAME`` (at run time; at parse
         time too, for the ``s3://<bucket>/<stack>/last/`` outlet).
-    :param aws_conn_id: the Airflow AWS connection of every task.
+    :param aws_conn_id: the Airflow AWS connection of every task (default ``aws_default``,
+        or the ``aws_conn_id`` of the DAG's ``default_args``).
     :param vars: template variables of the run (templated); ``envs``/``secret_envs``:
         environment of its commands (local execution only; ``secret_envs`` are masked).
     """
@@ -58,7 +63,7 @@ class ProjectConfig:
     project_dir: str | os.PathLike[str]
     stack: str | None = None
     bucket: str | None = None
-    aws_conn_id: str | None = "aws_default"
+    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID
     vars: Mapping[str, Any] = field(default_factory=dict)
     envs: Mapping[str, Any] = field(default_factory=dict)
     secret_envs: Mapping[str, Any] = field(default_factory=dict)
@@ -66,6 +71,20 @@ class ProjectConfig:
     def __post_init__(self) -> None:
         for name in ("vars", "envs", "secret_envs"):
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
+
+    def aws_arguments(self) -> dict[str, Any]:
+        """The AWS connection every task is given: none when left at the operators' own
+        default, so that a ``default_args`` ``aws_conn_id`` applies as it would to any
+        operator (and the task is built with no argument it doesn't need)."""
+        if self.aws_conn_id == DEFAULT_AWS_CONN_ID:
+            return {}
+        return {"aws_conn_id": self.aws_conn_id}
+
+    def run_arguments(self) -> dict[str, Any]:
+        """What the run task receives of this config: its AWS connection, and ``vars``,
+        ``envs`` and ``secret_envs`` when given (the operator's default is none)."""
+        given = {name: dict(value) for name in _RUN_INPUTS if (value := getattr(self, name))}
+        return {**self.aws_arguments(), **given}
 
 
 @dataclass(frozen=True)
@@ -147,7 +166,8 @@ class FactoryConfig:
     project: ProjectConfig
     render: RenderConfig
     execution: ExecutionConfig
-    path: Path
+    #: The project folder, absolute and normalised (a string: built for every DAG parse).
+    path: str
 
     @classmethod
     def from_arguments(
@@ -158,7 +178,7 @@ class FactoryConfig:
         render_config: RenderConfig | None,
         execution_config: ExecutionConfig | None,
         keywords: dict[str, Any],
-        base: Path,
+        base: str,
     ) -> FactoryConfig:
         """The configs from a factory's arguments; the shorthand keywords are taken out of
         ``keywords`` (what is left is the DAG's or TaskGroup's). A config object and the
@@ -232,10 +252,10 @@ def _one_of(name: str, config: Any, shorthand: Mapping[str, Any], build: Any) ->
     return config
 
 
-def resolve_project_dir(project_dir: str | os.PathLike[str], *, base: Path) -> Path:
+def resolve_project_dir(project_dir: str | os.PathLike[str], *, base: str) -> str:
     """An absolute project path; a relative one is relative to the DAG file's folder.
 
     Normalised without touching the file system (``..`` removed lexically).
     """
     path = os.path.expanduser(os.fspath(project_dir))
-    return Path(os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path)))
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))

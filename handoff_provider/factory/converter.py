@@ -48,10 +48,10 @@ def _push_tasks(project: ProjectInfo, config: FactoryConfig, stack: str) -> list
     )
 
     common: dict[str, Any] = {
-        "project_dir": str(project.path),
+        "project_dir": project.path,
         "stack": stack,
         "bucket": config.project.bucket,
-        "aws_conn_id": config.project.aws_conn_id,
+        **config.project.aws_arguments(),
     }
     return [
         HandoffConfigPushOperator(task_id="push_config", **common, **config.render.push_args),

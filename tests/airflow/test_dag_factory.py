@@ -193,6 +193,43 @@ def test_modes_build_the_expected_tasks(tmp_path: Path) -> None:
         handoff_dag(project, dag_id="y", mode="run_local", execution="ecs", ecs={})
 
 
+def test_every_task_gets_the_connection_and_the_run_its_inputs(tmp_path: Path) -> None:
+    """``aws_conn_id=`` goes to every task; left out, the operators' ``aws_default`` or a
+    ``default_args`` connection applies, as for any Amazon operator. ``vars``/``envs``/
+    ``secret_envs`` reach the run task (and only it)."""
+    project = write_project(tmp_path, PIPELINE, name="conn")
+    inputs = {"vars": {"day": "{{ ds }}"}, "envs": {"A": "1"}, "secret_envs": {"TOKEN": "s3cr3t"}}
+    given = handoff_dag(project, dag_id="given", aws_conn_id="prod", schedule=None, **inputs)
+    assert {t.aws_conn_id for t in given.tasks} == {"prod"}
+    run = given.get_task("run")
+    assert (run.vars, run.envs, run.secret_envs) == tuple(inputs.values())
+
+    plain = handoff_dag(project, dag_id="plain", schedule=None)
+    assert {t.aws_conn_id for t in plain.tasks} == {"aws_default"}
+    run = plain.get_task("run")
+    assert (run.vars, run.envs, run.secret_envs) == ({}, {}, {})
+
+    by_default = handoff_dag(
+        project, dag_id="dflt", schedule=None, default_args={"aws_conn_id": "from_defaults"}
+    )
+    assert {t.aws_conn_id for t in by_default.tasks} == {"from_defaults"}
+    ecs = handoff_dag(
+        project,
+        dag_id="ecs",
+        schedule=None,
+        execution="ecs",
+        ecs={"cluster": "c1", "register": True},
+        default_args={"aws_conn_id": "from_defaults"},
+    )
+    assert [t.task_id for t in ecs.tasks] == [
+        "push_config",
+        "push_files",
+        "register_task_definition",
+        "run",
+    ]
+    assert {t.aws_conn_id for t in ecs.tasks} == {"from_defaults"}
+
+
 def test_ecs_execution_builds_the_ecs_operator(tmp_path: Path) -> None:
     project = write_project(tmp_path, PIPELINE, name="on_fargate")
     dag = handoff_dag(

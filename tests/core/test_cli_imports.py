@@ -30,6 +30,13 @@ TRANSFERS = {
     "handoff_provider.core.run.transfers",
 }
 PROJECT_LOADING = {"yaml", "fastjsonschema", "handoff_provider.core.load.project"}
+#: The one-AWS-call task kinds (core/steps/): imported only for a project using one.
+AWS_KINDS = {
+    "handoff_provider.core.steps.aws_lambda",
+    "handoff_provider.core.steps.s3_touch",
+    "handoff_provider.core.steps.aws_call",
+    "handoff_provider.core.aws.lambda_invoke",
+}
 
 pytestmark = pytest.mark.skipif(not SCRIPT.exists(), reason=f"no console script {SCRIPT}")
 
@@ -65,7 +72,7 @@ def test_help_imports_no_project_loading_and_no_aws(tmp_path: Path) -> None:
 
 def test_a_local_run_imports_no_aws_no_schema_zoo_no_jinja(local_project, tmp_path: Path) -> None:
     names = imported("run", "-w", str(tmp_path / "ws"), "-p", str(local_project), cwd=tmp_path)
-    assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | {"filelock"}) == set()
+    assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | AWS_KINDS | {"filelock"}) == set()
     assert names >= PROJECT_LOADING  # it did load and validate the project
     assert "logging" not in names
     from handoff_provider.core.run.process_tree import pdeathsig_prefix
@@ -99,6 +106,17 @@ def test_config_print_and_show_commands_import_no_aws_no_schema_zoo(tmp_path: Pa
     for verb in (("config", "print"), ("show", "commands")):
         names = imported(*verb, "-p", singer, cwd=tmp_path)
         assert names & (AWS | SCHEMA_ZOO | TEMPLATES | TRANSFERS | {"filelock"}) == set(), verb
+
+
+def test_a_task_kind_is_imported_when_a_project_uses_it(make_project, tmp_path: Path) -> None:
+    """The positive control of the lazy kind registry (core/steps/__init__.py)."""
+    project = make_project(
+        "tasks:\n  - name: flag\n    s3_touch: {bucket: b, key: done}\n"
+        "  - name: t\n    pipeline:\n      - command: cat\n"
+    )
+    names = imported("show", "commands", "-p", str(project), cwd=tmp_path)
+    assert {"handoff_provider.core.steps.s3_touch", "handoff_provider.core.steps.pipeline"} <= names
+    assert "handoff_provider.core.steps.aws_lambda" not in names
 
 
 def test_jsonschema_explains_an_invalid_project(make_project, tmp_path: Path) -> None:

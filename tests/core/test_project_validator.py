@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from handoff_provider.core.errors import ProjectError
 from handoff_provider.core.load import _project_validator
 from handoff_provider.core.load.project import project_from_document
-from handoff_provider.core.load.project_schema import project_schema, schema_digest
+from handoff_provider.core.load.project_schema import compose, project_schema, schema_digest
 
 SCHEMA = project_schema()
 
@@ -161,6 +161,10 @@ def test_generated_code_is_from_the_current_schema() -> None:
         "the project schema (project_schema.json or a kind's fragment) changed: "
         "run `make project-validator`"
     )
+    assert project_schema() == compose()  # what loading reads is what was compiled
+    assert list(project_schema()["$defs"]["task"]["properties"]) == list(
+        compose()["$defs"]["task"]["properties"]
+    )  # (the canonical key order, which == on dicts ignores)
 
 
 def test_the_full_document_uses_every_property_of_the_schema() -> None:
@@ -214,3 +218,22 @@ def test_a_trailing_newline_is_refused_where_only_the_compiled_check_sees_it(nam
     message = str(caught.value)
     assert message.startswith("p/project.yml: tasks[0].name: ")
     assert "\n" not in message.replace("\\n", "")
+
+
+def test_the_kind_registry_names_each_module_by_its_kind() -> None:
+    """``KIND_MODULES`` (imported lazily) says which module holds each key's kind: each
+    module's ``KIND.key`` is its key, and every kind module of the package is listed."""
+    import importlib
+    import pkgutil
+
+    from handoff_provider.core import steps
+
+    for key, module in steps.KIND_MODULES.items():
+        kind = importlib.import_module(f"{steps.__name__}.{module}").KIND
+        assert kind.key == key and steps.kind_named(key) is kind
+    with_kind = {
+        info.name
+        for info in pkgutil.iter_modules(steps.__path__)
+        if hasattr(importlib.import_module(f"{steps.__name__}.{info.name}"), "KIND")
+    }
+    assert with_kind == set(steps.KIND_MODULES.values())

@@ -21,7 +21,7 @@ from handoff_provider.core.model.secrets import (
 )
 from handoff_provider.core.model.transfers import TransfersSpec
 
-#: A task's kind: the key of its kind in project.yml (:data:`handoff_provider.core.steps.KINDS`).
+#: A task's kind: its key in project.yml (:data:`handoff_provider.core.steps.KIND_MODULES`).
 TaskKind = str
 StateFrom = Literal["stdout", "stderr", "none"]
 StateOnFailure = Literal["discard", "last_line"]

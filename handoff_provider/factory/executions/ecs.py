@@ -98,8 +98,8 @@ class EcsExecution(ExecutionConfig):
                 task_id="register_task_definition",
                 project_dir=str(info.path),
                 stack=stack,
-                aws_conn_id=project.aws_conn_id,
                 region_name=self.region_name,
+                **project.aws_arguments(),
             )
             tasks.append(registering)
             task_definition = registering.output
@@ -112,10 +112,9 @@ class EcsExecution(ExecutionConfig):
                 security_groups=self.security_groups,
                 assign_public_ip=self.assign_public_ip,
                 region_name=self.region_name,
-                vars=dict(project.vars),
                 stack=stack,
                 bucket=project.bucket,
-                aws_conn_id=project.aws_conn_id,
+                **project.run_arguments(),  # vars (check(): no envs) and the connection
                 **self.operator_args,
             )
         )

@@ -25,16 +25,11 @@ class LocalExecution(ExecutionConfig):
     ) -> list[Any]:
         from handoff_provider.operators.run import HandoffRunOperator
 
+        given: dict[str, Any] = project.run_arguments()  # only what differs from the defaults
+        if render.runs_from_folder:
+            given["project_dir"] = info.path
         return [
             HandoffRunOperator(
-                task_id="run",
-                project_dir=str(info.path) if render.runs_from_folder else None,
-                vars=dict(project.vars),
-                envs=dict(project.envs),
-                secret_envs=dict(project.secret_envs),
-                stack=stack,
-                bucket=project.bucket,
-                aws_conn_id=project.aws_conn_id,
-                **self.operator_args,
+                task_id="run", stack=stack, bucket=project.bucket, **given, **self.operator_args
             )
         ]
