@@ -7,7 +7,9 @@
    vary by +-15% on a shared 2-core machine, so fewer rounds can't resolve a 5% target;
    the quartiles are printed). ``ratio=`` is the median of the first over the median of
    the second (target <= 1.05: the bytes only go through OS pipes, so what is left is
-   handoff's start-up and bookkeeping, once per run).
+   handoff's start-up and bookkeeping, once per run). ``cpu_ratio=`` compares the CPU
+   seconds of each whole process tree (stages included), which the machine's noise moves
+   much less than the wall time.
 2. Overhead: the same two ways for a trivial ``echo x | cat | cat``, ``--small-rounds``
    times; ``overhead_ms=`` is the difference of the medians.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -53,15 +56,25 @@ def write_project(directory: Path, stages: list[tuple[str, str]]) -> Path:
     return directory
 
 
-def timed(argv: list[str], *, cwd: Path, stdout_path: Path | None, env: dict[str, str]) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(
+    argv: list[str], *, cwd: Path, stdout_path: Path | None, env: dict[str, str]
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process and every process it waited for."""
     with open(stdout_path or os.devnull, "wb") as out:
+        cpu = _children_cpu()
         started = time.perf_counter()
         done = subprocess.run(argv, cwd=cwd, stdout=out, stderr=subprocess.PIPE, env=env)
         elapsed = time.perf_counter() - started
+        cpu = _children_cpu() - cpu
     if done.returncode != 0:
         sys.stderr.write(done.stderr.decode(errors="replace"))
         raise SystemExit(f"{argv} failed (exit {done.returncode})")
-    return elapsed
+    return elapsed, cpu
 
 
 def compare(
@@ -75,15 +88,19 @@ def compare(
     shell = ["sh", "-c", line]
     env = clean_env(HANDOFF_VENV_CACHE=str(root / "venvs"))
     timed(handoff, cwd=root, stdout_path=None, env=env)  # warm-up (first workspace)
-    ours: list[float] = []
-    theirs: list[float] = []
+    ours: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
     for number in range(1, rounds + 1):
         # Alternate which goes first so neither always gets the warmer cache.
         pair = [(ours, handoff, None), (theirs, shell, shell_out)]
         for samples, argv, stdout_path in pair if number % 2 else reversed(pair):
             samples.append(timed(argv, cwd=root, stdout_path=stdout_path, env=env))
         if show:
-            print(f"round {number}: handoff={ours[-1]:.3f}s sh={theirs[-1]:.3f}s", flush=True)
+            print(
+                f"round {number}: handoff={ours[-1][0]:.3f}s (cpu {ours[-1][1]:.2f}s) "
+                f"sh={theirs[-1][0]:.3f}s (cpu {theirs[-1][1]:.2f}s)",
+                flush=True,
+            )
     return ours, theirs, workspace
 
 
@@ -105,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         stages = [("head", f"-c {size} /dev/zero"), ("cat", ""), ("wc", "-c")]
         print(f"throughput: head -c {size} /dev/zero | cat | wc -c, {args.rounds} rounds")
-        ours, theirs, workspace = compare(stages, args.rounds, root, "bulk", show=True)
+        ours_timed, theirs_timed, workspace = compare(stages, args.rounds, root, "bulk", show=True)
+        ours, theirs = [wall for wall, _ in ours_timed], [wall for wall, _ in theirs_timed]
         state = workspace / "artifacts" / "state"
         if int(state.read_text().strip()) != size:
             print("error: the run's state does not hold the byte count", file=sys.stderr)
@@ -115,10 +133,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spread (quartiles): handoff={_quartiles(ours)} sh={_quartiles(theirs)}")
         print(f"throughput_mib_s={size / (1 << 20) / ours_med:.0f}")
         print(f"ratio={ours_med / theirs_med:.3f}  (handoff run / sh -c; target <= 1.05)")
+        # Both keep the 2 cores busy moving the bytes (head, cat and wc in the kernel's pipe
+        # code), so one run's wall time moves by +-15% with the machine; the CPU both spent,
+        # the stages' included, moves much less and shows what handoff itself adds.
+        cpu_ours = statistics.median(cpu for _, cpu in ours_timed)
+        cpu_theirs = statistics.median(cpu for _, cpu in theirs_timed)
+        print(
+            f"cpu_ratio={cpu_ours / cpu_theirs:.3f}  (CPU seconds of all processes: "
+            f"handoff {cpu_ours:.2f}, sh {cpu_theirs:.2f})"
+        )
 
         small = [("echo", "x"), ("cat", ""), ("cat", "")]
         ours_s, theirs_s, _ = compare(small, args.small_rounds, root, "small", show=False)
-        ours_ms, theirs_ms = statistics.median(ours_s) * 1000, statistics.median(theirs_s) * 1000
+        ours_ms = statistics.median(wall for wall, _ in ours_s) * 1000
+        theirs_ms = statistics.median(wall for wall, _ in theirs_s) * 1000
         print(
             f"trivial pipeline, {args.small_rounds} rounds: handoff_median_ms={ours_ms:.1f} "
             f"sh_median_ms={theirs_ms:.1f}"
