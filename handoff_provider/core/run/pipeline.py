@@ -2,11 +2,12 @@
 
 What this module guarantees (the runner in :mod:`runner` builds on it):
 
-* **Data path.** Stage *i*'s stdout is an ``os.pipe()`` whose read end is stage *i+1*'s
-  stdin; the parent closes its copies of both ends right after spawning, so no byte of
-  the data stream goes through Python, EOF propagates, and a reader that exits early
-  makes its writer get ``SIGPIPE`` (children start with ``SIGPIPE`` at its default
-  action: ``subprocess.Popen(restore_signals=True)``, the default, undoes Python's
+* **Data path.** Stage *i*'s stdout is an ``os.pipe()`` (of 1 MiB where Linux allows:
+  :func:`_widen_pipe`) whose read end is stage *i+1*'s stdin; the parent closes its
+  copies of both ends right after spawning, so no byte of the data stream goes through
+  Python, EOF propagates, and a reader that exits early makes its writer get
+  ``SIGPIPE`` (children start with ``SIGPIPE`` at its default action:
+  ``subprocess.Popen(restore_signals=True)``, the default, undoes Python's
   ``SIG_IGN``). The first stage reads ``/dev/null``; the last stage writes to the file
   descriptor the caller passes (the state temp file, a log file) or ``/dev/null``.
 * **Process group, tag, no orphans.** All stages of a pipeline share one new process
@@ -84,7 +85,20 @@ MAX_LINE = 64 * 1024
 #: Bytes of stderr that may wait for the line callback before chunks are left out of it.
 RELAY_BACKLOG = 8 * 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+#: Capacity asked for every pipe of a pipeline (Linux's default ``pipe-max-size``).
 _PIPE_SIZE = 1024 * 1024
+
+
+def _widen_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe instead of Linux's 64 KiB: the stages then hand over data in
+    fewer, larger writes and context switches. 4 GiB through ``head | cat | wc -c`` took
+    1.83-1.92 s with 1 MiB pipes against 1.88-2.93 s for ``sh -c`` (64 KiB) and 2.0-4.4 s
+    for the same 64 KiB pipes opened from Python, on this 2-core machine. Best effort: the
+    default stays where the system refuses (not Linux, ``pipe-max-size`` lowered, the
+    user's ``pipe-user-pages-soft`` reached)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+
 
 StderrCallback = Callable[[int, str], None]
 
@@ -269,8 +283,7 @@ class _StderrPump(threading.Thread):
             with contextlib.suppress(OSError):
                 sink = open(self.log_path, "wb", buffering=0)  # noqa: SIM115
         fd = self.stream.fileno()
-        with contextlib.suppress(OSError):  # fewer, larger reads (Linux only)
-            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+        _widen_pipe(fd)  # fewer, larger reads
         try:
             while True:
                 try:
@@ -540,6 +553,7 @@ def _spawn(
             write_fd: int | None = None
             if i < last:
                 read_next, write_fd = os.pipe()
+                _widen_pipe(write_fd)
             else:
                 read_next = None
             out_fd = write_fd if write_fd is not None else stdout
