@@ -39,6 +39,7 @@ MODES: tuple[str, ...] = ("push_and_run", "run_remote", "run_local")
 
 #: The Amazon provider operators' default connection (``AwsBaseOperator.aws_conn_id``).
 DEFAULT_AWS_CONN_ID = "aws_default"
+#: What the run task receives of a ``ProjectConfig`` besides its connection.
 _RUN_INPUTS = ("vars", "envs", "secret_envs")
 
 
@@ -69,7 +70,7 @@ class ProjectConfig:
     secret_envs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("vars", "envs", "secret_envs"):
+        for name in _RUN_INPUTS:
             object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
 
     def aws_arguments(self) -> dict[str, Any]:
