@@ -8,11 +8,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from handoff_provider.core.errors import StageError
-from handoff_provider.core.run.pipeline import PipelineControl, StageSpec, run_pipeline
+from handoff_provider.core.run.pipeline import (
+    PipelineControl,
+    PipelineResult,
+    StageSpec,
+    run_pipeline,
+)
 
 try:
     from .helpers_runtime import read_pid, sh, stage, wait_dead
@@ -20,26 +26,27 @@ except ImportError:  # tests/core is not a package
     from helpers_runtime import read_pid, sh, stage, wait_dead
 
 
-def _out(tmp_path: Path, name: str = "out") -> tuple[int, Path]:
-    path = tmp_path / name
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), path
+def _run_to_file(
+    tmp_path: Path, stages: list[StageSpec], **kwargs: Any
+) -> tuple[PipelineResult, str]:
+    """``run_pipeline`` with the last stage's stdout in a file: (result, what it holds)."""
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        result = run_pipeline(stages, task="t", cwd=tmp_path, stdout=fd, **kwargs)
+    finally:
+        os.close(fd)
+    return result, path.read_text()
 
 
 def test_three_stages_flow_through_os_pipes(tmp_path: Path) -> None:
-    fd, path = _out(tmp_path)
-    try:
-        result = run_pipeline(
-            [stage("head", "-c", "1000000", "/dev/zero"), stage("cat"), stage("wc", "-c")],
-            task="t",
-            cwd=tmp_path,
-            stdout=fd,
-        )
-    finally:
-        os.close(fd)
+    result, out = _run_to_file(
+        tmp_path, [stage("head", "-c", "1000000", "/dev/zero"), stage("cat"), stage("wc", "-c")]
+    )
     assert result.ok, result.error
-    assert path.read_text().strip() == "1000000"
+    assert out.strip() == "1000000"
     assert [s.returncode for s in result.stages] == [0, 0, 0]
-    assert result.stages[-1].bytes_out == path.stat().st_size
+    assert result.stages[-1].bytes_out == len(out)
     if Path("/proc/self/io").exists():
         # head and cat each wrote the megabyte into their pipe.
         assert result.stages[0].bytes_out == 1000000
@@ -76,21 +83,15 @@ def test_the_pipes_between_stages_hold_a_mebibyte(tmp_path: Path) -> None:
     if int(max_size.read_text()) < 1 << 20 and os.geteuid() != 0:
         pytest.skip("this system's pipe-max-size is below 1 MiB")
     stdin_size = "import fcntl; print(fcntl.fcntl(0, 1032))"  # F_GETPIPE_SZ
-    fd, path = _out(tmp_path)
-    try:
-        result = run_pipeline(
-            [
-                sh("echo data"),
-                StageSpec([sys.executable, "-c", stdin_size], dict(os.environ), "stdin size"),
-            ],
-            task="t",
-            cwd=tmp_path,
-            stdout=fd,
-        )
-    finally:
-        os.close(fd)
+    result, out = _run_to_file(
+        tmp_path,
+        [
+            sh("echo data"),
+            StageSpec([sys.executable, "-c", stdin_size], dict(os.environ), "stdin size"),
+        ],
+    )
     assert result.ok, result.error
-    assert path.read_text().strip() == str(1 << 20)
+    assert out.strip() == str(1 << 20)
 
 
 def test_failing_middle_stage_fails_the_pipeline_and_is_named(tmp_path: Path) -> None:
@@ -119,17 +120,11 @@ def test_last_stage_failure_and_signal_death_are_reported(tmp_path: Path) -> Non
 def test_sigpipe_of_upstream_is_not_a_failure_when_reader_succeeds(tmp_path: Path) -> None:
     """`yes | head -n 1` ends at once: yes dies of SIGPIPE (default action restored in the
     child), the reader succeeded, so the pipeline succeeds."""
-    fd, path = _out(tmp_path)
     started = time.monotonic()
-    try:
-        result = run_pipeline(
-            [stage("yes"), stage("head", "-n", "1")], task="t", cwd=tmp_path, stdout=fd, timeout=30
-        )
-    finally:
-        os.close(fd)
+    result, out = _run_to_file(tmp_path, [stage("yes"), stage("head", "-n", "1")], timeout=30)
     assert time.monotonic() - started < 10
     assert result.ok, result.error
-    assert path.read_text() == "y\n"
+    assert out == "y\n"
     assert result.stages[0].returncode == -signal.SIGPIPE
     assert result.stages[0].excused_sigpipe
 
@@ -260,22 +255,16 @@ def test_stderr_is_delivered_live_while_the_stage_runs(tmp_path: Path) -> None:
 
 
 def test_lots_of_stderr_and_stdout_at_once_do_not_deadlock(tmp_path: Path) -> None:
-    fd, path = _out(tmp_path)
     script = "head -c 3000000 /dev/zero | tr '\\0' 'e' | fold -w 100 >&2; head -c 2000000 /dev/zero"
-    try:
-        result = run_pipeline(
-            [sh(script), stage("wc", "-c")],
-            task="t",
-            cwd=tmp_path,
-            stdout=fd,
-            stderr_logs=[tmp_path / "err.log", None],
-            on_stderr_line=lambda n, line: None,
-            timeout=60,
-        )
-    finally:
-        os.close(fd)
+    result, out = _run_to_file(
+        tmp_path,
+        [sh(script), stage("wc", "-c")],
+        stderr_logs=[tmp_path / "err.log", None],
+        on_stderr_line=lambda n, line: None,
+        timeout=60,
+    )
     assert result.ok, result.error
-    assert path.read_text().strip() == "2000000"
+    assert out.strip() == "2000000"
     # 30000 lines of 100 characters; fold adds no newline after the last one.
     assert result.stages[0].stderr_bytes == 3029999
     assert (tmp_path / "err.log").stat().st_size == 3029999
@@ -300,13 +289,9 @@ def test_a_stage_that_cannot_start_is_a_stage_error(tmp_path: Path) -> None:
 
 
 def test_first_stage_reads_dev_null(tmp_path: Path) -> None:
-    fd, path = _out(tmp_path)
-    try:
-        result = run_pipeline([stage("wc", "-c")], task="t", cwd=tmp_path, stdout=fd, timeout=10)
-    finally:
-        os.close(fd)
+    result, out = _run_to_file(tmp_path, [stage("wc", "-c")], timeout=10)
     assert result.ok
-    assert path.read_text().strip() == "0"
+    assert out.strip() == "0"
 
 
 def test_keyboard_interrupt_while_waiting_leaves_no_process(tmp_path: Path) -> None:
@@ -367,15 +352,9 @@ def test_every_stage_dies_with_handoff_whichever_way_it_is_started(
         monkeypatch.setattr(
             "handoff_provider.core.run.pipeline.pdeathsig_prefix", lambda: None, raising=True
         )
-    fd, path = _out(tmp_path)
-    try:
-        result = run_pipeline(
-            [stage(sys.executable, "-c", _PDEATHSIG_PROBE)], task="t", cwd=tmp_path, stdout=fd
-        )
-    finally:
-        os.close(fd)
+    result, out = _run_to_file(tmp_path, [stage(sys.executable, "-c", _PDEATHSIG_PROBE)])
     assert result.ok, result.error
-    signal_number, leader, parent = path.read_text().split()
+    signal_number, leader, parent = out.split()
     assert int(signal_number) == signal.SIGKILL
     assert leader == "True"  # the first stage leads the pipeline's new process group
     assert int(parent) == os.getpid()  # setpriv executed the program in its own process
