@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from handoff_provider.core.stores import Remote, s3sync
+from handoff_provider.core.stores import Remote, s3sync, sync_cache
 from handoff_provider.core.stores.sync_cache import is_racy
 from tests.aws.conftest import WRITES, Recorder
 
@@ -177,17 +177,30 @@ def test_a_remote_metadata_change_is_not_hidden_by_the_cache(
     assert remote_mode(s3, bucket, key) == "644"
 
 
+@pytest.mark.parametrize("settled", [True, False], ids=["settled", "files_just_written"])
 def test_a_corrupt_cache_means_hashing_again(
-    remote: Remote, project: Path, hashed: list[Path]
+    remote: Remote,
+    project: Path,
+    hashed: list[Path],
+    settled: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The corrupt file is replaced by what the sync learned, even when that is nothing
+    it may keep (files changed within the racy window: no digest is remembered)."""
     remote.files.push(project / "files")
     (cache,) = (project / ".handoff" / "sync").glob("*.json")
     cache.write_text('{"version": 1, "local": [')
+    if settled:
+        settle()
+    else:  # every file counts as changed just before it is hashed
+        monkeypatch.setattr(sync_cache, "RACY_SECONDS", 3600.0)
     hashed.clear()
     result = remote.files.push(project / "files")
     assert result.uploaded == [] and len(result.unchanged) == 3
     assert len(hashed) == 3
-    assert json.loads(cache.read_text())["version"] == 1
+    document = json.loads(cache.read_text())
+    assert document["version"] == 1
+    assert len(document["local"]) == (3 if settled else 0)
 
 
 def test_get_resync_hashes_nothing_and_follows_a_chmod(

@@ -113,6 +113,9 @@ class SyncCache:
         self._old_remote: dict[str, RemoteRecord] = {}
         self._local: dict[str, LocalDigest] = {}
         self._remote: dict[str, RemoteRecord] = {}
+        #: The file on disk is corrupt or of another format: :meth:`save` replaces it even
+        #: when this sync learned nothing it could keep (every file racy, say).
+        self._unusable_file = False
 
     @classmethod
     def for_sync(cls, local_dir: Path, remote_uri: str) -> SyncCache:
@@ -129,6 +132,7 @@ class SyncCache:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") != FORMAT_VERSION:
+                self._unusable_file = True
                 return
             self._old_local = {k: LocalDigest(*v) for k, v in data["local"].items()}
             self._old_remote = {k: RemoteRecord(*v) for k, v in data["remote"].items()}
@@ -137,6 +141,7 @@ class SyncCache:
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.info("sync cache %s unreadable (%s): hashing every file", self.path, exc)
             self._old_local, self._old_remote = {}, {}
+            self._unusable_file = True
 
     def digest(self, relative: str, st: os.stat_result) -> LocalDigest | None:
         """The remembered digest of ``relative`` if its stat is unchanged, else None."""
@@ -178,7 +183,7 @@ class SyncCache:
     def save(self) -> None:
         """Write what this sync used and learned (atomically); never raises for I/O."""
         unchanged = self._local == self._old_local and self._remote == self._old_remote
-        if self.path is None or unchanged:
+        if self.path is None or (unchanged and not self._unusable_file):
             return
         document = {  # the entries as JSON arrays (named tuples), sorted by path
             "version": FORMAT_VERSION,
