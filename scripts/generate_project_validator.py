@@ -17,6 +17,7 @@ releases emit code that imports names older ones don't have::
 
 from __future__ import annotations
 
+import pprint
 import sys
 from pathlib import Path
 
@@ -42,6 +43,12 @@ SCHEMA = {schema}
 '''
 
 
+def _literal(schema: dict[str, object]) -> str:
+    """The schema as a Python literal, one key per line and in its own key order (the
+    canonical order), so that a schema change reads as a change of those lines."""
+    return pprint.pformat(schema, sort_dicts=False, width=100)
+
+
 def main() -> int:
     if fastjsonschema.VERSION != VERSION:
         print(f"run with fastjsonschema=={VERSION}, not {fastjsonschema.VERSION}", file=sys.stderr)
@@ -52,7 +59,7 @@ def main() -> int:
     code = fastjsonschema.compile_to_code(compose())  # it may change what it is given
     entry = code.split("\ndef ", 1)[1].split("(", 1)[0]
     TARGET.write_text(
-        HEADER.format(version=VERSION, digest=schema_digest(), schema=repr(compose()))
+        HEADER.format(version=VERSION, digest=schema_digest(), schema=_literal(compose()))
         + code.rstrip()
         + f"\n\n\nvalidate = {entry}\n"
     )
