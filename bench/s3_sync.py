@@ -11,7 +11,9 @@ child process, so that the server doesn't share the GIL of the client), over
   made (``resync_writes=`` target 0; handoff also reads no object metadata: HEADs 0).
   For scale, ``ratio_floor=``: a bare botocore process that only creates an S3 client and
   lists the prefix (what any botocore-based re-sync must do, hashing and comparing
-  nothing) against the same ``aws s3 sync``. It does so one step after the other with
+  nothing) against the same ``aws s3 sync``; and ``ratio_server=``: the server's own time
+  to answer that listing (unsigned ``GET`` requests from this process: no client start,
+  no parsing), the part no client can cut. It does so one step after the other with
   botocore's defaults; a re-sync can come a little under it only by doing its own work
   while the server answers (handoff walks the local files then) and by parsing the
   listing's timestamps faster (``core/aws/clients.py``): the server's time to list the
@@ -29,16 +31,19 @@ Usage: ``python bench/s3_sync.py [--rounds 5] [--small N] [--large N]``
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import logging
 import multiprocessing
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -183,6 +188,21 @@ def make_files(root: Path, small: int, large: int) -> int:
     return total
 
 
+def server_listing(endpoint: str, bucket: str, prefix: str) -> float:
+    """Seconds the server takes to answer every page of the listing of ``prefix``, asked
+    by this process with plain ``GET`` requests (moto doesn't check signatures)."""
+    query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+    started = time.perf_counter()
+    while True:
+        url = f"{endpoint}/{bucket}?{urllib.parse.urlencode(query)}"
+        with urllib.request.urlopen(url, timeout=60) as response:  # loopback only
+            body = response.read()
+        token = re.search(rb"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+        if token is None:
+            return time.perf_counter() - started
+        query["continuation-token"] = html.unescape(token.group(1).decode())
+
+
 def timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
             tools = {"handoff": ours, "aws": theirs}
             first: dict[str, list[float]] = {name: [] for name in tools}
-            resync: dict[str, list[float]] = {name: [] for name in [*tools, "floor"]}
+            resync: dict[str, list[float]] = {name: [] for name in [*tools, "floor", "server"]}
             requests: dict[str, Counter[str]] = {}
             for number in range(args.rounds):
                 order = list(tools) if number % 2 == 0 else list(reversed(tools))
@@ -262,9 +282,13 @@ def main(argv: list[str] | None = None) -> int:
                     bucket = buckets["handoff" if name == "floor" else name, 0]
                     resync[name].append(timed(resync_tools[name](bucket), env))
                     requests[name] = counts(endpoint)
+                resync["server"].append(
+                    server_listing(endpoint, buckets["handoff", 0], f"{STACK}/files/")
+                )
                 print(
                     f"re-sync round {number + 1}: handoff={resync['handoff'][-1]:.2f}s "
-                    f"aws={resync['aws'][-1]:.2f}s floor={resync['floor'][-1]:.2f}s",
+                    f"aws={resync['aws'][-1]:.2f}s floor={resync['floor'][-1]:.2f}s "
+                    f"server={resync['server'][-1]:.2f}s",
                     flush=True,
                 )
     finally:
@@ -275,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"first_sync_handoff_s={med['handoff']:.2f} first_sync_aws_s={med['aws']:.2f}")
     print(
         f"resync_handoff_s={med_re['handoff']:.2f} resync_aws_s={med_re['aws']:.2f} "
-        f"resync_floor_s={med_re['floor']:.2f}"
+        f"resync_floor_s={med_re['floor']:.2f} resync_server_s={med_re['server']:.2f}"
     )
     for name, seen in requests.items():
         writes = seen["PUT"] + seen["POST"]
@@ -289,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio_floor={med_re['floor'] / med_re['aws']:.2f}  (a bare botocore client + listing "
         "process / aws s3 sync: what any botocore-based re-sync costs before its own work)"
+    )
+    print(
+        f"ratio_server={med_re['server'] / med_re['aws']:.2f}  (the server answering the "
+        "listing, asked from this process / aws s3 sync: what no client can cut)"
     )
     print(f"resync_writes={writes}  (target 0)")
     return 0 if writes == 0 else 1
