@@ -47,6 +47,29 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
+#: Where to give each argument the factory sets on its tasks itself.
+_FROM_THE_FACTORY = {
+    "task_id": "the factory names its tasks",
+    "project_dir": "the project folder is the factory's first argument",
+    "stack": "give stack= to the factory",
+    "bucket": "give bucket= to the factory",
+    "aws_conn_id": "give aws_conn_id= to the factory",
+}
+
+
+def reject_factory_arguments(
+    where: str, given: Mapping[str, Any], taken: Mapping[str, str]
+) -> None:
+    """Raise ``HandoffDagError`` when ``given`` (the extra arguments of a task, ``where``
+    they were given) names one the factory sets itself: ``taken`` maps each to where it
+    goes instead. Without this, the task's constructor fails with Python's "got multiple
+    values for keyword argument", which names neither the dict nor the fix."""
+    clashes = [name for name in given if name in taken]
+    if clashes:
+        hints = "; ".join(f"{name}: {taken[name]}" for name in clashes)
+        raise HandoffDagError(f"{where} can't set {', '.join(clashes)} ({hints})")
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     """The project and its stack.
@@ -107,6 +130,7 @@ class RenderConfig:
         if self.mode not in MODES:
             raise HandoffDagError(f"mode {self.mode!r}: use one of {', '.join(MODES)}")
         object.__setattr__(self, "push_args", _frozen_mapping(self.push_args))
+        reject_factory_arguments("push_kwargs", self.push_args, _FROM_THE_FACTORY)
 
     @property
     def pushes(self) -> bool:
@@ -130,6 +154,11 @@ class ExecutionConfig:
 
     #: The mode's name in ``execution=`` and in the DAG's documentation.
     name: ClassVar[str]
+    #: The run operator's arguments this mode sets itself (beside the factory's own), each
+    #: with where to give it instead: never taken from ``operator_args``.
+    own_arguments: ClassVar[Mapping[str, str]] = {}
+    #: What users call ``operator_args`` in the factories' shorthand (for errors).
+    operator_args_given_as: ClassVar[str] = "run_kwargs"
 
     operator_args: Mapping[str, Any] = field(default_factory=dict)
 
@@ -145,7 +174,16 @@ class ExecutionConfig:
         return cls(operator_args=operator_args or {})
 
     def check(self, project: ProjectConfig, render: RenderConfig) -> None:
-        """Raise ``HandoffDagError`` when this execution can't run that project/render."""
+        """Raise ``HandoffDagError`` when this execution can't run that project/render.
+        (Subclasses extend it; this one rejects operator arguments the factory sets.)"""
+        taken = {
+            **_FROM_THE_FACTORY,
+            **{name: f"give {name}= to the factory" for name in _RUN_INPUTS},
+            "project_dir": "the folder is the factory's first argument; mode='run_local' "
+            "runs from it",
+            **self.own_arguments,
+        }
+        reject_factory_arguments(self.operator_args_given_as, self.operator_args, taken)
 
     def run_tasks(
         self, info: ProjectInfo, project: ProjectConfig, render: RenderConfig, *, stack: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import textwrap
@@ -458,3 +459,35 @@ def test_config_objects_in_a_task_group_and_their_errors(tmp_path: Path) -> None
         handoff_dag(project, dag_id="k8s", execution="k8s")
     with pytest.raises(HandoffDagError, match="mode 'push'"):
         RenderConfig(mode="push")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"run_kwargs": {"task_id": "x"}}, "run_kwargs can't set task_id (task_id: the factory"),
+        ({"run_kwargs": {"stack": "s", "vars": {}}}, "can't set stack, vars (stack: give stack="),
+        ({"run_kwargs": {"project_dir": "/p"}}, "mode='run_local' runs from it"),
+        ({"push_kwargs": {"bucket": "b"}}, "push_kwargs can't set bucket (bucket: give bucket="),
+        (
+            {"execution": "ecs", "ecs": {"cluster": "c", "task_definition": "t", "bucket": "b"}},
+            "ecs={...}/run_kwargs can't set bucket",
+        ),
+        (
+            {
+                "execution": "ecs",
+                "ecs": {"cluster": "c", "task_definition": "t"},
+                "run_kwargs": {"subnets": ["s-1"]},
+            },
+            "can't set subnets (subnets: give it in ecs={'subnets': ...})",
+        ),
+    ],
+)
+def test_task_arguments_the_factory_sets_are_refused_naming_the_dict(
+    tmp_path: Path, arguments: dict[str, Any], message: str
+) -> None:
+    """An argument the factory gives the task itself, repeated in ``run_kwargs``/
+    ``push_kwargs``/``ecs={...}``, is one line naming the dict and where it goes instead,
+    not the constructor's "got multiple values for keyword argument"."""
+    project = write_project(tmp_path, PIPELINE, name="clash")
+    with pytest.raises(HandoffDagError, match=re.escape(message)):
+        handoff_dag(project, dag_id="clash", stack="s", bucket="b", schedule=None, **arguments)

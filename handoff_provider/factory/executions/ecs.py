@@ -44,6 +44,19 @@ class EcsExecution(ExecutionConfig):
     assign_public_ip: bool = False
     region_name: str | None = None
 
+    operator_args_given_as: ClassVar[str] = "ecs={...}/run_kwargs"
+    own_arguments: ClassVar[Mapping[str, str]] = {
+        name: f"give it in ecs={{'{name}': ...}}"
+        for name in (
+            "cluster",
+            "task_definition",
+            "subnets",
+            "security_groups",
+            "assign_public_ip",
+            "region_name",
+        )
+    }
+
     @classmethod
     def from_keywords(
         cls, settings: Mapping[str, Any] | None, operator_args: Mapping[str, Any] | None
@@ -62,6 +75,7 @@ class EcsExecution(ExecutionConfig):
         )
 
     def check(self, project: ProjectConfig, render: RenderConfig) -> None:
+        super().check(project, render)
         if render.runs_from_folder:
             raise HandoffDagError(
                 "execution 'ecs' runs from the remote config: use mode 'push_and_run' or "
