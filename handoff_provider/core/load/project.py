@@ -131,11 +131,12 @@ def project_from_document(document: Mapping[str, Any], *, source: str) -> Projec
 
 
 def load_project(project_dir: Path) -> Project:
-    """``project_from_document(compile_document(dir))``, errors naming ``<dir>/project.yml``."""
+    """The model of a project folder, errors naming ``<dir>/project.yml``: what
+    ``project_from_document(compile_document(dir))`` gives, without validating the
+    compiled document a second time (:func:`compile_document` returns it validated and
+    canonical; a fetched document is what :func:`project_from_document` is for)."""
     project_dir = Path(project_dir)
-    return project_from_document(
-        compile_document(project_dir), source=str(project_dir / PROJECT_FILE)
-    )
+    return _build_project(compile_document(project_dir), source=str(project_dir / PROJECT_FILE))
 
 
 def read_config_files(project_dir: Path) -> list[dict[str, str]]:
