@@ -51,9 +51,9 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
 _FROM_THE_FACTORY = {
     "task_id": "the factory names its tasks",
     "project_dir": "the project folder is the factory's first argument",
-    "stack": "give stack= to the factory",
-    "bucket": "give bucket= to the factory",
-    "aws_conn_id": "give aws_conn_id= to the factory",
+    "stack": "give it as the factory's (or ProjectConfig's) stack=",
+    "bucket": "give it as the factory's (or ProjectConfig's) bucket=",
+    "aws_conn_id": "give it as the factory's (or ProjectConfig's) aws_conn_id=",
 }
 
 
@@ -178,7 +178,10 @@ class ExecutionConfig:
         (Subclasses extend it; this one rejects operator arguments the factory sets.)"""
         taken = {
             **_FROM_THE_FACTORY,
-            **{name: f"give {name}= to the factory" for name in _RUN_INPUTS},
+            **{
+                name: f"give it as the factory's (or ProjectConfig's) {name}="
+                for name in _RUN_INPUTS
+            },
             "project_dir": "the folder is the factory's first argument; mode='run_local' "
             "runs from it",
             **self.own_arguments,

@@ -465,9 +465,15 @@ def test_config_objects_in_a_task_group_and_their_errors(tmp_path: Path) -> None
     ("arguments", "message"),
     [
         ({"run_kwargs": {"task_id": "x"}}, "run_kwargs can't set task_id (task_id: the factory"),
-        ({"run_kwargs": {"stack": "s", "vars": {}}}, "can't set stack, vars (stack: give stack="),
+        (
+            {"run_kwargs": {"stack": "s", "vars": {}}},
+            "can't set stack, vars (stack: give it as the factory's (or ProjectConfig's) stack=",
+        ),
         ({"run_kwargs": {"project_dir": "/p"}}, "mode='run_local' runs from it"),
-        ({"push_kwargs": {"bucket": "b"}}, "push_kwargs can't set bucket (bucket: give bucket="),
+        (
+            {"push_kwargs": {"bucket": "b"}},
+            "push_kwargs can't set bucket (bucket: give it as the factory's",
+        ),
         (
             {"execution": "ecs", "ecs": {"cluster": "c", "task_definition": "t", "bucket": "b"}},
             "ecs={...}/run_kwargs can't set bucket",
@@ -478,7 +484,7 @@ def test_config_objects_in_a_task_group_and_their_errors(tmp_path: Path) -> None
                 "ecs": {"cluster": "c", "task_definition": "t"},
                 "run_kwargs": {"subnets": ["s-1"]},
             },
-            "can't set subnets (subnets: give it in ecs={'subnets': ...})",
+            "can't set subnets (subnets: give it in ecs={'subnets': ...} (or as EcsExecution's",
         ),
     ],
 )

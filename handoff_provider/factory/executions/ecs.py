@@ -46,7 +46,7 @@ class EcsExecution(ExecutionConfig):
 
     operator_args_given_as: ClassVar[str] = "ecs={...}/run_kwargs"
     own_arguments: ClassVar[Mapping[str, str]] = {
-        name: f"give it in ecs={{'{name}': ...}}"
+        name: f"give it in ecs={{'{name}': ...}} (or as EcsExecution's {name}=)"
         for name in (
             "cluster",
             "task_definition",
