@@ -259,17 +259,28 @@ def handoff_dags_for_folder(
 
 def _project_names(folder: str) -> list[str]:
     """The subfolders of ``folder`` holding a ``project.yml``, sorted: what
-    ``folder.glob("*/project.yml")`` finds, in one directory listing (no ``Path`` per entry)."""
+    ``folder.glob("*/project.yml")`` finds, in one directory listing (no ``Path`` per entry).
+    A folder that is missing, or is one project, is an error: it would give no DAG and no
+    import error to say why. An existing folder with no project yet gives none."""
     try:
         entries = os.scandir(folder)
-    except OSError:
-        return []
+    except FileNotFoundError:
+        raise HandoffDagError(f"{folder}: folder of projects not found") from None
+    except NotADirectoryError:
+        raise HandoffDagError(f"{folder}: not a folder (of project folders)") from None
+    except OSError as exc:
+        raise HandoffDagError(f"{folder}: can't list the folder ({exc.strerror})") from None
     with entries:
-        return sorted(
+        names = sorted(
             entry.name
             for entry in entries
             if entry.is_dir() and os.path.exists(os.path.join(entry.path, "project.yml"))
         )
+    if not names and os.path.exists(os.path.join(folder, "project.yml")):
+        raise HandoffDagError(
+            f"{folder}: is a project itself, not a folder of projects: use handoff_dag()"
+        )
+    return names
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from handoff_provider.arguments import mapping_argument
 from handoff_provider.factory.errors import HandoffDagError
 
 if TYPE_CHECKING:
@@ -41,10 +42,6 @@ MODES: tuple[str, ...] = ("push_and_run", "run_remote", "run_local")
 DEFAULT_AWS_CONN_ID = "aws_default"
 #: What the run task receives of a ``ProjectConfig`` besides its connection.
 _RUN_INPUTS = ("vars", "envs", "secret_envs")
-
-
-def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
 
 
 #: Where to give each argument the factory sets on its tasks itself.
@@ -94,7 +91,8 @@ class ProjectConfig:
 
     def __post_init__(self) -> None:
         for name in _RUN_INPUTS:
-            object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
+            value = mapping_argument(name, getattr(self, name), error=HandoffDagError)
+            object.__setattr__(self, name, value)
 
     def aws_arguments(self) -> dict[str, Any]:
         """The AWS connection every task is given: none when left at the operators' own
@@ -129,7 +127,10 @@ class RenderConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise HandoffDagError(f"mode {self.mode!r}: use one of {', '.join(MODES)}")
-        object.__setattr__(self, "push_args", _frozen_mapping(self.push_args))
+        push_args = mapping_argument(
+            "push_kwargs", self.push_args, string_keys=True, error=HandoffDagError
+        )
+        object.__setattr__(self, "push_args", push_args)
         reject_factory_arguments("push_kwargs", self.push_args, _FROM_THE_FACTORY)
 
     @property
@@ -163,7 +164,10 @@ class ExecutionConfig:
     operator_args: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "operator_args", _frozen_mapping(self.operator_args))
+        operator_args = mapping_argument(
+            self.operator_args_given_as, self.operator_args, string_keys=True, error=HandoffDagError
+        )
+        object.__setattr__(self, "operator_args", operator_args)
 
     @classmethod
     def from_keywords(

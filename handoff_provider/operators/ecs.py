@@ -39,6 +39,7 @@ from handoff_provider._compat import (
     default_deferrable,
     run_key_from_context,
 )
+from handoff_provider.arguments import mapping_argument, string_list_argument
 from handoff_provider.asset_events import report_last_event
 from handoff_provider.core.aws.ecs_failures import capacity_failure, transient_stop
 from handoff_provider.core.aws.errors import error_code
@@ -255,13 +256,13 @@ class HandoffEcsRunOperator(RunLineageMixin, EcsRunTaskOperator):
             ),
         )
         self.container_name = container_name
-        self.subnets = list(subnets) if subnets else None
-        self.security_groups = list(security_groups) if security_groups else None
+        self.subnets = string_list_argument("subnets", subnets)
+        self.security_groups = string_list_argument("security_groups", security_groups)
         self.assign_public_ip = assign_public_ip
         self.stack = stack
         self.bucket = bucket
         self.config_name = config_name
-        self.vars = dict(vars or {})
+        self.vars = mapping_argument("vars", vars)
         self.full_refresh = full_refresh
         self.no_state_update = no_state_update
         self.lock_wait = lock_wait

@@ -45,6 +45,7 @@ from handoff_provider._compat import (
     provider_setting,
     run_key_from_context,
 )
+from handoff_provider.arguments import mapping_argument
 from handoff_provider.asset_events import report_last_event
 from handoff_provider.core.layout import bucket_name, last_prefix, runs_prefix, s3_uri, stack_name
 from handoff_provider.lineage import RunLineageMixin
@@ -181,9 +182,9 @@ class HandoffRunOperator(RunLineageMixin, HandoffBaseOperator):
         self._name_stores(stack, bucket, config_name, kms_key_id)
         self.project_dir = os.fspath(project_dir) if project_dir is not None else None
         self.workspace = os.fspath(workspace) if workspace is not None else None
-        self.vars = dict(vars or {})
-        self.envs = dict(envs or {})
-        self.secret_envs = dict(secret_envs or {})
+        self.vars = mapping_argument("vars", vars)
+        self.envs = mapping_argument("envs", envs)
+        self.secret_envs = mapping_argument("secret_envs", secret_envs)
         self.push_artifacts = push_artifacts
         self.full_refresh = full_refresh
         self.no_state_update = no_state_update

@@ -464,6 +464,46 @@ def test_config_objects_in_a_task_group_and_their_errors(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
+        (
+            {"run_kwargs": "retries=2"},
+            "run_kwargs: expected a dict of names to values (got a string)",
+        ),
+        ({"run_kwargs": {1: 2}}, "run_kwargs: keys are argument names, strings (got an int)"),
+        ({"push_kwargs": ["x"]}, "push_kwargs: expected a dict of names to values (got a list)"),
+        ({"vars": ["day"]}, "vars: expected a dict of names to values (got a list)"),
+        ({"envs": "A=1"}, "envs: expected a dict of names to values (got a string)"),
+        (
+            {"execution": "ecs", "ecs": "c1"},
+            "ecs: expected a dict of names to values (got a string)",
+        ),
+        (
+            {"execution": "ecs", "ecs": {"cluster": "c", "task_definition": "t", "subnets": "s-1"}},
+            "ecs['subnets']: expected a list of strings (got a string)",
+        ),
+    ],
+)
+def test_arguments_of_the_wrong_shape_are_one_line_naming_them(
+    tmp_path: Path, arguments: dict[str, Any], message: str
+) -> None:
+    project = write_project(tmp_path, PIPELINE, name="shapes")
+    with pytest.raises(HandoffDagError, match=re.escape(message)):
+        handoff_dag(project, dag_id="shapes", stack="s", bucket="b", schedule=None, **arguments)
+
+
+def test_folder_factory_refuses_a_missing_folder_or_a_project(tmp_path: Path) -> None:
+    """Either would give no DAG and no import error saying why; an empty folder is fine."""
+    with pytest.raises(HandoffDagError, match="folder of projects not found"):
+        handoff_dags_for_folder(tmp_path / "typo", bucket="b", schedule=None)
+    project = write_project(tmp_path, PIPELINE, name="alone")
+    with pytest.raises(HandoffDagError, match=r"is a project itself.*use handoff_dag"):
+        handoff_dags_for_folder(project, bucket="b", schedule=None)
+    (tmp_path / "empty").mkdir()
+    assert handoff_dags_for_folder(tmp_path / "empty", bucket="b", schedule=None) == {}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
         ({"run_kwargs": {"task_id": "x"}}, "run_kwargs can't set task_id (task_id: the factory"),
         (
             {"run_kwargs": {"stack": "s", "vars": {}}},

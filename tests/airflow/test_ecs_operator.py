@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -524,6 +525,28 @@ def test_state_options_reach_the_container_full_refresh_and_no_state_update(
 def test_lock_wait_must_be_seconds() -> None:
     with pytest.raises(ValueError, match="lock_wait"):
         HandoffEcsRunOperator(task_id="t", cluster="c", task_definition="td", lock_wait=-1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"subnets": "subnet-1"}, "subnets: expected a list of strings (got a string)"),
+        (
+            {"security_groups": ["sg-1", 2]},
+            "security_groups: expected a list of strings (got an int",
+        ),
+        ({"vars": "day=1"}, "vars: expected a dict of names to values (got a string)"),
+    ],
+)
+def test_container_arguments_of_the_wrong_shape_are_one_line(
+    arguments: dict[str, Any], message: str
+) -> None:
+    """A subnet ID given as a string would otherwise become one subnet per letter."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HandoffEcsRunOperator(task_id="t", cluster="c", task_definition="td", **arguments)
+    assert HandoffEcsRunOperator(
+        task_id="t", cluster="c", task_definition="td", subnets=("subnet-1",)
+    ).subnets == ["subnet-1"]
 
 
 def test_config_values_never_in_the_request(

@@ -288,3 +288,11 @@ def test_default_args_and_mapping_reach_every_operator_argument(tmp_path: Path) 
     assert (run.workspace, run.lock_wait) == (str(tmp_path / "ws"), 5.0)
     assert run.outlets and run.outlets[0].uri == "s3://my-bucket/etl/last"
     assert mapped.partial_kwargs["stack"] == "s"
+
+
+def test_run_operator_mappings_of_the_wrong_shape_are_one_line() -> None:
+    with pytest.raises(
+        ValueError, match=r"secret_envs: expected a dict of names to values \(got a list\)"
+    ):
+        HandoffRunOperator(task_id="t", secret_envs=["TOKEN"])
+    assert HandoffRunOperator(task_id="t", envs={"A": "1"}).envs == {"A": "1"}

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from handoff_provider.arguments import mapping_argument, string_list_argument
 from handoff_provider.factory.config import ExecutionConfig, ProjectConfig, RenderConfig
 from handoff_provider.factory.errors import HandoffDagError
 
@@ -64,18 +65,23 @@ class EcsExecution(ExecutionConfig):
         """``ecs={...}``: its keys that are fields here, the rest (and ``run_kwargs``) as
         operator arguments."""
         own = {f.name for f in fields(cls)} - {"operator_args"}
-        settings = dict(settings or {})
+        settings = mapping_argument("ecs", settings, string_keys=True, error=HandoffDagError)
+        extra = mapping_argument(
+            "run_kwargs", operator_args, string_keys=True, error=HandoffDagError
+        )
         rest = {k: v for k, v in settings.items() if k not in own}
-        twice = sorted(set(rest) & set(operator_args or {}))
+        twice = sorted(set(rest) & set(extra))
         if twice:
             raise HandoffDagError(f"{', '.join(twice)}: given in both ecs={{...}} and run_kwargs")
         return cls(
             **{k: v for k, v in settings.items() if k in own},
-            operator_args={**rest, **(operator_args or {})},
+            operator_args={**rest, **extra},
         )
 
     def check(self, project: ProjectConfig, render: RenderConfig) -> None:
         super().check(project, render)
+        for name in ("subnets", "security_groups"):
+            string_list_argument(f"ecs['{name}']", getattr(self, name), error=HandoffDagError)
         if render.runs_from_folder:
             raise HandoffDagError(
                 "execution 'ecs' runs from the remote config: use mode 'push_and_run' or "
