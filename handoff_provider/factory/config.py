@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from handoff_provider.arguments import mapping_argument
@@ -155,9 +155,6 @@ class ExecutionConfig:
 
     #: The mode's name in ``execution=`` and in the DAG's documentation.
     name: ClassVar[str]
-    #: The run operator's arguments this mode sets itself (beside the factory's own), each
-    #: with where to give it instead: never taken from ``operator_args``.
-    own_arguments: ClassVar[Mapping[str, str]] = {}
     #: What users call ``operator_args`` in the factories' shorthand (for errors).
     operator_args_given_as: ClassVar[str] = "run_kwargs"
 
@@ -168,6 +165,12 @@ class ExecutionConfig:
             self.operator_args_given_as, self.operator_args, string_keys=True, error=HandoffDagError
         )
         object.__setattr__(self, "operator_args", operator_args)
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """The mode's own settings: its fields besides ``operator_args`` (``ecs={...}``'s
+        keys). The run task gets them from here, never from ``operator_args``."""
+        return tuple(f.name for f in fields(cls) if f.name != "operator_args")
 
     @classmethod
     def from_keywords(
@@ -188,7 +191,11 @@ class ExecutionConfig:
             },
             "project_dir": "the folder is the factory's first argument; mode='run_local' "
             "runs from it",
-            **self.own_arguments,
+            **{
+                name: f"give it in {self.name}={{'{name}': ...}} (or as "
+                f"{type(self).__name__}'s {name}=)"
+                for name in self.setting_names()
+            },
         }
         reject_factory_arguments(self.operator_args_given_as, self.operator_args, taken)
 

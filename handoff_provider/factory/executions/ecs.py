@@ -9,7 +9,7 @@ task definition.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from handoff_provider.arguments import mapping_argument, string_list_argument
@@ -46,17 +46,6 @@ class EcsExecution(ExecutionConfig):
     region_name: str | None = None
 
     operator_args_given_as: ClassVar[str] = "ecs={...}/run_kwargs"
-    own_arguments: ClassVar[Mapping[str, str]] = {
-        name: f"give it in ecs={{'{name}': ...}} (or as EcsExecution's {name}=)"
-        for name in (
-            "cluster",
-            "task_definition",
-            "subnets",
-            "security_groups",
-            "assign_public_ip",
-            "region_name",
-        )
-    }
 
     @classmethod
     def from_keywords(
@@ -64,7 +53,7 @@ class EcsExecution(ExecutionConfig):
     ) -> EcsExecution:
         """``ecs={...}``: its keys that are fields here, the rest (and ``run_kwargs``) as
         operator arguments."""
-        own = {f.name for f in fields(cls)} - {"operator_args"}
+        own = set(cls.setting_names())
         settings = mapping_argument("ecs", settings, string_keys=True, error=HandoffDagError)
         extra = mapping_argument(
             "run_kwargs", operator_args, string_keys=True, error=HandoffDagError
